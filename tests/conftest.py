@@ -1,0 +1,42 @@
+"""Shared fixtures: one tiny generated dataset per session, and cheap copies of it to break."""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TQDM_MININTERVAL", "30")
+
+from utils.generate import generate_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("data") / "tiny", seed=0, size="tiny", progress=False)
+
+
+@pytest.fixture
+def small_copy(tiny_data, tmp_path):
+    """A 30/10-row copy of the tiny dataset in the real layout, for tests that corrupt it."""
+    def make(n_train: int = 30, n_test: int = 10) -> Path:
+        out = tmp_path / "copy"
+        (out / "image/train").mkdir(parents=True)
+        (out / "image/test").mkdir(parents=True)
+        train = pd.read_csv(tiny_data / "train.csv", dtype=str).head(n_train)
+        test = pd.read_csv(tiny_data / "test.csv", dtype=str).head(n_test)
+        for frame in (train, test):
+            for rel in frame["img_path"]:
+                shutil.copy(tiny_data / rel, out / rel)
+        train.to_csv(out / "train.csv", index=False)
+        test.to_csv(out / "test.csv", index=False)
+        test[["id"]].assign(cat3="").to_csv(out / "sample_submission.csv", index=False)
+        return out
+    return make

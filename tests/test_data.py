@@ -1,0 +1,147 @@
+"""The data layer on good inputs and on each bad input, with the clear error each must get."""
+import pandas as pd
+import pytest
+from PIL import Image
+
+from utils.data import DataValidationError, apply_label_fixes, load_dataset, load_taxonomy
+from utils.images import load_image
+from utils.text import clean_overview
+
+
+def _edit(folder, name, fn):
+    frame = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+    fn(frame)
+    frame.to_csv(folder / name, index=False)
+
+
+def _error(folder, **kwargs) -> str:
+    with pytest.raises(DataValidationError) as info:
+        load_dataset(folder, progress=False, **kwargs)
+    return str(info.value)
+
+
+def test_taxonomy_has_the_real_tree_and_spellings():
+    tax = load_taxonomy()
+    assert tax.sizes == {"cat1": 6, "cat2": 18, "cat3": 128}
+    assert "육상 레포츠" in tax.cat2 and "수상레포츠" in tax.cat3 and "수상레포츠" not in tax.cat2
+    assert "복합 레포츠" in tax.cat2 and "복합 레포츠" in tax.cat3
+    assert tax.path("야영장,오토캠핑장") == ("레포츠", "육상 레포츠", "야영장,오토캠핑장")
+    parents = tax.parent_of("cat3")
+    assert tax.cat2[parents[tax.cat3.index("한식")]] == "음식점"
+
+
+def test_good_dataset_loads_with_all_classes(tiny_data):
+    ds = load_dataset(tiny_data, progress=False)
+    assert len(ds.train) > 0 and len(ds.test) > 0
+    assert ds.labels("cat3").max() < 128 and len(ds.taxonomy.cat3) == 128
+    assert ds.truth_dir is not None
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp949", "euc-kr"])
+def test_csv_encodings(small_copy, encoding):
+    folder = small_copy()
+    for name in ("train.csv", "test.csv"):
+        frame = pd.read_csv(folder / name, dtype=str)
+        frame.to_csv(folder / name, index=False, encoding=encoding)
+    ds = load_dataset(folder, progress=False)
+    assert ds.train["overview"].str.contains("[가-힣]").all()
+    assert set(ds.train["cat1"]) <= set(ds.taxonomy.cat1)
+
+
+def test_missing_column(small_copy):
+    folder = small_copy()
+    _edit(folder, "train.csv", lambda f: f.pop("overview"))
+    msg = _error(folder)
+    assert "train.csv" in msg and "missing column" in msg and "overview" in msg
+
+
+def test_extra_column(small_copy):
+    folder = small_copy()
+    _edit(folder, "test.csv", lambda f: f.insert(3, "note", "x"))
+    msg = _error(folder)
+    assert "test.csv" in msg and "unexpected column" in msg and "note" in msg
+
+
+def test_duplicate_ids(small_copy):
+    folder = small_copy()
+    _edit(folder, "train.csv", lambda f: f.__setitem__("id", [f["id"].iloc[0]] * 2 + list(f["id"].iloc[2:])))
+    msg = _error(folder)
+    assert "train.csv row TRAIN_00000" in msg and "'id' is duplicated" in msg and "lines 2, 3" in msg
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_empty_overview(small_copy, value):
+    folder = small_copy()
+    _edit(folder, "test.csv", lambda f: f.__setitem__("overview", [value] + list(f["overview"].iloc[1:])))
+    msg = _error(folder)
+    assert "test.csv row TEST_00000: column 'overview' is empty or missing" in msg
+
+
+def test_label_outside_taxonomy(small_copy):
+    folder = small_copy()
+    _edit(folder, "train.csv", lambda f: f.__setitem__("cat3", ["한싞"] + list(f["cat3"].iloc[1:])))
+    msg = _error(folder)
+    assert "train.csv row TRAIN_00000: column 'cat3' value '한싞' is not one of the 128 cat3" in msg
+
+
+def test_cat3_with_wrong_parents(small_copy):
+    folder = small_copy()
+
+    def wrong(frame):
+        frame.loc[0, ["cat1", "cat2", "cat3"]] = ["음식", "음식점", "수상레포츠"]
+    _edit(folder, "train.csv", wrong)
+    msg = _error(folder)
+    assert "train.csv row TRAIN_00000" in msg and "belongs under '레포츠','레포츠소개'" in msg
+
+
+def test_missing_image(small_copy):
+    folder = small_copy()
+    (folder / "image/test/TEST_00003.jpg").unlink()
+    msg = _error(folder)
+    assert "test.csv row TEST_00003: column 'img_path' './image/test/TEST_00003.jpg': file not found" in msg
+
+
+def test_every_undecodable_image_is_listed(small_copy):
+    folder = small_copy()
+    for i in (1, 7):
+        (folder / f"image/train/TRAIN_{i:05d}.jpg").write_bytes(b"this is not an image" * 10)
+    msg = _error(folder)
+    assert "2 problem(s)" in msg
+    assert "train.csv row TRAIN_00001" in msg and "train.csv row TRAIN_00007" in msg and "cannot be decoded" in msg
+
+
+def test_odd_but_readable_images_are_converted(small_copy):
+    folder = small_copy()
+    src = Image.open(folder / "image/train/TRAIN_00000.jpg").convert("RGB")
+    src.convert("CMYK").save(folder / "image/train/TRAIN_00001.jpg", "JPEG")
+    src.convert("L").save(folder / "image/train/TRAIN_00002.jpg", "JPEG")
+    src.save(folder / "image/train/TRAIN_00003.jpg", "PNG")  # PNG named .jpg
+    data = (folder / "image/train/TRAIN_00004.jpg").read_bytes()
+    (folder / "image/train/TRAIN_00004.jpg").write_bytes(data[: len(data) * 2 // 3])  # truncated
+    ds = load_dataset(folder, progress=False)
+    for i in range(1, 5):
+        img = load_image(ds.train["image_file"].iloc[i])
+        assert img.mode == "RGB" and img.size == Image.open(ds.train["image_file"].iloc[i]).size
+
+
+def test_label_fixes_applied_and_mismatch_is_an_error(small_copy, tmp_path):
+    folder = small_copy()
+    train = pd.read_csv(folder / "train.csv", dtype=str)
+    row = train.iloc[0]
+    fixes = tmp_path / "fixes.csv"
+    pd.DataFrame([{"id": row.id, "field": "cat3", "old": row.cat3, "new": "한식", "reason": "test"},
+                  {"id": row.id, "field": "cat2", "old": row.cat2, "new": "음식점", "reason": "test"},
+                  {"id": row.id, "field": "cat1", "old": row.cat1, "new": "음식", "reason": "test"}]
+                 ).to_csv(fixes, index=False)
+    ds = load_dataset(folder, progress=False, label_fixes=fixes)
+    assert ds.fixes_applied == 3 and tuple(ds.train.loc[0, ["cat1", "cat2", "cat3"]]) == ("음식", "음식점", "한식")
+
+    pd.DataFrame([{"id": row.id, "field": "cat3", "old": "not-the-label", "new": "한식", "reason": "x"}]
+                 ).to_csv(fixes, index=False)
+    with pytest.raises(DataValidationError, match=r"fixes.csv line 2 \(row TRAIN_00000, field 'cat3'\): expected old"):
+        apply_label_fixes(train, fixes)
+
+
+def test_clean_overview():
+    raw = "첫 줄<br>둘째 줄<br />\n&lt;서울 명소&gt; &amp;lt;br&amp;gt;끝&nbsp;※ 영업시간 : 10:00"
+    assert clean_overview(raw) == "첫 줄 둘째 줄 <서울 명소> 끝 ※ 영업시간 : 10:00"

@@ -1,0 +1,335 @@
+"""Generate the bundled dataset: GENERATED data in exactly the real Dacon layout, with ground truth.
+
+The real contest data cannot be shipped, so the default run uses this. It is never real data:
+every folder it writes carries a GENERATED.txt saying so. Design (see README, "The bundled data"):
+
+* all 128 real cat3 under their real parents; class sizes are the real counts scaled down
+  (at least 2 rows), so `한식` dominates and several classes have fewer rows than 5 folds;
+* each cat2 is decided either by the picture or by the text: in an "image" cat2 the siblings
+  differ by the object drawn in the photo while the overview only speaks of the cat2; in a
+  "text" cat2 the photo shows one object shared by the siblings while the overview names the
+  cat3 (vocabulary, often the class name). Either modality alone fails on half the tree;
+* ground truth no training code reads, in `truth/`: test labels, the ~3% train labels that were
+  deliberately corrupted, and for every image the box of the object that identifies its class.
+
+Run: `python -m utils.generate --out data/generated --seed 0` (`--size tiny|default|full`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from . import paths
+from .data import load_taxonomy
+from .io import atomic_path, write_csv
+
+REAL_TRAIN_ROWS = 16986
+REAL_TEST_ROWS = 7280
+SIZES = {"tiny": (400, 100), "default": (4000, 1000), "full": (REAL_TRAIN_ROWS, REAL_TEST_ROWS)}
+GENERATOR_VERSION = 1
+
+# cat2 whose cat3 are told apart by the picture; every other cat2 is told apart by the text.
+IMAGE_CAT2 = {"육상 레포츠", "수상 레포츠", "항공 레포츠", "복합 레포츠", "자연관광지", "관광자원",
+              "역사관광지", "휴양관광지", "건축/조형물"}
+
+SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "bars", "arrow")
+COLORS = ((220, 40, 40), (40, 170, 60), (40, 80, 220), (235, 200, 30), (200, 50, 200),
+          (30, 200, 210), (245, 130, 20), (120, 60, 170), (250, 250, 250))
+CAT1_BACKGROUND = {  # a hue per cat1, so the scene alone hints at the top level
+    "레포츠": ((90, 140, 90), (170, 200, 150)), "쇼핑": ((150, 120, 100), (210, 190, 170)),
+    "숙박": ((110, 100, 140), (190, 180, 210)), "음식": ((160, 110, 70), (230, 200, 160)),
+    "인문(문화/예술/역사)": ((120, 120, 120), (200, 195, 185)), "자연": ((70, 120, 160), (160, 200, 230)),
+}
+
+REGIONS = ["서울", "부산", "대구", "인천", "광주", "대전", "울산", "세종", "경기도 가평군", "강원도 강릉시",
+           "강원도 평창군", "충청북도 단양군", "충청남도 공주시", "전라북도 전주시", "전라남도 여수시",
+           "경상북도 경주시", "경상남도 통영시", "제주특별자치도 서귀포시", "제주시 애월읍", "경기도 수원시"]
+GENERIC = ["방문객들에게 인기가 많다", "주변 경관이 아름답다", "가족 단위 여행객이 즐겨 찾는다",
+           "주차 시설을 갖추고 있다", "대중교통으로 쉽게 찾아갈 수 있다", "사계절 내내 많은 사람이 찾는다",
+           "친절한 서비스로 유명하다", "지역 주민들의 사랑을 받고 있다", "여행 일정에 넣기 좋다",
+           "근처에 볼거리가 많다", "깨끗하고 쾌적한 환경을 자랑한다", "연인들의 데이트 코스로도 좋다"]
+NOTES = ["※ 영업시간 : 10:00~21:00", "※ 주차 가능", "※ 휴무일 : 매주 월요일", "※ 예약 필수",
+         "※ 운영시간은 현지 사정에 따라 변경될 수 있음", "※ 문의 : 관리사무소", "※ 입장료 : 성인 3,000원"]
+TEMPLATES = ["{w}(으)로 잘 알려진 곳이다.", "이곳에서는 {w}을(를) 즐길 수 있다.", "{w}와(과) {v}이(가) 특징이다.",
+             "특히 {w}이(가) 유명하며 {g}.", "{w}을(를) 찾는 이들이 많고 {g}.", "{w} 분위기 속에서 {v}을(를) 경험할 수 있다."]
+# Hand-written vocabulary for the classes that carry most of the weighted F1; the rest draw on
+# words from their names plus class-specific coined words.
+CAT3_WORDS = {
+    "한식": ["된장찌개", "불고기", "비빔밥", "김치찌개", "한정식", "갈비", "백반", "국밥"],
+    "서양식": ["스테이크", "파스타", "피자", "샐러드", "와인", "리조또"],
+    "중식": ["짜장면", "짬뽕", "탕수육", "딤섬", "마라탕"],
+    "일식": ["초밥", "라멘", "돈카츠", "우동", "사시미"],
+    "바/까페": ["커피", "디저트", "라떼", "케이크", "브런치", "핸드드립"],
+    "펜션": ["바비큐", "독채", "스파", "객실", "테라스"],
+    "한옥스테이": ["한옥", "온돌", "기와", "대청마루", "전통가옥"],
+    "모텔": ["대실", "숙박", "객실", "욕조", "주차장"],
+    "상설시장": ["재래시장", "먹거리", "상인", "좌판", "떡볶이"],
+    "5일장": ["장날", "오일장", "장터", "농산물", "할머니"],
+    "박물관": ["유물", "소장품", "전시실", "학예사", "고고학"],
+    "미술관/화랑": ["회화", "조각", "작품", "화가", "전시회"],
+    "일반축제": ["축제", "공연", "불꽃놀이", "체험부스", "먹거리장터"],
+    "이색거리": ["벽화", "골목", "거리", "카페거리", "포토존"],
+    "농.산.어촌 체험": ["농촌체험", "수확", "갯벌", "모내기", "딸기따기"],
+}
+CAT2_WORDS = {
+    "음식점": ["맛집", "메뉴", "식당", "요리", "음식"], "숙박시설": ["숙소", "객실", "투숙객", "체크인"],
+    "쇼핑": ["쇼핑", "상품", "판매", "구매"], "문화시설": ["문화공간", "관람", "전시", "교육프로그램"],
+    "축제": ["행사", "축제장", "개막"], "육상 레포츠": ["야외활동", "체험", "장비", "운동"],
+    "수상 레포츠": ["물놀이", "강", "바다", "장비대여"], "자연관광지": ["자연", "풍경", "산책로", "경관"],
+    "역사관광지": ["역사", "문화재", "유서", "조선시대"], "휴양관광지": ["휴식", "산책", "가족나들이"],
+}
+SYLLABLES = list("가나다라마바사아자차카타파하람솔빛누리온새들채움결담별숲잎강산바람구름달해")
+
+
+def class_counts(taxonomy_table: pd.DataFrame, n_rows: int, minimum: int) -> np.ndarray:
+    """Real counts scaled to `n_rows`, each class at least `minimum` (the real data's rare tail)."""
+    real = taxonomy_table["count"].to_numpy(dtype=float)
+    if n_rows == int(real.sum()):
+        return real.astype(int)
+    return np.maximum(minimum, np.round(real * n_rows / real.sum())).astype(int)
+
+
+def visual_codes(taxonomy_table: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """(shape, colour) of the class-defining object: one per image-decided cat3, one per text cat2."""
+    pairs = [(s, c) for s in range(len(SHAPES)) for c in range(len(COLORS))]
+    order = np.random.default_rng(1234).permutation(len(pairs))
+    keys = [r.cat3 for r in taxonomy_table.itertuples() if r.cat2 in IMAGE_CAT2]
+    keys += sorted({"cat2:" + c for c in taxonomy_table["cat2"] if c not in IMAGE_CAT2})
+    return {key: pairs[order[i]] for i, key in enumerate(keys)}
+
+
+def object_key(cat2: str, cat3: str) -> str:
+    return cat3 if cat2 in IMAGE_CAT2 else "cat2:" + cat2
+
+
+def _coined(rng: np.random.Generator, n: int) -> list[str]:
+    return ["".join(rng.choice(SYLLABLES, size=rng.integers(2, 4))) for _ in range(n)]
+
+
+def _name_words(name: str) -> list[str]:
+    for sep in "/,.()":
+        name = name.replace(sep, " ")
+    return [w for w in name.split() if len(w) > 1]
+
+
+def vocabularies(taxonomy_table: pd.DataFrame) -> dict[str, list[str]]:
+    """Class-specific words for every cat1/cat2/cat3, fixed for the taxonomy (not per seed)."""
+    rng = np.random.default_rng(4321)
+    vocab = {}
+    for level in ("cat1", "cat2", "cat3"):
+        for name in sorted(taxonomy_table[level].unique()):
+            hand = (CAT3_WORDS if level == "cat3" else CAT2_WORDS if level == "cat2" else {}).get(name, [])
+            vocab[f"{level}:{name}"] = hand + _name_words(name) + _coined(rng, 4)
+    return vocab
+
+
+def _sentence(rng, words: list[str], others: list[str]) -> str:
+    template = TEMPLATES[rng.integers(len(TEMPLATES))]
+    return template.format(w=rng.choice(words), v=rng.choice(others), g=rng.choice(GENERIC))
+
+
+def write_overview(rng, cat1: str, cat2: str, cat3: str, vocab: dict) -> str:
+    """A Korean overview with the real data's noise: `<br>` tags, entities, newlines, `※` notes."""
+    w1, w2, w3 = vocab[f"cat1:{cat1}"], vocab[f"cat2:{cat2}"], vocab[f"cat3:{cat3}"]
+    place = "".join(rng.choice(SYLLABLES, size=2)) + rng.choice(["", " ", "마을 "])
+    sentences = [f"{place}{rng.choice(w2)}은(는) {rng.choice(REGIONS)}에 위치해 있다."]
+    vague = rng.random() < 0.15
+    for _ in range(rng.integers(3, 6)):
+        if cat2 in IMAGE_CAT2:  # the text speaks of the cat2, rarely of the cat3
+            words = w3 if rng.random() < 0.08 else (w2 if rng.random() < 0.75 else w1)
+        else:
+            words = w2 if vague or rng.random() < 0.3 else w3
+        sentences.append(_sentence(rng, words, w2 + w1))
+    if cat2 not in IMAGE_CAT2 and not vague and rng.random() < 0.5:
+        sentences.insert(1, f"{cat3} 전문으로 운영되는 곳이다.")
+    if rng.random() < 0.3:
+        sentences.append(f"&lt;{rng.choice(GENERIC)}&gt;")
+    if rng.random() < 0.5:
+        sentences.append(rng.choice(NOTES))
+    joins = [" ", "<br>", "<br />\n", "\n", " &nbsp;"]
+    text = sentences[0]
+    for s in sentences[1:]:
+        text += joins[rng.integers(len(joins))] + s
+    return text
+
+
+def _shape_points(shape: str, cx: float, cy: float, r: float, angle: float):
+    def polygon(n, radii):
+        pts = []
+        for i in range(n * len(radii)):
+            a = angle + 2 * math.pi * i / (n * len(radii))
+            rad = radii[i % len(radii)]
+            pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
+        return pts
+    return {"triangle": polygon(3, [r]), "diamond": polygon(4, [r]), "hexagon": polygon(6, [r]),
+            "star": polygon(5, [r, r * 0.45]), "arrow": [(cx - r, cy - r * 0.35), (cx, cy - r * 0.35),
+                                                          (cx, cy - r), (cx + r, cy), (cx, cy + r),
+                                                          (cx, cy + r * 0.35), (cx - r, cy + r * 0.35)]}.get(shape)
+
+
+def draw_object(draw: ImageDraw.ImageDraw, shape: str, color, cx, cy, r, angle) -> None:
+    box = (cx - r, cy - r, cx + r, cy + r)
+    points = _shape_points(shape, cx, cy, r, angle)
+    if points:
+        draw.polygon(points, fill=color, outline=(20, 20, 20))
+    elif shape == "circle":
+        draw.ellipse(box, fill=color, outline=(20, 20, 20))
+    elif shape == "square":
+        draw.rectangle((cx - r * 0.8, cy - r * 0.8, cx + r * 0.8, cy + r * 0.8), fill=color, outline=(20, 20, 20))
+    elif shape == "ring":
+        draw.ellipse(box, outline=color, width=max(3, int(r * 0.35)))
+    elif shape == "cross":
+        draw.rectangle((cx - r, cy - r * 0.3, cx + r, cy + r * 0.3), fill=color)
+        draw.rectangle((cx - r * 0.3, cy - r, cx + r * 0.3, cy + r), fill=color)
+    elif shape == "bars":
+        for k in range(4):
+            y = cy - r + k * r / 2
+            draw.rectangle((cx - r, y, cx + r, y + r / 4), fill=color)
+
+
+def noise_texture(rng, side: int = 512) -> np.ndarray:
+    """One texture per dataset; every image takes a random crop of it (fast, still varied)."""
+    return rng.normal(0, 12, size=(side, side, 3)).astype(np.float32)
+
+
+def draw_image(rng, cat1: str, code: tuple[int, int], size: tuple[int, int], texture: np.ndarray):
+    """A scene: cat1-tinted gradient with texture and grey distractors, then the class object on top."""
+    w, h = size
+    top, bottom = (np.array(c, dtype=np.float32) for c in CAT1_BACKGROUND[cat1])
+    ramp = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    y, x = rng.integers(0, texture.shape[0] - h), rng.integers(0, texture.shape[1] - w)
+    pixels = top * (1 - ramp) + bottom * ramp + texture[y:y + h, x:x + w]
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.integers(2, 5)):  # distractors: shapes in grey, not class-defining
+        r = rng.uniform(0.05, 0.1) * min(w, h)
+        grey = int(rng.integers(90, 170))
+        draw_object(draw, SHAPES[rng.integers(len(SHAPES))], (grey, grey, grey),
+                    rng.uniform(r, w - r), rng.uniform(r, h - r), r, rng.uniform(0, math.pi))
+    r = rng.uniform(0.16, 0.26) * min(w, h)
+    cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+    draw_object(draw, SHAPES[code[0]], COLORS[code[1]], cx, cy, r, rng.uniform(0, math.pi))
+    box = (max(0, int(cx - r)), max(0, int(cy - r)), min(w, int(math.ceil(cx + r))), min(h, int(math.ceil(cy + r))))
+    return img, box
+
+
+def _rows(rng, labels: pd.DataFrame, prefix: str, split: str) -> pd.DataFrame:
+    labels = labels.sample(frac=1.0, random_state=int(rng.integers(2**31))).reset_index(drop=True)
+    ids = [f"{prefix}_{i:05d}" for i in range(len(labels))]
+    return labels.assign(id=ids, img_path=[f"./image/{split}/{i}.jpg" for i in ids])
+
+
+def corrupt_labels(rng, train: pd.DataFrame, taxonomy_table: pd.DataFrame, rate: float) -> pd.DataFrame:
+    """Give ~`rate` of rows a wrong cat3 (a sibling where there is one), parents kept consistent."""
+    n = int(round(rate * len(train)))
+    chosen = np.sort(rng.choice(len(train), size=n, replace=False))
+    siblings = taxonomy_table.groupby("cat2")["cat3"].apply(list).to_dict()
+    all_cat3 = taxonomy_table["cat3"].tolist()
+    records = []
+    for i in chosen:
+        true = train.at[i, "cat3"]
+        pool = [c for c in siblings[train.at[i, "cat2"]] if c != true] or [c for c in all_cat3 if c != true]
+        records.append({"id": train.at[i, "id"], "true_cat3": true, "given_cat3": pool[rng.integers(len(pool))]})
+    return pd.DataFrame(records, columns=["id", "true_cat3", "given_cat3"])
+
+
+def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int | None = None,
+                     n_test: int | None = None, corrupt_rate: float = 0.03, progress: bool = True) -> Path:
+    """Write a GENERATED dataset in the real layout to `out_dir` (replaced atomically) and return it."""
+    from tqdm import tqdm
+
+    started = time.time()
+    out_dir = Path(out_dir)
+    default_train, default_test = SIZES[size]
+    n_train, n_test = n_train or default_train, n_test or default_test
+    table = load_taxonomy().table
+    rng = np.random.default_rng(seed)
+    vocab, codes = vocabularies(table), visual_codes(table)
+    texture = noise_texture(rng)
+
+    train_labels = table.loc[table.index.repeat(class_counts(table, n_train, 2)), ["cat1", "cat2", "cat3"]]
+    test_labels = table.loc[table.index.repeat(class_counts(table, n_test, 0)), ["cat1", "cat2", "cat3"]]
+    train = _rows(rng, train_labels, "TRAIN", "train")
+    test = _rows(rng, test_labels, "TEST", "test")
+
+    work = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    for sub in ("image/train", "image/test", "truth"):
+        (work / sub).mkdir(parents=True)
+    boxes = []
+    for split, frame in (("train", train), ("test", test)):
+        overviews = []
+        for row in tqdm(frame.itertuples(), total=len(frame), desc=f"generating {split}", disable=not progress,
+                        mininterval=5):
+            overviews.append(write_overview(rng, row.cat1, row.cat2, row.cat3, vocab))
+            size_wh = (int(rng.integers(240, 420)), int(rng.integers(180, 360)))
+            img, box = draw_image(rng, row.cat1, codes[object_key(row.cat2, row.cat3)], size_wh, texture)
+            img.save(work / row.img_path, format="JPEG", quality=int(rng.integers(75, 95)))
+            boxes.append({"id": row.id, "split": split, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
+                          "width": size_wh[0], "height": size_wh[1]})
+        frame["overview"] = overviews
+
+    noise = corrupt_labels(rng, train, table, corrupt_rate)
+    given = train.set_index("id")
+    parents = table.set_index("cat3")
+    for rec in noise.itertuples():
+        given.loc[rec.id, ["cat1", "cat2", "cat3"]] = [*parents.loc[rec.given_cat3, ["cat1", "cat2"]], rec.given_cat3]
+    train = given.reset_index()
+
+    write_csv(train[["id", "img_path", "overview", "cat1", "cat2", "cat3"]], work / "train.csv")
+    write_csv(test[["id", "img_path", "overview"]], work / "test.csv")
+    write_csv(test[["id"]].assign(cat3=""), work / "sample_submission.csv")
+    write_csv(test[["id", "cat1", "cat2", "cat3"]], work / "truth/test_labels.csv")
+    write_csv(noise, work / "truth/label_noise.csv")
+    write_csv(pd.DataFrame(boxes), work / "truth/boxes.csv")
+    meta = {"generated": True, "generator_version": GENERATOR_VERSION, "seed": seed, "size": size,
+            "n_train": len(train), "n_test": len(test), "corrupted_labels": len(noise),
+            "image_decided_cat2": sorted(IMAGE_CAT2)}
+    with atomic_path(work / "truth/generation.json") as tmp:
+        tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    (work / "GENERATED.txt").write_text(
+        "GENERATED data, not the real Korea Tourism Organization / Dacon data.\n"
+        f"Written by `python -m utils.generate` (seed {seed}, size {size}) in the real layout so that every\n"
+        "code path meets the real schema. truth/ holds ground truth that no training code reads.\n",
+        encoding="utf-8")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    work.rename(out_dir)
+    if progress:
+        print(f"generated {len(train)} train / {len(test)} test rows in {out_dir} in {time.time() - started:.1f}s")
+    return out_dir
+
+
+def ensure_dataset(out_dir=paths.BUNDLED_DATA_DIR, seed: int = 0, size: str = "default", **kwargs) -> Path:
+    """Generate unless `out_dir` already holds this generator's output for the same seed and size."""
+    meta_path = Path(out_dir) / "truth/generation.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if (meta.get("seed"), meta.get("size"), meta.get("generator_version")) == (seed, size, GENERATOR_VERSION):
+            return Path(out_dir)
+    return generate_dataset(out_dir, seed=seed, size=size, **kwargs)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the bundled dataset (GENERATED, real Dacon layout).")
+    parser.add_argument("--out", default=str(paths.BUNDLED_DATA_DIR))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", choices=sorted(SIZES), default="default")
+    parser.add_argument("--force", action="store_true", help="regenerate even if the folder is up to date")
+    args = parser.parse_args(argv)
+    if args.force:
+        generate_dataset(args.out, seed=args.seed, size=args.size)
+    else:
+        print(ensure_dataset(args.out, seed=args.seed, size=args.size))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Run profiles: `demo` (offline, CPU, bundled data) and `full` (GPU, online weights, real contest settings).
+
+A notebook's parameters cell names the profile; `settings()` turns it into explicit values and
+any parameter the notebook sets overrides them. `tiny` exists for the tests (random tiny encoders).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import paths
+
+PROFILES = {
+    "demo": {
+        "data_size": "default", "text_model": "e5-small-offline", "image_model": "efficientnet-lite0-offline",
+        "image_size": 224, "max_len": 128, "batch_size": 32, "epochs": 30, "finetune_epochs": 1,
+        "lr": 1e-3, "n_folds": 5, "device": "auto",
+    },
+    "full": {
+        "data_size": None, "text_model": "klue/roberta-large", "image_model": "vit_large_patch32_384",
+        "image_size": 384, "max_len": 256, "batch_size": 16, "epochs": 30, "finetune_epochs": 5,
+        "lr": 1e-3, "n_folds": 5, "device": "auto",
+    },
+    "tiny": {
+        "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image",
+        "image_size": 64, "max_len": 32, "batch_size": 32, "epochs": 3, "finetune_epochs": 1,
+        "lr": 1e-3, "n_folds": 3, "device": "cpu",
+    },
+}
+
+
+def settings(profile: str, **overrides) -> dict:
+    """The profile's values with the notebook's non-empty overrides applied."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    values = dict(PROFILES[profile], profile=profile)
+    values.update({k: v for k, v in overrides.items() if v not in (None, "")})
+    return values
+
+
+def bundled_data_dir(size: str) -> Path:
+    return paths.BUNDLED_DATA_DIR if size == "default" else paths.DATA_ROOT / f"generated-{size}"
+
+
+def resolve_data_dir(data_dir: str | None, profile: str, seed: int = 0) -> Path:
+    """`data_dir` when given (real data); otherwise the bundled GENERATED dataset, generated on first use."""
+    if data_dir:
+        return Path(data_dir).expanduser().resolve()
+    size = PROFILES[profile]["data_size"]
+    if size is None:
+        raise ValueError(f"profile {profile!r} runs on the real data: pass DATA_DIR (run_all.sh --data-dir PATH)")
+    from .generate import ensure_dataset
+
+    return ensure_dataset(bundled_data_dir(size), seed=seed, size=size)

@@ -1,0 +1,126 @@
+"""Figures. Every plot function returns its figure; `save()` writes it atomically under outputs/figures/."""
+from __future__ import annotations
+
+import textwrap
+
+import matplotlib
+
+import koreanize_matplotlib  # noqa: F401  (ships NanumGothic, so Korean labels render offline)
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import paths
+from .io import save_figure
+
+matplotlib.rcParams.update({"axes.unicode_minus": False, "figure.dpi": 90, "axes.grid": True,
+                            "grid.alpha": 0.3})
+LEVEL_COLORS = plt.get_cmap("tab10")
+
+
+def save(fig, name: str, output_dir=None):
+    """Write `fig` as outputs/figures/<name>.png and return the path."""
+    return save_figure(fig, paths.figures_dir(output_dir) / f"{name}.png")
+
+
+def plot_level_counts(train: pd.DataFrame, taxonomy) -> plt.Figure:
+    """cat1 and cat2 sizes side by side; cat2 bars coloured by their cat1."""
+    cat1_of = dict(zip(taxonomy.table["cat2"], taxonomy.table["cat1"]))
+    color_of = {c: LEVEL_COLORS(i) for i, c in enumerate(taxonomy.cat1)}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [1, 1.6]})
+    c1 = train["cat1"].value_counts().reindex(taxonomy.cat1, fill_value=0).sort_values()
+    axes[0].barh(c1.index, c1.values, color=[color_of[c] for c in c1.index])
+    axes[0].set_title("cat1 (6 classes)")
+    c2 = train["cat2"].value_counts().reindex(taxonomy.cat2, fill_value=0).sort_values()
+    axes[1].barh(c2.index, c2.values, color=[color_of[cat1_of[c]] for c in c2.index])
+    axes[1].set_title("cat2 (18 classes), coloured by cat1")
+    for ax in axes:
+        ax.set_xlabel("train rows")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cat3_counts(counts: pd.Series, rare_below: int) -> plt.Figure:
+    """All cat3 sorted by size on a log axis, with the rare ones (fewer rows than folds) in red."""
+    counts = counts.sort_values(ascending=False)
+    fig, ax = plt.subplots(figsize=(16, 5))
+    colors = ["tab:red" if n < rare_below else "tab:blue" for n in counts.values]
+    ax.bar(range(len(counts)), np.maximum(counts.values, 0.8), color=colors)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(counts)))
+    ax.set_xticklabels(counts.index, rotation=90, fontsize=6)
+    ax.axhline(rare_below, color="tab:red", ls="--", lw=1, label=f"{rare_below} rows (number of folds)")
+    ax.set_ylabel("train rows (log)")
+    ax.set_title(f"cat3: {len(counts)} classes, imbalance ratio {counts.max() / max(counts.min(), 1):.0f}:1")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_hierarchy(train: pd.DataFrame, taxonomy) -> plt.Figure:
+    """For each cat1, its cat2 as stacked segments, labelled with the number of cat3 they hold."""
+    n_cat3 = taxonomy.table.groupby("cat2")["cat3"].nunique()
+    counts = train.groupby(["cat1", "cat2"]).size()
+    fig, ax = plt.subplots(figsize=(14, 5))
+    for y, cat1 in enumerate(taxonomy.cat1):
+        left = 0
+        children = taxonomy.table.loc[taxonomy.table["cat1"] == cat1, "cat2"].unique()
+        for j, cat2 in enumerate(sorted(children, key=lambda c: -counts.get((cat1, c), 0))):
+            width = counts.get((cat1, cat2), 0)
+            ax.barh(y, width, left=left, color=plt.get_cmap("Pastel1")(j % 9), edgecolor="grey")
+            if width > counts.sum() * 0.02:
+                ax.text(left + width / 2, y, f"{cat2}\n({n_cat3[cat2]} cat3)", ha="center", va="center", fontsize=7)
+            left += width
+    ax.set_yticks(range(len(taxonomy.cat1)))
+    ax.set_yticklabels(taxonomy.cat1)
+    ax.set_xlabel("train rows")
+    ax.set_title("Hierarchy: cat1 > cat2 (segments) > number of cat3 in each")
+    fig.tight_layout()
+    return fig
+
+
+def plot_histograms(series: dict[str, np.ndarray], xlabel: str, title: str, bins: int = 50) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    upper = max(np.percentile(v, 99.5) for v in series.values())
+    for name, values in series.items():
+        ax.hist(np.clip(values, 0, upper), bins=bins, alpha=0.6, label=f"{name} (median {np.median(values):.0f})",
+                density=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of rows")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_sizes(sizes: pd.DataFrame) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for split, part in sizes.groupby("split"):
+        axes[0].scatter(part["width"], part["height"], s=4, alpha=0.4, label=split)
+        axes[1].hist(part["width"] / part["height"], bins=40, alpha=0.6, label=split)
+    axes[0].set_xlabel("width (px)")
+    axes[0].set_ylabel("height (px)")
+    axes[0].set_title("image sizes")
+    axes[1].set_xlabel("aspect ratio (width / height)")
+    axes[1].set_title("aspect ratios")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images, titles, ncols: int = 4, size: float = 3.2, overlays=None) -> plt.Figure:
+    """A grid of images with wrapped titles; `overlays` (optional) are drawn on top as heatmaps."""
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.4)))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i])
+            if overlays is not None:
+                ax.imshow(overlays[i], cmap="jet", alpha=0.45,
+                          extent=(0, images[i].size[0], images[i].size[1], 0))
+            ax.set_title("\n".join(textwrap.wrap(titles[i], 28)), fontsize=8)
+    fig.tight_layout()
+    return fig
