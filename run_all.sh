@@ -86,7 +86,7 @@ fi
 
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export NO_ALBUMENTATIONS_UPDATE=1
-export TQDM_MININTERVAL="${TQDM_MININTERVAL:-30}"   # progress bars: a few lines per loop in the logs, not thousands
+export TQDM_MININTERVAL="${TQDM_MININTERVAL:-30}" PIPELINE_QUIET_BARS=1   # a few progress lines per loop in the logs, not thousands
 export MPLBACKEND=Agg
 if [ "$PROFILE" != "full" ]; then export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; fi
 if [ "$MODE" = test ]; then

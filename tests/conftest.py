@@ -14,6 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_MININTERVAL", "30")
+os.environ.setdefault("PIPELINE_QUIET_BARS", "1")
 
 from utils.generate import generate_dataset  # noqa: E402
 

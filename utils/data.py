@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from .progress import bar
 
 from . import paths
 
@@ -220,8 +220,7 @@ def check_images_readable(frame: pd.DataFrame, name: str, progress: bool = True)
 
     problems = []
     rows = zip(frame["id"], frame["img_path"], frame["image_file"])
-    for rid, rel, path in tqdm(rows, total=len(frame), desc=f"checking {name} images", disable=not progress,
-                               mininterval=5):
+    for rid, rel, path in bar(rows, total=len(frame), desc=f"checking {name} images", disable=not progress):
         error = probe_image(path)
         if error:
             problems.append(f"{name} row {rid}: column 'img_path' {rel!r}: {error}")

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 from . import paths
 from .data import load_taxonomy
 from .io import atomic_path, write_csv
+from .progress import bar
 
 REAL_TRAIN_ROWS = 16986
 REAL_TEST_ROWS = 7280
@@ -244,7 +245,7 @@ def corrupt_labels(rng, train: pd.DataFrame, taxonomy_table: pd.DataFrame, rate:
 def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int | None = None,
                      n_test: int | None = None, corrupt_rate: float = 0.03, progress: bool = True) -> Path:
     """Write a GENERATED dataset in the real layout to `out_dir` (replaced atomically) and return it."""
-    from tqdm import tqdm
+    from .progress import bar
 
     started = time.time()
     out_dir = Path(out_dir)
@@ -267,8 +268,7 @@ def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int
     boxes = []
     for split, frame in (("train", train), ("test", test)):
         overviews = []
-        for row in tqdm(frame.itertuples(), total=len(frame), desc=f"generating {split}", disable=not progress,
-                        mininterval=5):
+        for row in bar(frame.itertuples(), total=len(frame), desc=f"generating {split}", disable=not progress):
             overviews.append(write_overview(rng, row.cat1, row.cat2, row.cat3, vocab))
             size_wh = (int(rng.integers(240, 420)), int(rng.integers(180, 360)))
             img, box = draw_image(rng, row.cat1, codes[object_key(row.cat2, row.cat3)], size_wh, texture)

@@ -49,6 +49,12 @@ class Run:
     data_dir: Path
     output_dir: Path
     seed: int
+    label_fixes: Path | None = None
+
+    @property
+    def runs_dir(self) -> Path:
+        """Checkpoints and histories of every training run (resumable, skipped when unchanged)."""
+        return self.output_dir / "runs"
 
     @property
     def generated(self) -> bool:
@@ -56,12 +62,28 @@ class Run:
         return (self.data_dir / "GENERATED.txt").exists()
 
 
-def start(profile: str, data_dir: str = "", output_dir: str = "", seed: int = 0, **overrides) -> Run:
+def default_label_fixes(data_dir: Path, label_fixes: str = "") -> Path | None:
+    """The reviewed corrections that apply to `data_dir`: `label_fixes` if given ("none" for none),
+    else data/label_fixes.csv for the bundled dataset, else <data_dir>/label_fixes.csv if present."""
+    if label_fixes == "none":
+        return None
+    if label_fixes:
+        return Path(label_fixes)
+    if data_dir == paths.BUNDLED_DATA_DIR.resolve() and paths.LABEL_FIXES_CSV.exists():
+        return paths.LABEL_FIXES_CSV
+    own = data_dir / "label_fixes.csv"
+    return own if own.exists() else None
+
+
+def start(profile: str, data_dir: str = "", output_dir: str = "", seed: int = 0, label_fixes: str = "",
+          **overrides) -> Run:
     """Resolve the run and print one line a reader needs: which data, which profile, where outputs go."""
     seed_everything(seed)
     cfg = settings(profile, **overrides)
-    run = Run(cfg, resolve_data_dir(data_dir, profile, seed), paths.outputs(output_dir), seed)
+    resolved = resolve_data_dir(data_dir, profile)
+    run = Run(cfg, resolved, paths.outputs(output_dir), seed, default_label_fixes(resolved, label_fixes))
     run.output_dir.mkdir(parents=True, exist_ok=True)
     kind = "GENERATED bundled data (not the real contest data)" if run.generated else "real data (no ground truth)"
-    print(f"profile {profile} | data {run.data_dir} [{kind}] | outputs {run.output_dir} | seed {seed}")
+    fixes = f" | label fixes {run.label_fixes}" if run.label_fixes else ""
+    print(f"profile {profile} | data {run.data_dir} [{kind}] | outputs {run.output_dir} | seed {seed}{fixes}")
     return run

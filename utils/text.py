@@ -37,9 +37,21 @@ def morphemes(texts, with_tags: bool = False) -> list[list[str]]:
 CONTENT_TAGS = ("NNG", "NNP", "VV", "VA", "SL", "XR", "SN")
 
 
+_CONTENT_CACHE: dict[str, list[str]] = {}
+
+
+def prime_content_morphemes(texts) -> None:
+    """Analyse many texts in one multi-threaded Kiwi call (2-3x faster than one by one) and keep them."""
+    todo = list(dict.fromkeys(t for t in texts if t not in _CONTENT_CACHE))
+    for text, tokens in zip(todo, kiwi().tokenize([clean_overview(t) for t in todo])):
+        _CONTENT_CACHE[text] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+
+
 def content_morphemes(text: str) -> list[str]:
     """Nouns, verb/adjective stems and foreign words: the tokens that carry a place's category."""
-    return [f"{t.form}" for t in kiwi().tokenize(clean_overview(text)) if t.tag.startswith(CONTENT_TAGS)]
+    if text not in _CONTENT_CACHE:
+        prime_content_morphemes([text])
+    return _CONTENT_CACHE[text]
 
 
 def morpheme_lengths(texts) -> "np.ndarray":

@@ -124,3 +124,57 @@ def image_grid(images, titles, ncols: int = 4, size: float = 3.2, overlays=None)
             ax.set_title("\n".join(textwrap.wrap(titles[i], 28)), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_histories(histories: dict[str, list[dict]]) -> plt.Figure:
+    """Training curves per model: loss, accuracy and validation weighted F1 of cat3 per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for i, (name, history) in enumerate(histories.items()):
+        if not history:
+            continue
+        h = pd.DataFrame(history)
+        color = LEVEL_COLORS(i % 10)
+        axes[0].plot(h["epoch"], h["train_loss"], color=color, label=f"{name} train")
+        axes[0].plot(h["epoch"], h["val_loss_cat3"], color=color, ls="--", label=f"{name} val (cat3)")
+        axes[1].plot(h["epoch"], h["train_accuracy_cat3"], color=color, label=f"{name} train")
+        axes[1].plot(h["epoch"], h["val_accuracy_cat3"], color=color, ls="--", label=f"{name} val")
+        axes[2].plot(h["epoch"], h["val_weighted_f1_cat3"], color=color, marker="o", ms=3, label=name)
+    for ax, title in zip(axes, ["loss (train: weighted sum of levels)", "accuracy cat3", "val weighted F1 cat3"]):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+    axes[2].legend(fontsize=7)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, names: list[str], title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(9, 8))
+    im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if matrix[i, j] >= 0.05:
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if matrix[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scores(table: pd.DataFrame, title: str = "weighted F1 on cat3 (validation)") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1))
+    t = table.sort_values("weighted_f1_cat3")
+    ax.barh(t["model"], t["weighted_f1_cat3"], color="tab:blue")
+    for y, v in enumerate(t["weighted_f1_cat3"]):
+        ax.text(v + 0.005, y, f"{v:.3f}", va="center", fontsize=8)
+    ax.set_xlim(0, 1.05)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,185 @@
+"""The multimodal fusion model, checked against the three faults of its public copies.
+
+Each check is also run on a deliberately broken variant, to show that the check can fail."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from utils.models import FusionTransformer, ImageTower, LateFusion, TextTower, build_model
+from utils.backbones import image_backbone, text_backbone
+from utils.profiles import settings
+
+SIZES = {"cat1": 6, "cat2": 18, "cat3": 128}
+
+
+def towers():
+    return (TextTower(text_backbone("tiny-text"), 1, False),
+            ImageTower(image_backbone("tiny-image"), 1, False))
+
+
+class BatchFirstFalse(FusionTransformer):
+    """Fault 1: batch_first left False, so (B, T, d) is read as (T, B, d): attention across the batch."""
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        layer = nn.TransformerEncoderLayer(self.cls.shape[-1], 4, 64, 0.0)
+        self.fusion = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    def _fuse(self, tokens, padding):
+        return self.fusion(tokens)
+
+
+class NoPaddingMask(FusionTransformer):
+    """Fault 2: no key padding mask, so padding tokens are attended to."""
+    def _fuse(self, tokens, padding):
+        return self.fusion(tokens)
+
+
+class EncoderInForward(FusionTransformer):
+    """Fault 3: the encoder built inside forward: fresh random weights every call, never trained."""
+    def _fuse(self, tokens, padding):
+        layer = nn.TransformerEncoderLayer(tokens.shape[-1], 4, 64, 0.0, batch_first=True)
+        return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)(tokens, src_key_padding_mask=padding)
+
+
+def make(cls):
+    torch.manual_seed(0)
+    model = cls(*towers(), SIZES, d_model=32, nhead=4, num_layers=2, dim_feedforward=64, dropout=0.0)
+    return model.eval()
+
+
+def batch(n=3, length=10, image_tokens=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(n, length, dtype=torch.long)
+    mask[0, 6:] = 0  # item 0 has 4 padding positions
+    return {"text_final": torch.randn(n, length, 32, generator=g), "text_mask": mask,
+            "image_final": torch.randn(n, image_tokens, 1280, generator=g)}
+
+
+def items_are_independent(model) -> bool:
+    """Item 0's output ignores its companions in the batch, yet depends on its own text and image."""
+    b1, b2 = batch(seed=0), batch(seed=1)
+    for key in b2:
+        b2[key][0] = b1[key][0]  # same item 0, different companions
+    own = copy.deepcopy(b1)
+    own["text_final"][0, :6] += 1.0
+    own["image_final"][0] += 1.0
+    with torch.no_grad():
+        ref = model(b1)["cat3"][0]
+        return (torch.allclose(ref, model(b2)["cat3"][0], atol=1e-5)
+                and not torch.allclose(ref, model(own)["cat3"][0], atol=1e-3))
+
+
+def padding_is_ignored(model) -> bool:
+    b = batch()
+    changed = copy.deepcopy(b)
+    changed["text_final"][0, 6:] = 100.0  # garbage under the padding
+    longer = {"text_final": torch.cat([b["text_final"], torch.randn(3, 5, 32)], 1),
+              "text_mask": torch.cat([b["text_mask"], torch.zeros(3, 5, dtype=torch.long)], 1),
+              "image_final": b["image_final"]}
+    with torch.no_grad():
+        ref = model(b)["cat3"]
+        return (torch.allclose(ref, model(changed)["cat3"], atol=1e-5)
+                and torch.allclose(ref, model(longer)["cat3"], atol=1e-5))
+
+
+def fusion_encoder_trains(model) -> bool:
+    with torch.no_grad():
+        same = torch.allclose(model(batch())["cat3"], model(batch())["cat3"])
+    owned = {id(p) for p in model.parameters()}
+    registered = len(list(model.fusion.parameters())) > 0 and all(id(p) in owned for p in model.fusion.parameters())
+    before = [p.detach().clone() for p in model.fusion.parameters()]
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss = model(batch())["cat3"].logsumexp(-1).mean()
+    loss.backward()
+    opt.step()
+    model.eval()
+    moved = any(not torch.equal(a, b) for a, b in zip(before, model.fusion.parameters()))
+    with torch.no_grad():
+        out = model(batch())["cat3"]
+        again = model(batch())["cat3"]
+    return same and registered and moved and torch.allclose(out, again)
+
+
+def test_fusion_attends_within_each_item_only():
+    assert items_are_independent(make(FusionTransformer))
+    assert not items_are_independent(make(BatchFirstFalse))
+
+
+def test_fusion_ignores_text_padding():
+    assert padding_is_ignored(make(FusionTransformer))
+    assert not padding_is_ignored(make(NoPaddingMask))
+
+
+def test_fusion_encoder_is_built_once_and_trains():
+    assert fusion_encoder_trains(make(FusionTransformer))
+    assert not fusion_encoder_trains(make(EncoderInForward))
+
+
+def test_fusion_encoder_is_batch_first_two_layers():
+    model = make(FusionTransformer)
+    assert model.fusion.layers[0].self_attn.batch_first and len(model.fusion.layers) == 2
+
+
+def test_every_kind_returns_three_heads_and_late_fusion_is_per_item():
+    cfg = settings("tiny")
+    b = {"text_final": torch.randn(2, 8, 32), "text_bottom": torch.randn(2, 8, 32),
+         "text_mask": torch.ones(2, 8, dtype=torch.long)}
+    tower = ImageTower(image_backbone("tiny-image"), 1, False)
+    b["image_bottom"] = tower.bottom(torch.randn(2, 3, 64, 64)).detach()
+    b["image_final"] = tower.top(b["image_bottom"]).detach()
+    for kind in ("text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "late_fusion",
+                 "fusion_transformer"):
+        out = build_model(kind, cfg, SIZES).eval()(b)
+        assert {k: v.shape for k, v in out.items()} == {"cat1": (2, 6), "cat2": (2, 18), "cat3": (2, 128)}
+    assert isinstance(build_model("late_fusion", cfg, SIZES), LateFusion)
+
+
+def test_finetuned_kinds_train_only_the_top():
+    cfg = settings("tiny")
+    model = build_model("text_finetuned", cfg, SIZES)
+    trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
+    layers = model.tower.encoder.encoder.layer
+    assert all(p.requires_grad for p in layers[-1].parameters())
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert "heads.trunk" in trainable or "heads.heads" in trainable
+    frozen = build_model("image_frozen", cfg, SIZES)
+    assert not any(p.requires_grad for p in frozen.tower.parameters())
+
+
+@pytest.mark.parametrize("kind", ["image_frozen"])
+def test_towers_split_reproduces_the_whole_encoder(kind):
+    text = TextTower(text_backbone("tiny-text"), 1, False).eval()
+    ids = torch.randint(4, 200, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    with torch.no_grad():
+        whole = text.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        split = text.top(text.bottom(ids, mask), mask)
+    assert torch.allclose((whole * mask[..., None]), (split * mask[..., None]), atol=1e-5)
+    image = ImageTower(image_backbone("tiny-image"), 1, False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = image.model.forward_features(x).flatten(2).transpose(1, 2)
+        assert torch.allclose(ref, image.top(image.bottom(x)), atol=1e-5)
+
+
+def test_finetuned_towers_run_their_top_even_when_final_states_are_present():
+    """A fine-tuned model must read the states below its trainable top, never the cached final ones."""
+    cfg = settings("tiny")
+    text = build_model("text_finetuned", cfg, SIZES).eval()
+    b = {"text_final": torch.randn(2, 8, 32), "text_bottom": torch.randn(2, 8, 32),
+         "text_mask": torch.ones(2, 8, dtype=torch.long)}
+    with torch.no_grad():
+        ref = text(b)["cat3"]
+        moved = text({**b, "text_bottom": b["text_bottom"] + 1})["cat3"]
+        same = text({**b, "text_final": b["text_final"] + 1})["cat3"]
+    assert not torch.allclose(ref, moved) and torch.allclose(ref, same)
+    image = build_model("image_finetuned", cfg, SIZES).eval()
+    tower = ImageTower(image_backbone("tiny-image"), 1, False)
+    low = tower.bottom(torch.randn(2, 3, 64, 64)).detach()
+    b = {"image_bottom": low, "image_final": tower.top(low).detach()}
+    with torch.no_grad():
+        assert torch.allclose(image(b)["cat3"], image({**b, "image_final": b["image_final"] + 1})["cat3"])

@@ -1,0 +1,87 @@
+"""The training engine: resume after an interruption, skip when unchanged, determinism, sampling."""
+import numpy as np
+import pytest
+import torch
+
+import utils.training as training
+from utils.models import build_model
+from utils.profiles import settings
+from utils.training import TensorData, TrainConfig, epoch_indices, fit
+
+SIZES = {"cat1": 6, "cat2": 18, "cat3": 128}
+
+
+def toy_data(n=120, seed=0):
+    """Image-token features whose cat3 is readable from them, with consistent parents."""
+    g = torch.Generator().manual_seed(seed)
+    cat3 = torch.randint(0, 8, (n,), generator=g)
+    x = torch.randn(n, 4, 1280, generator=g) * 0.1
+    x[torch.arange(n), :, cat3] += 3.0
+    return TensorData({"image_final": x, "cat1": cat3 % 6, "cat2": cat3 % 18, "cat3": cat3})
+
+
+def model():
+    return build_model("image_frozen", settings("tiny"), SIZES, seed=0)
+
+
+CFG = dict(epochs=4, batch_size=16, lr=5e-3, patience=10, device="cpu")
+TRAIN, VAL = np.arange(0, 90), np.arange(90, 120)
+
+
+def test_learns_and_keeps_history(tmp_path):
+    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    assert len(result.history) == 4 and result.best_score > 0.3  # chance is about 0.12 on 8 classes
+    assert (tmp_path / "run/best.pt").exists() and (tmp_path / "run/result.json").exists()
+    assert not (tmp_path / "run/last.pt").exists()
+
+
+def test_same_config_is_not_retrained_but_a_change_is(tmp_path):
+    first = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    again = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    assert again.skipped and again.best_score == first.best_score
+    changed = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "lr": 1e-3}), tmp_path / "run", verbose=False)
+    assert not changed.skipped
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    reference = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "ref", verbose=False)
+    real_predict, calls = training.predict, {"n": 0}
+
+    def crash_on_third_validation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("Colab disconnected")
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(training, "predict", crash_on_third_validation)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    assert (tmp_path / "run/last.pt").exists() and not (tmp_path / "run/result.json").exists()
+    monkeypatch.setattr(training, "predict", real_predict)
+    resumed = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    assert resumed.resumed and len(resumed.history) == 4
+    assert [h["val_weighted_f1_cat3"] for h in resumed.history] == [h["val_weighted_f1_cat3"] for h in reference.history]
+    assert resumed.history[-1]["train_loss"] == pytest.approx(reference.history[-1]["train_loss"], rel=1e-5)
+
+
+def test_seeded_runs_repeat(tmp_path):
+    a = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "a", verbose=False)
+    b = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "b", verbose=False)
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+@pytest.mark.parametrize("option", [{"class_weight": "balanced"}, {"sampling": "over"}, {"sampling": "under"},
+                                    {"mixup": 0.4}, {"grad_accum": 2}])
+def test_imbalance_options_train(tmp_path, option):
+    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, **option}), tmp_path / "run", verbose=False)
+    assert np.isfinite(result.history[-1]["train_loss"])
+
+
+def test_sampling_rules():
+    labels = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    rng = np.random.default_rng(0)
+    assert sorted(epoch_indices(labels, None, rng)) == list(range(100))
+    over = labels[epoch_indices(labels, "over", rng)]
+    assert len(over) == 100 and (over == 2).sum() > 5 and (over == 0).sum() < 80
+    under = labels[epoch_indices(labels, "under", rng)]
+    assert np.bincount(under).tolist() == [15, 15, 5]

@@ -1,0 +1,26 @@
+"""The classical text baseline: TF-IDF over Kiwi morphemes and character n-grams, logistic regression."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import SGDClassifier
+from sklearn.pipeline import make_pipeline, make_union
+
+from .text import clean_overview, content_morphemes
+
+
+def tfidf_logreg(alpha: float = 1e-5, seed: int = 0):
+    """Kiwi content morphemes and char 2–4-grams (robust to spacing); logistic regression fitted by SGD
+    (5x faster than lbfgs here at the same F1, measured on the bundled data)."""
+    words = TfidfVectorizer(analyzer=content_morphemes, sublinear_tf=True, min_df=2)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
+                            preprocessor=clean_overview, max_features=100_000)
+    return make_pipeline(make_union(words, chars),
+                         SGDClassifier(loss="log_loss", alpha=alpha, max_iter=30, tol=None, random_state=seed))
+
+
+def full_proba(model, X, n_classes: int) -> np.ndarray:
+    """predict_proba widened to all classes (a fold may lack some), columns in label-code order."""
+    out = np.zeros((X.shape[0] if hasattr(X, "shape") else len(X), n_classes))
+    out[:, model.classes_] = model.predict_proba(X)
+    return out

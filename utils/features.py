@@ -1,0 +1,135 @@
+"""Encoder states computed once per dataset and cached on disk, so that CPU runs train only what they must.
+
+For text, two tensors per row: the states *below* the top `top_layers` layers (what a partial fine-tune
+trains on) and the final states (what frozen-encoder models read). Images likewise: the feature map
+below the top `top_stages` stages and the final feature map as tokens. Files are keyed by the content
+of the dataset's CSVs, the encoder and its settings; written atomically under outputs/cache/features.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import paths
+from .backbones import image_backbone, text_backbone
+from .images import load_image
+from .io import atomic_path
+from .models import ImageTower, TextTower
+from .progress import bar
+
+
+def dataset_fingerprint(data_dir) -> str:
+    """Changes whenever the CSVs or the image files (names and sizes) change."""
+    h = hashlib.sha1()
+    data_dir = Path(data_dir)
+    for name in ("train.csv", "test.csv"):
+        h.update((data_dir / name).read_bytes())
+    for split in ("train", "test"):
+        for f in sorted((data_dir / "image" / split).glob("*")):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:12]
+
+
+def _cached(key: str, compute, cache_dir=None) -> dict:
+    path = Path(cache_dir or paths.CACHE / "features") / f"{key}.pt"
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=False)
+    value = compute()
+    with atomic_path(path) as tmp:
+        torch.save(value, tmp)
+    return value
+
+
+def all_rows(ds):
+    """Train rows then test rows: the order of every cached feature tensor."""
+    import pandas as pd
+
+    return pd.concat([ds.train[["id", "overview", "image_file"]], ds.test[["id", "overview", "image_file"]]],
+                     ignore_index=True)
+
+
+def text_features(ds, model_name: str, max_len: int, top_layers: int, batch_size: int = 64,
+                  device: str = "cpu", cache_dir=None) -> dict:
+    """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
+    key = f"text-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-len{max_len}-top{top_layers}"
+
+    def compute():
+        backbone = text_backbone(model_name)
+        tower = TextTower(backbone, top_layers=top_layers, train_top=False).to(device).eval()
+        rows = all_rows(ds)
+        n = len(rows)
+        bottom = torch.zeros(n, max_len, backbone.hidden_size, dtype=torch.float16)
+        final = torch.zeros_like(bottom)
+        mask = torch.zeros(n, max_len, dtype=torch.bool)
+        texts = rows["overview"].tolist()
+        with torch.inference_mode():
+            for start in bar(range(0, n, batch_size), f"encoding texts ({model_name})"):
+                batch = backbone.tokenize(texts[start:start + batch_size], max_len)
+                ids, m = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+                low = tower.bottom(ids, m)
+                high = tower.top(low, m)
+                width = ids.shape[1]
+                bottom[start:start + len(ids), :width] = low.half().cpu()
+                final[start:start + len(ids), :width] = high.half().cpu()
+                mask[start:start + len(ids), :width] = m.bool().cpu()
+        return {"ids": rows["id"].tolist(), "bottom": bottom, "final": final, "mask": mask,
+                "model": model_name, "max_len": max_len, "top_layers": top_layers}
+
+    return _cached(key, compute, cache_dir)
+
+
+def image_tensor(path, size: int, mean, std) -> torch.Tensor:
+    """Deterministic preprocessing shared by caching and prediction: RGB, square resize, normalise."""
+    img = load_image(path, size=size).resize((size, size))
+    array = (np.asarray(img, dtype=np.float32) / 255.0 - np.array(mean, np.float32)) / np.array(std, np.float32)
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def image_features(ds, model_name: str, size: int, top_stages: int, batch_size: int = 64,
+                   device: str = "cpu", cache_dir=None) -> dict:
+    """{"ids", "bottom" (N,C,h,w) fp16, "final" (N,T,C) fp16 tokens} for train + test rows."""
+    key = f"image-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-{size}px-top{top_stages}"
+
+    def compute():
+        backbone = image_backbone(model_name, input_size=size)
+        tower = ImageTower(backbone, top_stages=top_stages, train_top=False).to(device).eval()
+        rows = all_rows(ds)
+        files = rows["image_file"].tolist()
+        bottoms, finals = [], []
+        with torch.inference_mode():
+            for start in bar(range(0, len(files), batch_size), f"encoding images ({model_name})"):
+                x = torch.stack([image_tensor(f, size, backbone.mean, backbone.std)
+                                 for f in files[start:start + batch_size]]).to(device)
+                low = tower.bottom(x)
+                bottoms.append(low.half().cpu())
+                finals.append(tower.top(low).half().cpu())
+        return {"ids": rows["id"].tolist(), "bottom": torch.cat(bottoms), "final": torch.cat(finals),
+                "model": model_name, "size": size, "top_stages": top_stages}
+
+    return _cached(key, compute, cache_dir)
+
+
+def feature_data(ds, cfg: dict, keys, labels_frame=None, device: str = "cpu"):
+    """A TensorData over train + test rows with the cached inputs `keys` and labels (-1 on test rows).
+
+    `labels_frame` (default: ds.train) supplies the labels, so augmented or corrected labels can be used.
+    """
+    from .training import TensorData
+
+    tensors = {}
+    if any(k.startswith("text") for k in keys):
+        text = text_features(ds, cfg["text_model"], cfg["max_len"], cfg["text_top_layers"], device=device)
+        tensors.update({"text_bottom": text["bottom"], "text_final": text["final"], "text_mask": text["mask"]})
+    if any(k.startswith("image") for k in keys):
+        image = image_features(ds, cfg["image_model"], cfg["image_size"], cfg["image_top_stages"], device=device)
+        tensors.update({"image_bottom": image["bottom"], "image_final": image["final"]})
+    tensors = {k: v for k, v in tensors.items() if k in keys}
+    frame = ds.train if labels_frame is None else labels_frame
+    n_test = len(ds.test)
+    for level in ("cat1", "cat2", "cat3"):
+        y = ds.taxonomy.encode(level, frame[level])
+        tensors[level] = torch.from_numpy(np.concatenate([y, np.full(n_test, -1)]))
+    return TensorData(tensors)

@@ -1,0 +1,246 @@
+"""Models: encoder towers split into a cacheable bottom and a trainable top, heads, and the fusions.
+
+Every model takes a batch dict and returns {"cat1", "cat2", "cat3"} logits. A batch may carry raw
+inputs (`input_ids`/`attention_mask`, `pixels`), cached bottom states (`text_bottom`, `image_bottom`)
+or cached final states (`text_final`, `image_final`); the towers use the cheapest one present.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import ImageBackbone, TextBackbone, mean_pool
+
+LEVELS = ("cat1", "cat2", "cat3")
+
+
+def _set_trainable(modules, flag: bool) -> None:
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad = flag
+
+
+class TextTower(nn.Module):
+    """A transformers encoder whose top `top_layers` layers can be trained on cached lower states."""
+
+    def __init__(self, backbone: TextBackbone, top_layers: int, train_top: bool):
+        super().__init__()
+        self.encoder = backbone.model
+        layers = self.encoder.encoder.layer
+        self.split = len(layers) - top_layers
+        self.hidden_size = backbone.hidden_size
+        self.trains_top = train_top
+        _set_trainable([self.encoder], False)
+        if train_top:
+            _set_trainable(layers[self.split:], True)
+            if self.split == 0:
+                _set_trainable([self.encoder.embeddings], True)
+
+    @staticmethod
+    def _additive(mask: torch.Tensor, dtype) -> torch.Tensor:
+        return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+    def _run(self, h, mask, layers):
+        extended = self._additive(mask, h.dtype)
+        for layer in layers:
+            out = layer(h, attention_mask=extended)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+    def bottom(self, input_ids, attention_mask):
+        h = self.encoder.embeddings(input_ids=input_ids)
+        return self._run(h, attention_mask, self.encoder.encoder.layer[: self.split])
+
+    def top(self, states, attention_mask):
+        return self._run(states, attention_mask, self.encoder.encoder.layer[self.split:])
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states (B, L, H) and the mask of real tokens (B, L)."""
+        if "text_final" in batch and not self.trains_top:  # a trainable top must run on the states below it
+            return batch["text_final"].float(), batch["text_mask"]
+        if "text_bottom" in batch:
+            return self.top(batch["text_bottom"].float(), batch["text_mask"]), batch["text_mask"]
+        mask = batch["attention_mask"]
+        return self.top(self.bottom(batch["input_ids"], mask), mask), mask
+
+
+class ImageTower(nn.Module):
+    """A timm CNN or ViT whose top `top_stages` blocks can be trained on cached lower feature maps."""
+
+    def __init__(self, backbone: ImageBackbone, top_stages: int, train_top: bool):
+        super().__init__()
+        self.model = backbone.model
+        self.kind = "cnn" if hasattr(self.model, "conv_stem") else "vit" if hasattr(self.model, "patch_embed") else None
+        if self.kind is None:
+            raise ValueError(f"{backbone.name}: only timm EfficientNet-style CNNs and ViTs are supported")
+        self.split = len(self.model.blocks) - top_stages
+        self.num_features = backbone.num_features
+        self.trains_top = train_top
+        _set_trainable([self.model], False)
+        if train_top:
+            _set_trainable(self.top_modules(), True)
+
+    def train(self, mode: bool = True):
+        """BatchNorm keeps its ImageNet statistics: small fine-tuning batches would only add noise to them."""
+        super().train(mode)
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    def top_modules(self) -> list[nn.Module]:
+        blocks = list(self.model.blocks[self.split:])
+        if self.kind == "cnn":
+            return blocks + [self.model.conv_head, self.model.bn2]
+        return blocks + [self.model.norm]
+
+    def bottom(self, pixels):
+        m = self.model
+        if self.kind == "cnn":
+            h = m.bn1(m.conv_stem(pixels))
+        else:
+            h = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(pixels))))
+        for block in m.blocks[: self.split]:
+            h = block(h)
+        return h
+
+    def top(self, h):
+        """Tokens (B, T, C): the CNN's final feature map flattened, or the ViT's token states."""
+        for block in self.model.blocks[self.split:]:
+            h = block(h)
+        if self.kind == "cnn":
+            h = self.model.bn2(self.model.conv_head(h))
+            return h.flatten(2).transpose(1, 2)
+        return self.model.norm(h)
+
+    def forward(self, batch) -> torch.Tensor:
+        if "image_final" in batch and not self.trains_top:
+            return batch["image_final"].float()
+        if "image_bottom" in batch:
+            return self.top(batch["image_bottom"].float())
+        return self.top(self.bottom(batch["pixels"]))
+
+
+class Heads(nn.Module):
+    """One linear head per level; an optional MLP trunk before them (the seed's Dense 128 / 32)."""
+
+    def __init__(self, in_dim: int, sizes: dict[str, int], hidden=(), dropout: float = 0.0):
+        super().__init__()
+        layers, width = [], in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        self.trunk = nn.Sequential(nn.Dropout(dropout) if not hidden else nn.Identity(), *layers)
+        self.heads = nn.ModuleDict({level: nn.Linear(width, sizes[level]) for level in LEVELS})
+
+    def forward(self, x) -> dict[str, torch.Tensor]:
+        x = self.trunk(x)
+        return {level: head(x) for level, head in self.heads.items()}
+
+
+class TextClassifier(nn.Module):
+    """Mean-pooled token states, normalised (e5 sentence vectors are nearly collinear), then the heads."""
+
+    def __init__(self, tower: TextTower, sizes, dropout: float = 0.1):
+        super().__init__()
+        self.tower, self.norm = tower, nn.LayerNorm(tower.hidden_size)
+        self.heads = Heads(tower.hidden_size, sizes, dropout=dropout)
+
+    def forward(self, batch):
+        states, mask = self.tower(batch)
+        return self.heads(self.norm(mean_pool(states, mask)))
+
+
+class ImageClassifier(nn.Module):
+    """Global average pooling and the seed report's head: Dense 128, Dropout 0.5, Dense 32, Dropout 0.5."""
+
+    def __init__(self, tower: ImageTower, sizes, hidden=(128, 32), dropout: float = 0.5):
+        super().__init__()
+        self.tower, self.heads = tower, Heads(tower.num_features, sizes, hidden, dropout)
+
+    def forward(self, batch):
+        return self.heads(self.tower(batch).mean(1))
+
+
+class LateFusion(nn.Module):
+    """Pooled text and pooled image vectors concatenated, then an MLP (the shopping-category seed)."""
+
+    def __init__(self, text: TextTower, image: ImageTower, sizes, hidden: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.text, self.image = text, image
+        self.heads = Heads(text.hidden_size + image.num_features, sizes, (hidden,), dropout)
+
+    def forward(self, batch):
+        states, mask = self.text(batch)
+        return self.heads(torch.cat([mean_pool(states, mask), self.image(batch).mean(1)], dim=-1))
+
+
+class FusionTransformer(nn.Module):
+    """The contest baseline done right: text tokens and image tokens projected to one width,
+    concatenated after a learned CLS token, a TransformerEncoder with batch_first=True and a key
+    padding mask for text padding (built here, in __init__, so that it trains), three heads on CLS.
+    `encoder_dropout` defaults to 0: on CPU, dropout's random masks cost a third of each step.
+    """
+
+    def __init__(self, text: TextTower, image: ImageTower, sizes, d_model: int = 128, nhead: int = 4,
+                 num_layers: int = 2, dim_feedforward: int = 256, dropout: float = 0.1, encoder_dropout: float = 0.0):
+        super().__init__()
+        self.text, self.image = text, image
+        self.text_proj = nn.Sequential(nn.Linear(text.hidden_size, d_model), nn.LayerNorm(d_model))
+        self.image_proj = nn.Sequential(nn.Linear(image.num_features, d_model), nn.LayerNorm(d_model))
+        self.modality = nn.Parameter(torch.zeros(3, d_model))  # CLS, text, image
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
+        nn.init.normal_(self.modality, std=0.02)
+        nn.init.normal_(self.cls, std=0.02)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, encoder_dropout, batch_first=True,
+                                           norm_first=True)
+        self.fusion = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.heads = Heads(d_model, sizes, dropout=dropout)
+
+    def forward(self, batch):
+        states, mask = self.text(batch)
+        text = self.text_proj(states) + self.modality[1]
+        image = self.image_proj(self.image(batch)) + self.modality[2]
+        cls = self.cls.expand(text.shape[0], -1, -1) + self.modality[0]
+        tokens = torch.cat([cls, text, image], dim=1)
+        keep = torch.cat([torch.ones_like(mask[:, :1]), mask, torch.ones_like(image[:, :, 0], dtype=mask.dtype)], 1)
+        return self.heads(self.norm(self._fuse(tokens, ~keep.bool())[:, 0]))
+
+    def _fuse(self, tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) tokens, True where padding: attention within each item, never to its padding."""
+        return self.fusion(tokens, src_key_padding_mask=padding)
+
+
+# Which cached inputs each model kind reads (see utils/features.py).
+INPUTS = {
+    "text_frozen": ("text_final", "text_mask"),
+    "text_finetuned": ("text_bottom", "text_mask"),
+    "image_frozen": ("image_final",),
+    "image_finetuned": ("image_bottom",),
+    "late_fusion": ("text_final", "text_mask", "image_final"),
+    "fusion_transformer": ("text_final", "text_mask", "image_final"),
+}
+
+
+def build_model(kind: str, cfg: dict, sizes: dict[str, int], seed: int = 0) -> nn.Module:
+    """A fresh model of `kind` (see INPUTS) with the profile's encoders; seeded, so runs repeat."""
+    from .backbones import image_backbone, text_backbone
+
+    torch.manual_seed(seed)
+    text = image = None
+    if kind.startswith("text") or "fusion" in kind:
+        text = TextTower(text_backbone(cfg["text_model"]), cfg["text_top_layers"], train_top=kind == "text_finetuned")
+    if kind.startswith("image") or "fusion" in kind:
+        image = ImageTower(image_backbone(cfg["image_model"], cfg["image_size"]), cfg["image_top_stages"],
+                           train_top=kind == "image_finetuned")
+    torch.manual_seed(seed)
+    if kind.startswith("text"):
+        return TextClassifier(text, sizes)
+    if kind.startswith("image"):
+        return ImageClassifier(image, sizes)
+    if kind == "late_fusion":
+        return LateFusion(text, image, sizes)
+    if kind == "fusion_transformer":
+        return FusionTransformer(text, image, sizes, d_model=cfg["fusion_width"], num_layers=cfg["fusion_layers"])
+    raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(INPUTS)}")

@@ -1,0 +1,51 @@
+"""The fixed validation split every notebook reuses, and stratified K-fold that survives tiny classes."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from . import paths
+from .io import write_csv
+
+
+def _strata(labels: np.ndarray, n_splits: int) -> np.ndarray:
+    """Classes with fewer rows than splits are pooled into one stratum, so stratification still works."""
+    counts = pd.Series(labels).value_counts()
+    small = counts[counts < n_splits].index
+    strata = np.array(labels, dtype=object)
+    strata[np.isin(labels, small)] = "__rare__"
+    return strata
+
+
+def validation_split(train: pd.DataFrame, seed: int = 0, val_fraction: float = 0.2, output_dir=None) -> pd.DataFrame:
+    """`id,split` (train/val) stratified on cat3; written to outputs/validation_split.csv and reused if it
+    lists the same ids, so that every notebook scores on the same rows."""
+    path = paths.outputs(output_dir) / "validation_split.csv"
+    if path.exists():
+        saved = pd.read_csv(path, dtype=str)
+        if list(saved["id"]) == list(train["id"]):
+            return saved
+    strata = _strata(train["cat3"].to_numpy(), int(round(1 / val_fraction)))
+    _, val_idx = train_test_split(np.arange(len(train)), test_size=val_fraction, random_state=seed, stratify=strata)
+    split = np.full(len(train), "train", dtype=object)
+    split[val_idx] = "val"
+    frame = pd.DataFrame({"id": train["id"].to_numpy(), "split": split})
+    write_csv(frame, path)
+    return frame
+
+
+def split_indices(split: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return np.flatnonzero(split["split"].to_numpy() == "train"), np.flatnonzero(split["split"].to_numpy() == "val")
+
+
+def kfold(labels, n_splits: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold number per row, stratified on `labels`. Classes with fewer rows than folds are stratified
+    together as one pooled stratum: their rows spread over different folds, so each such class is
+    validated in as many folds as it has rows and trained on in the others."""
+    labels = np.asarray(labels)
+    folds = np.zeros(len(labels), dtype=int)
+    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for k, (_, val) in enumerate(skf.split(np.zeros(len(labels)), _strata(labels, n_splits))):
+        folds[val] = k
+    return folds

@@ -1,0 +1,287 @@
+"""One training loop for every model of the project.
+
+AdamW, cosine schedule with warmup, gradient accumulation, bf16 autocast and torch.compile on a GPU,
+early stopping on validation weighted F1 of cat3, the best checkpoint kept, history per epoch.
+A run writes into its own folder: `last.pt` after every epoch (an interrupted run resumes from it),
+`best.pt`, and `result.json` when done; a finished run with the same configuration is not retrained.
+Imbalance options: class-weighted loss, over-/under-sampling, mixup.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .io import atomic_path, read_json, write_json
+from .metrics import LEVELS, weighted_f1
+from .progress import bar as progress_bar
+from .runtime import pick_device
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    encoder_lr: float | None = None  # learning rate of trainable encoder layers (default: lr)
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    patience: int = 3
+    loss_weights: tuple = (0.1, 0.1, 0.8)  # cat1, cat2, cat3
+    class_weight: str | None = None  # None or "balanced"
+    sampling: str | None = None  # None, "over" (square-root balanced draws) or "under" (cap at the median)
+    mixup: float = 0.0  # Beta(alpha, alpha) on the float inputs; 0 = off
+    amp: bool = True  # bf16 autocast, GPU only
+    compile: bool = False  # torch.compile, GPU only
+    seed: int = 0
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)  # anything else that defines the run (data, split, model)
+
+
+class TensorData(Dataset):
+    """Rows of a dict of equally long tensors (cached features and labels)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        self.n = len(next(iter(tensors.values())))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict]
+    best_score: float
+    best_epoch: int
+    seconds: float
+    resumed: bool = False
+    skipped: bool = False
+
+
+def config_hash(cfg: TrainConfig, model: nn.Module) -> str:
+    spec = json.dumps({"cfg": asdict(cfg), "model": repr(model)}, sort_keys=True, default=str)
+    return hashlib.sha1(spec.encode()).hexdigest()[:16]
+
+
+def _trainable_state(model: nn.Module) -> dict:
+    """Only what training changes (trainable parameters and the buffers beside them): checkpoints stay small."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    owners = {n.rsplit(".", 1)[0] for n in trainable}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            if k in trainable or k.rsplit(".", 1)[0] in owners}
+
+
+def _in_encoder(name: str) -> bool:
+    """Parameters of the pretrained encoders (inside a tower), as opposed to new heads and fusion layers."""
+    return name.startswith(("tower.", "text.encoder.", "image.model."))
+
+
+def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    weights = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 1.0)
+    return torch.tensor(np.clip(weights, 0.05, 20.0), dtype=torch.float32)
+
+
+def epoch_indices(labels: np.ndarray, sampling: str | None, rng: np.random.Generator) -> np.ndarray:
+    """Positions (into the training rows) drawn for one epoch under the sampling option."""
+    n = len(labels)
+    if sampling is None:
+        return rng.permutation(n)
+    counts = np.bincount(labels)
+    if sampling == "over":
+        p = 1.0 / np.sqrt(counts[labels])
+        return rng.choice(n, size=n, replace=True, p=p / p.sum())
+    if sampling == "under":
+        cap = int(np.median(counts[counts > 0]))
+        keep = [rng.permutation(np.flatnonzero(labels == c))[:cap] for c in np.unique(labels)]
+        return rng.permutation(np.concatenate(keep))
+    raise ValueError(f"sampling must be None, 'over' or 'under', not {sampling!r}")
+
+
+def batches(data: Dataset, indices, batch_size: int):
+    """Batches of the given rows, in order. Cached tensors are sliced directly (no per-row Python work)."""
+    indices = np.asarray(indices)
+    if isinstance(data, TensorData):
+        for start in range(0, len(indices), batch_size):
+            chunk = torch.from_numpy(indices[start:start + batch_size])
+            yield {k: v[chunk] for k, v in data.tensors.items()}
+    else:
+        yield from DataLoader(Subset(data, indices.tolist()), batch_size=batch_size, shuffle=False)
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _mix(batch: dict, alpha: float, rng: np.random.Generator):
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(batch["cat3"])))
+    mixed = dict(batch)
+    for key, value in batch.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            mixed[key] = lam * value + (1 - lam) * value[perm]
+        elif key.endswith("mask"):
+            mixed[key] = value | value[perm]
+    return mixed, perm, lam
+
+
+def predict(model: nn.Module, data: Dataset, indices=None, batch_size: int = 256, device: str = "auto",
+            desc: str = "predicting") -> dict[str, np.ndarray]:
+    """Softmax probabilities per level for the given rows, in their order."""
+    device = pick_device(device)
+    indices = np.arange(len(data)) if indices is None else np.asarray(indices)
+    loader = batches(data, indices, batch_size)
+    model.to(device).eval()
+    out = {level: [] for level in LEVELS}
+    with torch.inference_mode(), _autocast(device, True):
+        for batch in progress_bar(loader, desc, int(np.ceil(len(indices) / batch_size)), inner=True):
+            logits = model(_to(batch, device))
+            for level in LEVELS:
+                out[level].append(logits[level].float().softmax(-1).cpu().numpy())
+    return {level: np.concatenate(v) for level, v in out.items()}
+
+
+def _autocast(device: str, enabled: bool):
+    if device == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, run_dir, name: str = "model",
+        verbose: bool = True) -> FitResult:
+    """Train `model` on rows `train_idx` of `data`, early-stopping on weighted F1 of cat3 on `val_idx`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    cfg.extra = {**cfg.extra, "train_rows": hashlib.sha1(train_idx.tobytes()).hexdigest()[:12],
+                 "val_rows": hashlib.sha1(val_idx.tobytes()).hexdigest()[:12]}
+    key = config_hash(cfg, model)
+    done = read_json(run_dir / "result.json")
+    if done and done.get("config_hash") == key and (run_dir / "best.pt").exists():
+        model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu"), strict=False)
+        if verbose:
+            print(f"{name}: already trained with this configuration ({run_dir}); loaded its best checkpoint")
+        return FitResult(model, done["history"], done["best_score"], done["best_epoch"], done["seconds"], skipped=True)
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    encoder = [p for n, p in model.named_parameters() if p.requires_grad and _in_encoder(n)]
+    others = [p for n, p in model.named_parameters() if p.requires_grad and not _in_encoder(n)]
+    groups = [{"params": others, "lr": cfg.lr}]
+    if encoder:
+        groups.append({"params": encoder, "lr": cfg.encoder_lr or cfg.lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    labels = {level: data.tensors[level][train_idx].numpy() if hasattr(data, "tensors")
+              else np.array([data[i][level] for i in train_idx]) for level in LEVELS}
+    steps_per_epoch = int(np.ceil(len(train_idx) / cfg.batch_size / cfg.grad_accum))
+    from transformers import get_cosine_schedule_with_warmup
+
+    total = max(1, steps_per_epoch * cfg.epochs)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    weights = {level: (_class_weights(labels[level], model.heads.heads[level].out_features).to(device)
+                       if cfg.class_weight == "balanced" else None) for level in LEVELS}
+    losses = {level: nn.CrossEntropyLoss(weight=weights[level]) for level in LEVELS}
+    step_model = torch.compile(model) if cfg.compile and device == "cuda" else model
+
+    history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
+    if (run_dir / "last.pt").exists():
+        state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+        if state.get("config_hash") == key:
+            model.load_state_dict(state["model"], strict=False)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            history, best, best_epoch, seconds = state["history"], state["best"], state["best_epoch"], state["seconds"]
+            start_epoch, resumed = state["epoch"] + 1, True
+            if verbose:
+                print(f"{name}: resuming from epoch {start_epoch + 1} ({run_dir / 'last.pt'})")
+
+    lw = dict(zip(LEVELS, cfg.loss_weights))
+    for epoch in range(start_epoch, cfg.epochs):
+        if best_epoch >= 0 and epoch - best_epoch > cfg.patience:
+            break
+        t0 = time.time()
+        model.train()
+        order = train_idx[epoch_indices(labels["cat3"], cfg.sampling, rng)]
+        n_batches = int(np.ceil(len(order) / cfg.batch_size))
+        total_loss, seen, correct = 0.0, 0, 0
+        optimizer.zero_grad(set_to_none=True)
+        bar = progress_bar(batches(data, order, cfg.batch_size), f"{name} epoch {epoch + 1}/{cfg.epochs}", n_batches,
+                           inner=True)
+        for step, batch in enumerate(bar):
+            batch = _to(batch, device)
+            perm, lam = None, 1.0
+            if cfg.mixup > 0:
+                batch, perm, lam = _mix(batch, cfg.mixup, rng)
+            with _autocast(device, cfg.amp):
+                logits = step_model(batch)
+                loss = 0.0
+                for level in LEVELS:
+                    target = batch[level]
+                    level_loss = losses[level](logits[level].float(), target)
+                    if perm is not None:
+                        level_loss = lam * level_loss + (1 - lam) * losses[level](logits[level].float(), target[perm.to(device)])
+                    loss = loss + lw[level] * level_loss
+            (loss / cfg.grad_accum).backward()
+            if (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            n = len(batch["cat3"])
+            total_loss += float(loss.detach()) * n
+            seen += n
+            correct += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        probs = predict(model, data, val_idx, device=cfg.device, desc="validating")
+        val_loss = float(np.mean([-np.log(probs["cat3"][np.arange(len(val_idx)), data_labels(data, val_idx)] + 1e-9)]))
+        y_val = data_labels(data, val_idx)
+        score = weighted_f1(y_val, probs["cat3"].argmax(1))
+        seconds += time.time() - t0
+        record = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_accuracy_cat3": correct / seen,
+                  "val_loss_cat3": val_loss, "val_accuracy_cat3": float((probs["cat3"].argmax(1) == y_val).mean()),
+                  "val_weighted_f1_cat3": score, "seconds": time.time() - t0}
+        history.append(record)
+        improved = score > best
+        if improved:
+            best, best_epoch = score, epoch
+            with atomic_path(run_dir / "best.pt") as tmp:
+                torch.save(_trainable_state(model), tmp)
+        with atomic_path(run_dir / "last.pt") as tmp:
+            torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+                        "best_epoch": best_epoch, "epoch": epoch, "seconds": seconds}, tmp)
+        if verbose:
+            print(f"{name} epoch {epoch + 1:>2}/{cfg.epochs}: train loss {record['train_loss']:.3f} "
+                  f"acc {record['train_accuracy_cat3']:.3f} | val loss {val_loss:.3f} "
+                  f"weighted F1 {score:.4f}{' *' if improved else ''} ({record['seconds']:.1f}s)")
+
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu"), strict=False)
+    write_json({"config_hash": key, "history": history, "best_score": best, "best_epoch": best_epoch,
+                "seconds": seconds, "config": asdict(cfg)}, run_dir / "result.json")
+    (run_dir / "last.pt").unlink(missing_ok=True)
+    return FitResult(model, history, best, best_epoch, seconds, resumed=resumed)
+
+
+def data_labels(data: Dataset, indices, level: str = "cat3") -> np.ndarray:
+    if hasattr(data, "tensors"):
+        return data.tensors[level][np.asarray(indices)].numpy()
+    return np.array([int(data[i][level]) for i in indices])
