@@ -41,6 +41,10 @@ def test_same_config_is_not_retrained_but_a_change_is(tmp_path):
     assert again.skipped and again.best_score == first.best_score
     changed = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "lr": 1e-3}), tmp_path / "run", verbose=False)
     assert not changed.skipped
+    relabelled = toy_data()
+    relabelled.tensors["cat3"][3] = (relabelled.tensors["cat3"][3] + 1) % 8  # one corrected label
+    again = fit(model(), relabelled, TRAIN, VAL, TrainConfig(**{**CFG, "lr": 1e-3}), tmp_path / "run", verbose=False)
+    assert not again.skipped
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ def tfidf_logreg(alpha: float = 1e-5, seed: int = 0):
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
                             preprocessor=clean_overview, max_features=100_000)
     return make_pipeline(make_union(words, chars),
-                         SGDClassifier(loss="log_loss", alpha=alpha, max_iter=30, tol=None, random_state=seed))
+                         SGDClassifier(loss="log_loss", alpha=alpha, max_iter=30, tol=None, random_state=seed,
+                                       n_jobs=-1))
 
 
 def full_proba(model, X, n_classes: int) -> np.ndarray:

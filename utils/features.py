@@ -51,39 +51,61 @@ def all_rows(ds):
                      ignore_index=True)
 
 
+def encode_texts(texts, model_name: str, max_len: int, top_layers: int, batch_size: int = 64,
+                 device: str = "cpu") -> dict:
+    """Frozen text encoder over `texts`: {"bottom", "final" (N, max_len, H) fp16, "mask" (N, max_len) bool}."""
+    backbone = text_backbone(model_name)
+    tower = TextTower(backbone, top_layers=top_layers, train_top=False).to(device).eval()
+    n = len(texts)
+    bottom = torch.zeros(n, max_len, backbone.hidden_size, dtype=torch.float16)
+    final = torch.zeros_like(bottom)
+    mask = torch.zeros(n, max_len, dtype=torch.bool)
+    with torch.inference_mode():
+        for start in bar(range(0, n, batch_size), f"encoding texts ({model_name})"):
+            batch = backbone.tokenize(texts[start:start + batch_size], max_len)
+            ids, m = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            low = tower.bottom(ids, m)
+            width, rows = ids.shape[1], slice(start, start + len(ids))
+            bottom[rows, :width] = low.half().cpu()
+            final[rows, :width] = tower.top(low, m).half().cpu()
+            mask[rows, :width] = m.bool().cpu()
+    return {"bottom": bottom, "final": final, "mask": mask}
+
+
+def encode_images(images, model_name: str, size: int, top_stages: int, batch_size: int = 64,
+                  device: str = "cpu") -> dict:
+    """Frozen image encoder over image files or PIL images: {"bottom" (N,C,h,w), "final" (N,T,C)} fp16."""
+    backbone = image_backbone(model_name, input_size=size)
+    tower = ImageTower(backbone, top_stages=top_stages, train_top=False).to(device).eval()
+    bottoms, finals = [], []
+    with torch.inference_mode():
+        for start in bar(range(0, len(images), batch_size), f"encoding images ({model_name})"):
+            x = torch.stack([image_tensor(f, size, backbone.mean, backbone.std)
+                             for f in images[start:start + batch_size]]).to(device)
+            low = tower.bottom(x)
+            bottoms.append(low.half().cpu())
+            finals.append(tower.top(low).half().cpu())
+    return {"bottom": torch.cat(bottoms), "final": torch.cat(finals)}
+
+
 def text_features(ds, model_name: str, max_len: int, top_layers: int, batch_size: int = 64,
                   device: str = "cpu", cache_dir=None) -> dict:
     """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
     key = f"text-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-len{max_len}-top{top_layers}"
 
     def compute():
-        backbone = text_backbone(model_name)
-        tower = TextTower(backbone, top_layers=top_layers, train_top=False).to(device).eval()
         rows = all_rows(ds)
-        n = len(rows)
-        bottom = torch.zeros(n, max_len, backbone.hidden_size, dtype=torch.float16)
-        final = torch.zeros_like(bottom)
-        mask = torch.zeros(n, max_len, dtype=torch.bool)
-        texts = rows["overview"].tolist()
-        with torch.inference_mode():
-            for start in bar(range(0, n, batch_size), f"encoding texts ({model_name})"):
-                batch = backbone.tokenize(texts[start:start + batch_size], max_len)
-                ids, m = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-                low = tower.bottom(ids, m)
-                high = tower.top(low, m)
-                width = ids.shape[1]
-                bottom[start:start + len(ids), :width] = low.half().cpu()
-                final[start:start + len(ids), :width] = high.half().cpu()
-                mask[start:start + len(ids), :width] = m.bool().cpu()
-        return {"ids": rows["id"].tolist(), "bottom": bottom, "final": final, "mask": mask,
-                "model": model_name, "max_len": max_len, "top_layers": top_layers}
+        encoded = encode_texts(rows["overview"].tolist(), model_name, max_len, top_layers, batch_size, device)
+        return {"ids": rows["id"].tolist(), **encoded, "model": model_name, "max_len": max_len,
+                "top_layers": top_layers}
 
     return _cached(key, compute, cache_dir)
 
 
 def image_tensor(path, size: int, mean, std) -> torch.Tensor:
-    """Deterministic preprocessing shared by caching and prediction: RGB, square resize, normalise."""
-    img = load_image(path, size=size).resize((size, size))
+    """Deterministic preprocessing shared by caching and prediction: RGB, square resize, normalise.
+    `path` may also be a PIL image (an augmented copy)."""
+    img = (path.convert("RGB") if hasattr(path, "convert") else load_image(path, size=size)).resize((size, size))
     array = (np.asarray(img, dtype=np.float32) / 255.0 - np.array(mean, np.float32)) / np.array(std, np.float32)
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
@@ -94,20 +116,9 @@ def image_features(ds, model_name: str, size: int, top_stages: int, batch_size: 
     key = f"image-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-{size}px-top{top_stages}"
 
     def compute():
-        backbone = image_backbone(model_name, input_size=size)
-        tower = ImageTower(backbone, top_stages=top_stages, train_top=False).to(device).eval()
         rows = all_rows(ds)
-        files = rows["image_file"].tolist()
-        bottoms, finals = [], []
-        with torch.inference_mode():
-            for start in bar(range(0, len(files), batch_size), f"encoding images ({model_name})"):
-                x = torch.stack([image_tensor(f, size, backbone.mean, backbone.std)
-                                 for f in files[start:start + batch_size]]).to(device)
-                low = tower.bottom(x)
-                bottoms.append(low.half().cpu())
-                finals.append(tower.top(low).half().cpu())
-        return {"ids": rows["id"].tolist(), "bottom": torch.cat(bottoms), "final": torch.cat(finals),
-                "model": model_name, "size": size, "top_stages": top_stages}
+        encoded = encode_images(rows["image_file"].tolist(), model_name, size, top_stages, batch_size, device)
+        return {"ids": rows["id"].tolist(), **encoded, "model": model_name, "size": size, "top_stages": top_stages}
 
     return _cached(key, compute, cache_dir)
 

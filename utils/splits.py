@@ -12,9 +12,9 @@ from .io import write_csv
 def _strata(labels: np.ndarray, n_splits: int) -> np.ndarray:
     """Classes with fewer rows than splits are pooled into one stratum, so stratification still works."""
     counts = pd.Series(labels).value_counts()
-    small = counts[counts < n_splits].index
-    strata = np.array(labels, dtype=object)
-    strata[np.isin(labels, small)] = "__rare__"
+    small = counts[counts < n_splits].index.astype(str)
+    strata = np.asarray(labels).astype(str)
+    strata = np.where(np.isin(strata, small), "__rare__", strata)
     return strata
 
 

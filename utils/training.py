@@ -59,6 +59,12 @@ class TensorData(Dataset):
     def __getitem__(self, i):
         return {k: v[i] for k, v in self.tensors.items()}
 
+    def extended(self, extra: dict[str, torch.Tensor]) -> tuple["TensorData", np.ndarray]:
+        """A copy with `extra` rows appended (same keys), and the indices of those rows."""
+        n_extra = len(next(iter(extra.values())))
+        merged = {k: torch.cat([v, extra[k].to(v.dtype)]) for k, v in self.tensors.items()}
+        return TensorData(merged), np.arange(self.n, self.n + n_extra)
+
 
 @dataclass
 class FitResult:
@@ -167,8 +173,10 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    label_bytes = b"".join(data_labels(data, idx, level).tobytes() for idx in (train_idx, val_idx) for level in LEVELS)
     cfg.extra = {**cfg.extra, "train_rows": hashlib.sha1(train_idx.tobytes()).hexdigest()[:12],
-                 "val_rows": hashlib.sha1(val_idx.tobytes()).hexdigest()[:12]}
+                 "val_rows": hashlib.sha1(val_idx.tobytes()).hexdigest()[:12],
+                 "labels": hashlib.sha1(label_bytes).hexdigest()[:12]}  # corrected labels mean a new run
     key = config_hash(cfg, model)
     done = read_json(run_dir / "result.json")
     if done and done.get("config_hash") == key and (run_dir / "best.pt").exists():

@@ -1,0 +1,107 @@
+"""Splits, metrics, label fixing, ensembling and Grad-CAM helpers on small known inputs."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from utils import gradcam, labelfix
+from utils.data import load_dataset, load_taxonomy
+from utils.ensemble import blend, fit_weights
+from utils.io import read_json
+from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
+from utils.splits import kfold, validation_split
+
+TAX = load_taxonomy()
+
+
+def test_kfold_spreads_classes_smaller_than_the_folds():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 2 + [3] * 3)
+    folds = kfold(labels, 5, seed=0)
+    assert np.bincount(folds).min() >= 15
+    for rare in (2, 3):
+        assert len(set(folds[labels == rare])) == (labels == rare).sum()  # each row in a different fold
+
+
+def test_validation_split_is_reused(tiny_data, tmp_path):
+    ds = load_dataset(tiny_data, progress=False, check_images=False)
+    first = validation_split(ds.train, seed=0, output_dir=tmp_path)
+    again = validation_split(ds.train, seed=123, output_dir=tmp_path)
+    assert first.equals(again) and 0.15 < (first["split"] == "val").mean() < 0.25
+
+
+def test_hierarchical_decoding_gives_a_consistent_path():
+    rng = np.random.default_rng(0)
+    probs = {level: rng.dirichlet(np.ones(n), size=50) for level, n in TAX.sizes.items()}
+    path = hierarchical_decode(probs, TAX)
+    assert (TAX.parent_of("cat3")[path["cat3"]] == path["cat2"]).all()
+    assert (TAX.parent_of("cat2")[path["cat2"]] == path["cat1"]).all()
+    one_hot = np.eye(128)[[TAX.cat3.index("한식")]]
+    lifted = lift_probs(one_hot, TAX)
+    assert TAX.cat2[lifted["cat2"].argmax()] == "음식점" and TAX.cat1[lifted["cat1"].argmax()] == "음식"
+    y = {k: v for k, v in hierarchical_decode(probs, TAX).items()}
+    assert evaluate(probs, y, TAX)["hierarchical"]["weighted_f1_cat3"] == 1.0
+
+
+def test_record_merges_into_metrics_json(tmp_path):
+    record("a", {"score": 1.0}, {"x": 1}, tmp_path)
+    record("b", {"score": 2.0}, None, tmp_path)
+    metrics = read_json(tmp_path / "metrics.json")
+    assert set(metrics["models"]) == {"a", "b"} and metrics["models"]["a"]["config"] == {"x": 1}
+
+
+def test_text_evidence_and_suspects():
+    train = pd.DataFrame({"id": ["A", "B", "C"], "overview": ["정통 한식 전문 식당", "파스타 서양식 레스토랑", "그냥 식당"],
+                          "cat1": ["음식"] * 3, "cat2": ["음식점"] * 3, "cat3": ["서양식", "서양식", "한식"]})
+    evidence = labelfix.text_evidence(train, TAX)
+    assert list(evidence["id"]) == ["A"] and evidence["named_cat3"].iloc[0] == "한식"
+    given = TAX.encode("cat3", train["cat3"])
+    p = np.full((3, 128), 1e-4)
+    p[0, TAX.cat3.index("한식")] = 0.6
+    p[1, TAX.cat3.index("서양식")] = 0.9
+    p[2, TAX.cat3.index("중식")] = 0.99
+    p /= p.sum(1, keepdims=True)
+    suspects = labelfix.find_suspects(train["id"], given, p, evidence, TAX, confidence=0.95)
+    assert list(suspects["id"]) == ["C", "A"]
+    assert dict(zip(suspects["id"], suspects["suggested_cat3"])) == {"C": "중식", "A": "한식"}
+    fixes = labelfix.fixes_from_suspects(suspects, train, TAX, "test")
+    assert set(fixes["field"]) == {"cat3"} and len(fixes) == 2
+
+
+def test_product_of_experts_sharpens_agreeing_experts():
+    labels = np.array([0, 1, 2, 0])
+    a = np.array([[0.6, 0.3, 0.1]] * 4)
+    b = np.array([[0.7, 0.2, 0.1]] * 4)
+    p = labelfix.product_of_experts([a, b], labels, 3)
+    assert p[0, 0] > max(a[0, 0], b[0, 0])
+
+
+def test_ensemble_weights_prefer_the_better_member():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 128, 300)
+    good = np.full((300, 128), 0.2 / 127)
+    good[np.arange(300), y] = 0.8
+    bad = rng.dirichlet(np.ones(128), size=300)
+    members = [{"cat3": bad}, {"cat3": good}]
+    w = fit_weights(members, y)
+    assert w.sum() == pytest.approx(1) and w[1] > 0.8
+    assert blend(members, w)["cat3"].shape == (300, 128)
+
+
+def test_vit_grid_comes_from_patch_and_input_size():
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=384, patch_size=32)
+    tokens = vit.forward_features(torch.randn(1, 3, 384, 384))
+    grid = gradcam.vit_reshape_transform(vit, 384)(tokens)
+    assert grid.shape[2:] == (12, 12)  # ViT-*/32 at 384 px, as ViT-L/32 in the contest
+    with pytest.raises(ValueError):
+        gradcam.vit_reshape_transform(vit, 224)(tokens)
+
+
+def test_peaks_map_back_to_original_pixels_and_are_scored():
+    cam = np.zeros((1, 10, 10))
+    cam[0, 2, 7] = 1.0
+    points = gradcam.peak_points(cam, [(200, 100)])
+    assert points[0] == pytest.approx((150.0, 25.0))
+    assert gradcam.share_inside(points, np.array([[140, 20, 160, 30]])) == 1.0
+    assert gradcam.share_inside(points, np.array([[0, 0, 10, 10]])) == 0.0

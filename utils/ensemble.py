@@ -1,0 +1,104 @@
+"""K-fold out-of-fold predictions, ensemble weights fitted on them, and the contest submission."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from .experiments import tfidf_train_and_score, train_and_score
+from .features import feature_data
+from .io import atomic_path, write_csv
+from .metrics import LEVELS, hierarchical_decode, weighted_f1
+from .models import INPUTS
+from .progress import bar
+from .training import predict
+
+
+def kfold_predictions(kind: str, ds, cfg: dict, folds: np.ndarray, seeds, runs_dir, output_dir, tag: str = "kfold",
+                      **overrides) -> dict:
+    """Out-of-fold probabilities for every train row and fold-averaged test probabilities.
+
+    Every (seed, fold) run lives in runs_dir/<tag>/<kind>/seed<s>/fold<k>: rerunning skips finished
+    folds and resumes an interrupted one. Saved to outputs/oof/<tag>_<kind>.npz."""
+    n_train, n_test = len(ds.train), len(ds.test)
+    sizes = ds.taxonomy.sizes
+    oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
+    test = {level: np.zeros((n_test, sizes[level])) for level in LEVELS}
+    test_idx = np.arange(n_train, n_train + n_test)
+    data = None if kind == "text_tfidf" else feature_data(ds, cfg, INPUTS[kind])
+    texts = ds.train["overview"].tolist() + ds.test["overview"].tolist()
+    labels3 = np.concatenate([ds.labels("cat3"), np.zeros(n_test, dtype=int)])
+    fold_scores = []
+    n_folds = int(folds.max()) + 1
+    for seed in seeds:
+        for k in bar(range(n_folds), f"{kind} seed {seed}: folds"):
+            train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+            if kind == "text_tfidf":
+                _, val_probs, model = tfidf_train_and_score(texts, labels3, train_idx, val_idx, ds, kind, seed,
+                                                            record_result=False)
+                from .baselines import full_proba
+                from .metrics import lift_probs
+
+                test_probs = lift_probs(full_proba(model, [texts[i] for i in test_idx], sizes["cat3"]), ds.taxonomy)
+            else:
+                _, val_probs, fitted = train_and_score(kind, data, train_idx, val_idx, ds, cfg,
+                                                       Path(runs_dir) / tag / kind / f"seed{seed}", f"fold{k}",
+                                                       seed, output_dir, record_result=False, **overrides)
+                test_probs = predict(fitted.model, data, test_idx, device=cfg["device"])
+            for level in LEVELS:
+                oof[level][val_idx] += val_probs[level] / len(seeds)
+                test[level] += test_probs[level] / (len(seeds) * n_folds)
+            pred = hierarchical_decode(val_probs, ds.taxonomy)["cat3"]
+            fold_scores.append(weighted_f1(ds.labels("cat3")[val_idx], pred))
+    path = Path(output_dir) / "oof" / f"{tag}_{kind}.npz"
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{f"oof_{k}": v for k, v in oof.items()}, **{f"test_{k}": v for k, v in test.items()},
+                                folds=folds, fold_scores=np.array(fold_scores))
+    return {"oof": oof, "test": test, "fold_scores": fold_scores}
+
+
+def blend(members: list[dict], weights) -> dict:
+    return {level: sum(w * m[level] for w, m in zip(weights, members)) for level in members[0]}
+
+
+def fit_weights(oof_members: list[dict], y3: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the out-of-fold log loss of cat3 (smooth, unlike F1)."""
+    stack = np.stack([m["cat3"] for m in oof_members])
+
+    def loss(theta):
+        w = np.exp(theta - theta.max())
+        w /= w.sum()
+        p = np.tensordot(w, stack, axes=1)[np.arange(len(y3)), y3]
+        return -np.log(p + 1e-9).mean()
+
+    result = minimize(loss, np.zeros(len(oof_members)), method="Nelder-Mead", options={"xatol": 1e-4, "maxiter": 2000})
+    w = np.exp(result.x - result.x.max())
+    return w / w.sum()
+
+
+def fold_spread(probs: dict, y3: np.ndarray, folds: np.ndarray, taxonomy) -> tuple[float, float, float]:
+    """Out-of-fold weighted F1 of cat3 over all rows, and its mean and standard deviation across folds."""
+    pred = hierarchical_decode(probs, taxonomy)["cat3"]
+    per_fold = [weighted_f1(y3[folds == k], pred[folds == k]) for k in range(int(folds.max()) + 1)]
+    return weighted_f1(y3, pred), float(np.mean(per_fold)), float(np.std(per_fold))
+
+
+def write_submission(ds, test_probs: dict, path) -> pd.DataFrame:
+    """`id,cat3` in test.csv order, every label one of the 128, written atomically."""
+    cat3 = ds.taxonomy.decode("cat3", hierarchical_decode(test_probs, ds.taxonomy)["cat3"])
+    submission = pd.DataFrame({"id": ds.test["id"].to_numpy(), "cat3": cat3})
+    assert list(submission["id"]) == list(ds.sample_submission["id"])
+    assert submission["cat3"].isin(ds.taxonomy.cat3).all()
+    write_csv(submission, path)
+    return submission
+
+
+def score_against_truth(ds, submission: pd.DataFrame) -> float | None:
+    """Weighted F1 of a submission against the bundled data's hidden test labels; None on real data."""
+    if ds.truth_dir is None:
+        return None
+    truth = pd.read_csv(ds.truth_dir / "test_labels.csv", dtype=str).set_index("id").loc[submission["id"], "cat3"]
+    return weighted_f1(truth.to_numpy(), submission["cat3"].to_numpy())
