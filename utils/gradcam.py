@@ -31,10 +31,12 @@ def image_tower(model: nn.Module):
 
 
 def target_layer(model: nn.Module) -> nn.Module:
-    """The last spatial layer: the CNN's final feature map, or the ViT's last block (before its norm)."""
+    """For a CNN the second-to-last stage: on the bundled data its Grad-CAM peaks hit the class object 0.82 of
+    the time, against 0.25 for the final 1x1-conv head map (measured in 07, which is how it was chosen).
+    For a ViT, the last block (before its norm)."""
     tower = image_tower(model)
     if tower.kind == "cnn":
-        return tower.model.bn2
+        return tower.model.blocks[-2]
     return tower.model.blocks[-1].norm1
 
 
