@@ -6,6 +6,7 @@ Layout (the contest download's `open/` folder): `train.csv`, `test.csv`, `sample
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +71,14 @@ class Taxonomy:
         return self.encode(parent_level, [pairs[c] for c in self.classes(child_level)])
 
     def path(self, cat3: str) -> tuple[str, str, str]:
-        row = self.table.loc[self.table["cat3"] == cat3].iloc[0]
-        return row["cat1"], row["cat2"], row["cat3"]
+        return (*self._paths[cat3], cat3)
 
     def is_path(self, cat1: str, cat2: str, cat3: str) -> bool:
         return cat3 in self._paths and self._paths[cat3] == (cat1, cat2)
 
-    @property
+    @cached_property
     def _paths(self) -> dict[str, tuple[str, str]]:
+        """cat3 -> (cat1, cat2), built once: validation asks for every row."""
         return {r.cat3: (r.cat1, r.cat2) for r in self.table.itertuples()}
 
 

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from .baselines import full_proba
 from .experiments import tfidf_train_and_score, train_and_score
 from .features import feature_data
 from .io import atomic_path, write_csv
-from .metrics import LEVELS, hierarchical_decode, weighted_f1
+from .metrics import LEVELS, hierarchical_decode, lift_probs, weighted_f1
 from .models import INPUTS
 from .progress import bar
 from .training import predict
@@ -38,9 +39,6 @@ def kfold_predictions(kind: str, ds, cfg: dict, folds: np.ndarray, seeds, runs_d
             if kind == "text_tfidf":
                 _, val_probs, model = tfidf_train_and_score(texts, labels3, train_idx, val_idx, ds, kind, seed,
                                                             record_result=False)
-                from .baselines import full_proba
-                from .metrics import lift_probs
-
                 test_probs = lift_probs(full_proba(model, [texts[i] for i in test_idx], sizes["cat3"]), ds.taxonomy)
             else:
                 _, val_probs, fitted = train_and_score(kind, data, train_idx, val_idx, ds, cfg,

@@ -10,7 +10,7 @@ from .baselines import full_proba, tfidf_logreg
 from .text import prime_content_morphemes
 from .metrics import evaluate, lift_probs, record
 from .models import build_model
-from .training import TrainConfig, fit, predict
+from .training import TrainConfig, data_labels, fit, predict
 
 LEVELS = ("cat1", "cat2", "cat3")
 
@@ -27,7 +27,7 @@ def train_config(kind: str, cfg: dict, seed: int, **overrides) -> TrainConfig:
 
 
 def labels_of(data, indices) -> dict[str, np.ndarray]:
-    return {level: data.tensors[level][np.asarray(indices)].numpy() for level in LEVELS}
+    return {level: data_labels(data, indices, level) for level in LEVELS}
 
 
 def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg: dict, run_dir, name: str, seed: int = 0,

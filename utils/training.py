@@ -195,8 +195,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     if encoder:
         groups.append({"params": encoder, "lr": cfg.encoder_lr or cfg.lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    labels = {level: data.tensors[level][train_idx].numpy() if hasattr(data, "tensors")
-              else np.array([data[i][level] for i in train_idx]) for level in LEVELS}
+    labels = {level: data_labels(data, train_idx, level) for level in LEVELS}
     steps_per_epoch = int(np.ceil(len(train_idx) / cfg.batch_size / cfg.grad_accum))
     from transformers import get_cosine_schedule_with_warmup
 
@@ -259,8 +258,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             correct += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
         probs = predict(model, data, val_idx, device=cfg.device, desc="validating")
-        val_loss = float(np.mean([-np.log(probs["cat3"][np.arange(len(val_idx)), data_labels(data, val_idx)] + 1e-9)]))
         y_val = data_labels(data, val_idx)
+        val_loss = float(np.mean(-np.log(probs["cat3"][np.arange(len(val_idx)), y_val] + 1e-9)))
         score = weighted_f1(y_val, probs["cat3"].argmax(1))
         seconds += time.time() - t0
         record = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_accuracy_cat3": correct / seen,
