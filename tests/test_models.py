@@ -43,16 +43,17 @@ class EncoderInForward(FusionTransformer):
         return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)(tokens, src_key_padding_mask=padding)
 
 
-def make(cls):
+def make(cls, text_pool=1):
     torch.manual_seed(0)
-    model = cls(*towers(), SIZES, d_model=32, nhead=4, num_layers=2, dim_feedforward=64, dropout=0.0)
+    model = cls(*towers(), SIZES, d_model=32, nhead=4, num_layers=2, dim_feedforward=64, dropout=0.0,
+                text_pool=text_pool)
     return model.eval()
 
 
-def batch(n=3, length=10, image_tokens=4, seed=0):
+def batch(n=3, length=10, image_tokens=4, seed=0, real=6):
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(n, length, dtype=torch.long)
-    mask[0, 6:] = 0  # item 0 has 4 padding positions
+    mask[0, real:] = 0  # item 0 has length - real padding positions
     return {"text_final": torch.randn(n, length, 32, generator=g), "text_mask": mask,
             "image_final": torch.randn(n, image_tokens, 1280, generator=g)}
 
@@ -71,10 +72,10 @@ def items_are_independent(model) -> bool:
                 and not torch.allclose(ref, model(own)["cat3"][0], atol=1e-3))
 
 
-def padding_is_ignored(model) -> bool:
-    b = batch()
+def padding_is_ignored(model, real=6) -> bool:
+    b = batch(real=real)
     changed = copy.deepcopy(b)
-    changed["text_final"][0, 6:] = 100.0  # garbage under the padding
+    changed["text_final"][0, real:] = 100.0  # garbage under the padding
     longer = {"text_final": torch.cat([b["text_final"], torch.randn(3, 5, 32)], 1),
               "text_mask": torch.cat([b["text_mask"], torch.zeros(3, 5, dtype=torch.long)], 1),
               "image_final": b["image_final"]}
@@ -113,6 +114,15 @@ def test_fusion_ignores_text_padding():
     assert not padding_is_ignored(make(NoPaddingMask))
 
 
+@pytest.mark.parametrize("real", [6, 5])  # 5: one pooled pair holds a real token and a padding one
+def test_pooled_text_tokens_still_ignore_padding_and_stay_per_item(real):
+    model = make(FusionTransformer, text_pool=2)
+    assert padding_is_ignored(model, real) and items_are_independent(model)
+    assert not padding_is_ignored(make(NoPaddingMask, text_pool=2), real)
+    states, mask = model._pool(torch.arange(6.0).view(1, 3, 2).repeat(1, 2, 1)[:, :5], torch.tensor([[1, 1, 1, 0, 0]]))
+    assert mask.tolist() == [[1, 1, 0]] and states[0, 1].tolist() == [4.0, 5.0]  # the pair (real, pad) keeps the real
+
+
 def test_fusion_encoder_is_built_once_and_trains():
     assert fusion_encoder_trains(make(FusionTransformer))
     assert not fusion_encoder_trains(make(EncoderInForward))
@@ -130,7 +140,7 @@ def test_every_kind_returns_three_heads_and_late_fusion_is_per_item():
     tower = ImageTower(image_backbone("tiny-image"), 1, False)
     b["image_bottom"] = tower.bottom(torch.randn(2, 3, 64, 64)).detach()
     b["image_final"] = tower.top(b["image_bottom"]).detach()
-    for kind in ("text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "late_fusion",
+    for kind in ("text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "image_vit", "late_fusion",
                  "fusion_transformer"):
         out = build_model(kind, cfg, SIZES).eval()(b)
         assert {k: v.shape for k, v in out.items()} == {"cat1": (2, 6), "cat2": (2, 18), "cat3": (2, 128)}
@@ -183,3 +193,22 @@ def test_finetuned_towers_run_their_top_even_when_final_states_are_present():
     b = {"image_bottom": low, "image_final": tower.top(low).detach()}
     with torch.no_grad():
         assert torch.allclose(image(b)["cat3"], image({**b, "image_final": b["image_final"] + 1})["cat3"])
+
+
+def test_hybrid_vit_reads_cached_maps_as_it_reads_pixels_and_trains_only_the_vit():
+    """The cached path (CNN map below the top stage) must equal the pixel path, or 07 explains another model."""
+    from utils import gradcam
+
+    cfg = settings("tiny")
+    model = build_model("image_vit", cfg, SIZES).eval()
+    vit = model.tower.model
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        cached = model({"image_bottom": vit.patch_embed.backbone(x)})["cat3"]
+        assert torch.allclose(model({"pixels": x})["cat3"], cached, atol=1e-5)
+        tokens = vit.forward_features(x)
+    assert gradcam.vit_reshape_transform(vit, 64)(tokens).shape[2:] == (2, 2)  # stride 32 at 64 px
+    assert not any(p.requires_grad for p in vit.patch_embed.backbone.parameters())
+    assert all(p.requires_grad for p in vit.blocks.parameters()) and vit.patch_embed.proj.weight.requires_grad
+    model.train()
+    assert not any(m.training for m in vit.patch_embed.backbone.modules() if isinstance(m, nn.BatchNorm2d))

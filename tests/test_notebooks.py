@@ -42,7 +42,7 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     out = tmp_path / "out"
     for name in ("02_label_fixing.ipynb", "03_augmentation.ipynb", "04_baseline.ipynb", "05_multimodal.ipynb",
                  "06_kfold_ensemble.ipynb", "07_gradcam.ipynb"):
-        extra = {"VIT_MODEL": "vit_base_patch32_384"} if name.startswith("07") else {}
+        extra = {"VIT_MODEL": "vit_base_patch32_384", "N_EXPLAIN": 60, "N_CALIBRATE": 16} if name.startswith("07") else {}
         execute(name, tiny_data, out, **extra)
     suspects = pd.read_csv(out / "label_suspects.csv")
     assert list(suspects.columns) == ["id", "given_cat3", "suggested_cat3", "score"]
@@ -56,6 +56,10 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert submission["cat3"].isin(load_taxonomy().cat3).all()
     points = pd.read_csv(out / "gradcam_points.csv")
     assert list(points.columns) == ["id", "x", "y"] and len(points) > 50
+    explained = metrics["explanations"]["gradcam"]
+    assert {"image_frozen", "image_vit", "fusion_transformer"} <= set(explained["peak_inside_object"])
+    assert set(explained["explainers"]) == {"image_frozen", "image_vit", "fusion_transformer"}
+    assert any((out / "figures").glob("gradcam_image_vit_*.png"))
     image = str(tiny_data / "image/test/TEST_00000.jpg")
     cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(out)]
     ok = subprocess.run(cli + ["--image", image, "--text", "비빔밥 한식 맛집"], cwd=REPO, capture_output=True, text=True)

@@ -98,6 +98,23 @@ def test_vit_grid_comes_from_patch_and_input_size():
         gradcam.vit_reshape_transform(vit, 224)(tokens)
 
 
+def test_every_candidate_layer_and_method_gives_maps_at_input_size():
+    from utils.models import build_model
+    from utils.profiles import settings
+
+    model = build_model("image_frozen", settings("tiny"), {"cat1": 6, "cat2": 18, "cat3": 128})
+    pixels = torch.randn(3, 3, 64, 64)
+    for layer in gradcam.candidate_layers(model):
+        for method in gradcam.METHODS:
+            maps, preds = gradcam.explain(model, pixels, layer=layer, method=method, batch_size=2)
+            assert maps.shape == (3, 64, 64) and preds.shape == (3,) and np.isfinite(maps).all()
+    boxes = np.array([[0, 0, 64, 64]] * 3)
+    table = gradcam.compare_explainers(model, pixels, boxes, [(64, 64)] * 3)
+    assert len(table) == 9 and (table["peak inside object"] == 1.0).all()  # every peak is inside a full-image box
+    with pytest.raises(ValueError, match="unknown layer"):
+        gradcam.heatmaps(model, pixels, layer="block -1")
+
+
 def test_peaks_map_back_to_original_pixels_and_are_scored():
     cam = np.zeros((1, 10, 10))
     cam[0, 2, 7] = 1.0

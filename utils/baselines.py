@@ -11,12 +11,13 @@ from .text import clean_overview, content_morphemes
 
 def tfidf_logreg(alpha: float = 1e-5, seed: int = 0):
     """Kiwi content morphemes and char 2–4-grams (robust to spacing); logistic regression fitted by SGD
-    (5x faster than lbfgs here at the same F1, measured on the bundled data)."""
+    (5x faster than lbfgs here at the same F1; 20 epochs score as 30 did, 0.648 vs 0.647, in two thirds of
+    the time: measured on the bundled data's validation split)."""
     words = TfidfVectorizer(analyzer=content_morphemes, sublinear_tf=True, min_df=2)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
                             preprocessor=clean_overview, max_features=100_000)
     return make_pipeline(make_union(words, chars),
-                         SGDClassifier(loss="log_loss", alpha=alpha, max_iter=30, tol=None, random_state=seed,
+                         SGDClassifier(loss="log_loss", alpha=alpha, max_iter=20, tol=None, random_state=seed,
                                        n_jobs=-1))
 
 

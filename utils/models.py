@@ -121,6 +121,59 @@ class ImageTower(nn.Module):
         return self.top(self.bottom(batch["pixels"]))
 
 
+class _Trunk(nn.Module):
+    """The CNN tower below its top stages, as a module (the patch embedding of a hybrid ViT)."""
+
+    def __init__(self, cnn: ImageTower):
+        super().__init__()
+        self.cnn = cnn
+
+    def forward(self, pixels):
+        return self.cnn.bottom(pixels)
+
+
+class HybridViTTower(nn.Module):
+    """A ViT whose patch embedding is the pretrained CNN below its top stages (a ViT-hybrid, as R50+ViT-B/16 in
+    the ViT paper): timm's VisionTransformer with a HybridEmbed. No pretrained ViT weights ship offline, so the
+    demo profile trains this one; the CNN trunk stays frozen, and training reads its cached `image_bottom` maps.
+    """
+
+    kind = "vit"
+
+    def __init__(self, cnn: ImageTower, input_size: int, width: int = 192, depth: int = 2, heads: int = 3):
+        super().__init__()
+        if cnn.kind != "cnn":
+            raise ValueError("a hybrid ViT is built on a CNN; this image model is already a ViT: use it directly")
+        from functools import partial
+
+        from timm.layers import HybridEmbed
+        from timm.models.vision_transformer import VisionTransformer
+
+        self.model = VisionTransformer(img_size=input_size, patch_size=1, num_classes=0, embed_dim=width, depth=depth,
+                                       num_heads=heads, embed_layer=partial(HybridEmbed, backbone=_Trunk(cnn)))
+        self.num_features = width
+        self.trains_top = True
+        _set_trainable([self.model], True)
+        _set_trainable([self.model.patch_embed.backbone], False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.model.patch_embed.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    def forward(self, batch) -> torch.Tensor:
+        """Token states (B, 1 + h*w, C): from pixels, or from the cached CNN map below the top stages."""
+        vit = self.model
+        if "image_bottom" in batch:
+            x = vit.patch_embed.proj(batch["image_bottom"].float()).flatten(2).transpose(1, 2)
+        else:
+            x = vit.patch_embed(batch["pixels"])
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
+        return vit.norm(vit.blocks(x))
+
+
 class Heads(nn.Module):
     """One linear head per level; an optional MLP trunk before them (the seed's Dense 128 / 32)."""
 
@@ -180,12 +233,15 @@ class FusionTransformer(nn.Module):
     concatenated after a learned CLS token, a TransformerEncoder with batch_first=True and a key
     padding mask for text padding (built here, in __init__, so that it trains), three heads on CLS.
     `encoder_dropout` defaults to 0: on CPU, dropout's random masks cost a third of each step.
+    `text_pool` > 1 averages that many neighbouring text tokens (padding left out) before fusing: attention
+    cost falls with the square of the sequence, which the CPU demo needs (see the profiles).
     """
 
     def __init__(self, text: TextTower, image: ImageTower, sizes, d_model: int = 128, nhead: int = 4,
-                 num_layers: int = 2, dim_feedforward: int = 256, dropout: float = 0.1, encoder_dropout: float = 0.0):
+                 num_layers: int = 2, dim_feedforward: int = 256, dropout: float = 0.1, encoder_dropout: float = 0.0,
+                 text_pool: int = 1):
         super().__init__()
-        self.text, self.image = text, image
+        self.text, self.image, self.text_pool = text, image, text_pool
         self.text_proj = nn.Sequential(nn.Linear(text.hidden_size, d_model), nn.LayerNorm(d_model))
         self.image_proj = nn.Sequential(nn.Linear(image.num_features, d_model), nn.LayerNorm(d_model))
         self.modality = nn.Parameter(torch.zeros(3, d_model))  # CLS, text, image
@@ -198,8 +254,22 @@ class FusionTransformer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.heads = Heads(d_model, sizes, dropout=dropout)
 
+    def _pool(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked mean over groups of `text_pool` tokens; a group is padding only if all its tokens are."""
+        k = self.text_pool
+        if k == 1:
+            return states, mask
+        pad = (-states.shape[1]) % k
+        if pad:
+            states = nn.functional.pad(states, (0, 0, 0, pad))
+            mask = nn.functional.pad(mask, (0, pad))
+        b, n, h = states.shape
+        weights = mask.to(states.dtype).view(b, n // k, k, 1)
+        pooled = (states.view(b, n // k, k, h) * weights).sum(2) / weights.sum(2).clamp(min=1)
+        return pooled, mask.view(b, n // k, k).amax(2)
+
     def forward(self, batch):
-        states, mask = self.text(batch)
+        states, mask = self._pool(*self.text(batch))
         text = self.text_proj(states) + self.modality[1]
         image = self.image_proj(self.image(batch)) + self.modality[2]
         cls = self.cls.expand(text.shape[0], -1, -1) + self.modality[0]
@@ -218,6 +288,7 @@ INPUTS = {
     "text_finetuned": ("text_bottom", "text_mask"),
     "image_frozen": ("image_final",),
     "image_finetuned": ("image_bottom",),
+    "image_vit": ("image_bottom",),
     "late_fusion": ("text_final", "text_mask", "image_final"),
     "fusion_transformer": ("text_final", "text_mask", "image_final"),
 }
@@ -237,10 +308,13 @@ def build_model(kind: str, cfg: dict, sizes: dict[str, int], seed: int = 0) -> n
     torch.manual_seed(seed)
     if kind.startswith("text"):
         return TextClassifier(text, sizes)
+    if kind == "image_vit":
+        return ImageClassifier(HybridViTTower(image, cfg["image_size"]), sizes)
     if kind.startswith("image"):
         return ImageClassifier(image, sizes)
     if kind == "late_fusion":
         return LateFusion(text, image, sizes)
     if kind == "fusion_transformer":
-        return FusionTransformer(text, image, sizes, d_model=cfg["fusion_width"], num_layers=cfg["fusion_layers"])
+        return FusionTransformer(text, image, sizes, d_model=cfg["fusion_width"], num_layers=cfg["fusion_layers"],
+                                 text_pool=cfg["fusion_text_pool"])
     raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(INPUTS)}")
