@@ -145,3 +145,20 @@ def test_label_fixes_applied_and_mismatch_is_an_error(small_copy, tmp_path):
 def test_clean_overview():
     raw = "첫 줄<br>둘째 줄<br />\n&lt;서울 명소&gt; &amp;lt;br&amp;gt;끝&nbsp;※ 영업시간 : 10:00"
     assert clean_overview(raw) == "첫 줄 둘째 줄 <서울 명소> 끝 ※ 영업시간 : 10:00"
+
+
+def test_content_morphemes_are_kept_on_disk_for_the_next_process(tmp_path, monkeypatch):
+    from utils import text
+
+    monkeypatch.setattr(text, "_disk_path", lambda: tmp_path / "content.json")
+    monkeypatch.setattr(text, "_CONTENT_CACHE", {})
+    monkeypatch.setattr(text, "_DISK", {})
+    texts = ["서울 종로구의 한정식 식당이다.", "바닷가 오토캠핑장에서 캠핑을 즐긴다."]
+    text.prime_content_morphemes(texts)
+    first = [text.content_morphemes(t) for t in texts]
+    assert "한정식" in first[0] and (tmp_path / "content.json").exists()
+    monkeypatch.setattr(text, "_CONTENT_CACHE", {})  # a new process: memory empty, the file is there
+    monkeypatch.setattr(text, "_DISK", {})
+    monkeypatch.setattr(text, "kiwi", lambda: (_ for _ in ()).throw(AssertionError("Kiwi ran again")))
+    text.prime_content_morphemes(texts)
+    assert [text.content_morphemes(t) for t in texts] == first

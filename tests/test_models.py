@@ -212,3 +212,17 @@ def test_hybrid_vit_reads_cached_maps_as_it_reads_pixels_and_trains_only_the_vit
     assert all(p.requires_grad for p in vit.blocks.parameters()) and vit.patch_embed.proj.weight.requires_grad
     model.train()
     assert not any(m.training for m in vit.patch_embed.backbone.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_frozen_models_share_one_encoder_and_finetuned_ones_get_their_own():
+    cfg = settings("tiny")
+    a, b = build_model("fusion_transformer", cfg, SIZES), build_model("image_frozen", cfg, SIZES, seed=3)
+    tuned = build_model("image_finetuned", cfg, SIZES)
+    assert a.image.model is b.tower.model and tuned.tower.model is not a.image.model
+    before = [p.detach().clone() for p in a.image.model.parameters()]
+    opt = torch.optim.SGD([p for p in tuned.parameters() if p.requires_grad], lr=1.0)
+    tuned.train()
+    tuned({"pixels": torch.randn(2, 3, 64, 64)})["cat3"].sum().backward()
+    opt.step()
+    assert all(torch.equal(x, y) for x, y in zip(before, a.image.model.parameters()))  # training one left the shared one
+    assert not any(p.requires_grad for p in a.image.model.parameters())

@@ -122,3 +122,31 @@ def test_peaks_map_back_to_original_pixels_and_are_scored():
     assert points[0] == pytest.approx((150.0, 25.0))
     assert gradcam.share_inside(points, np.array([[140, 20, 160, 30]])) == 1.0
     assert gradcam.share_inside(points, np.array([[0, 0, 10, 10]])) == 0.0
+
+
+def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answer(tiny_data, tmp_path):
+    from utils.models import build_model
+    from utils.predict import Predictor, save_predictor
+    from utils.profiles import settings
+
+    cfg = settings("tiny")
+    sizes = {"cat1": 6, "cat2": 18, "cat3": 128}
+    models, checkpoints = [], []
+    for seed in (1, 2):  # two "folds" with different heads
+        model = build_model("fusion_transformer", cfg, sizes, seed=seed).eval()
+        path = tmp_path / f"fold{seed}.pt"
+        torch.save({k: v for k, v in model.state_dict().items() if not k.startswith(("text.", "image."))}, path)
+        models.append(model)
+        checkpoints.append(path)
+    save_predictor("fusion_transformer", cfg, checkpoints, tmp_path)
+    predictor = Predictor(tmp_path)
+    images = [str(tiny_data / "image/test/TEST_00000.jpg"), str(tiny_data / "image/test/TEST_00001.jpg")]
+    texts = ["한식 맛집", "바닷가 캠핑장"]
+    shared = predictor.probabilities(images, texts, batch_size=1)
+    batch = predictor.text.tokenize(texts, cfg["max_len"])
+    from utils.features import image_tensor
+    batch["pixels"] = torch.stack([image_tensor(p, cfg["image_size"], predictor.image.mean, predictor.image.std)
+                                   for p in images])
+    with torch.no_grad():
+        separate = sum(m(batch)["cat3"].softmax(-1) for m in models).numpy() / 2
+    assert np.allclose(shared["cat3"], separate, atol=1e-5)

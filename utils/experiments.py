@@ -26,6 +26,15 @@ def train_config(kind: str, cfg: dict, seed: int, **overrides) -> TrainConfig:
     return replace(base, **overrides)
 
 
+def kfold_overrides(kind: str, cfg: dict) -> dict:
+    """Training settings of K-fold members (02's experts, 06's ensemble): the profile's shorter schedules."""
+    if kind == "fusion_transformer":
+        return {"epochs": cfg["kfold_fusion_epochs"]}
+    if kind == "text_tfidf" or kind.endswith("finetuned"):
+        return {}
+    return {"epochs": cfg["kfold_epochs"]}
+
+
 def labels_of(data, indices) -> dict[str, np.ndarray]:
     return {level: data_labels(data, indices, level) for level in LEVELS}
 

@@ -91,7 +91,7 @@ def encode_images(images, model_name: str, size: int, top_stages: int, batch_siz
     return {"bottom": torch.cat(bottoms), "final": torch.cat(finals)}
 
 
-def text_features(ds, model_name: str, max_len: int, top_layers: int, batch_size: int = 64,
+def text_features(ds, model_name: str, max_len: int, top_layers: int, batch_size: int = 16,
                   device: str = "cpu", cache_dir=None) -> dict:
     """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
     key = f"text-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-len{max_len}-top{top_layers}"

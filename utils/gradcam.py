@@ -31,13 +31,14 @@ def image_tower(model: nn.Module):
 
 
 def candidate_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The layers Grad-CAM may read, by name. A CNN: the outputs of its last two stages (at 128 px an 8x8 and a
-    4x4 map) and its final 1x1-conv map. A ViT: the input norm of its last two blocks (the usual choice)."""
+    """The layers Grad-CAM may read, by name. A CNN: the outputs of its third- and second-to-last stages (at
+    128 px an 8x8 and a 4x4 map) and its final 1x1-conv map. A ViT: the input norm of its last two blocks (the
+    usual choice) and its final norm."""
     tower = image_tower(model)
     m = tower.model
     if tower.kind == "cnn":
         return {"stage -2": m.blocks[-2], "stage -3": m.blocks[-3], "final map": m.bn2}
-    return {"block -1": m.blocks[-1].norm1, "block -2": m.blocks[-2].norm1}
+    return {"block -1": m.blocks[-1].norm1, "block -2": m.blocks[-2].norm1, "final norm": m.norm}
 
 
 METHODS = ("gradcam", "gradcam++", "layercam")

@@ -140,7 +140,8 @@ class HybridViTTower(nn.Module):
 
     kind = "vit"
 
-    def __init__(self, cnn: ImageTower, input_size: int, width: int = 192, depth: int = 2, heads: int = 3):
+    def __init__(self, cnn: ImageTower, input_size: int, width: int = 128, depth: int = 2, heads: int = 4,
+                 mlp_ratio: float = 2.0):
         super().__init__()
         if cnn.kind != "cnn":
             raise ValueError("a hybrid ViT is built on a CNN; this image model is already a ViT: use it directly")
@@ -150,7 +151,8 @@ class HybridViTTower(nn.Module):
         from timm.models.vision_transformer import VisionTransformer
 
         self.model = VisionTransformer(img_size=input_size, patch_size=1, num_classes=0, embed_dim=width, depth=depth,
-                                       num_heads=heads, embed_layer=partial(HybridEmbed, backbone=_Trunk(cnn)))
+                                       num_heads=heads, mlp_ratio=mlp_ratio,
+                                       embed_layer=partial(HybridEmbed, backbone=_Trunk(cnn)))
         self.num_features = width
         self.trains_top = True
         _set_trainable([self.model], True)
@@ -294,17 +296,38 @@ INPUTS = {
 }
 
 
-def build_model(kind: str, cfg: dict, sizes: dict[str, int], seed: int = 0) -> nn.Module:
-    """A fresh model of `kind` (see INPUTS) with the profile's encoders; seeded, so runs repeat."""
+_FROZEN_BACKBONES: dict = {}
+
+
+def _backbone(modality: str, cfg: dict, trainable: bool):
+    """A fresh encoder for a model that trains part of it; otherwise one copy shared by all frozen-encoder
+    models of this process. Training never changes a frozen encoder, and a notebook builds a dozen models:
+    loading e5 costs seconds each time."""
     from .backbones import image_backbone, text_backbone
 
+    name = cfg["text_model"] if modality == "text" else cfg["image_model"]
+
+    def load():
+        return text_backbone(name) if modality == "text" else image_backbone(name, cfg["image_size"])
+
+    if trainable:
+        return load()
+    key = (modality, name, cfg["image_size"])
+    if key not in _FROZEN_BACKBONES:
+        _FROZEN_BACKBONES[key] = load()
+    return _FROZEN_BACKBONES[key]
+
+
+def build_model(kind: str, cfg: dict, sizes: dict[str, int], seed: int = 0) -> nn.Module:
+    """A fresh model of `kind` (see INPUTS) with the profile's encoders; seeded, so runs repeat."""
     torch.manual_seed(seed)
     text = image = None
     if kind.startswith("text") or "fusion" in kind:
-        text = TextTower(text_backbone(cfg["text_model"]), cfg["text_top_layers"], train_top=kind == "text_finetuned")
+        tuned = kind == "text_finetuned"
+        text = TextTower(_backbone("text", cfg, tuned), cfg["text_top_layers"], train_top=tuned)
     if kind.startswith("image") or "fusion" in kind:
-        image = ImageTower(image_backbone(cfg["image_model"], cfg["image_size"]), cfg["image_top_stages"],
-                           train_top=kind == "image_finetuned")
+        tuned = kind == "image_finetuned"
+        image = ImageTower(_backbone("image", cfg, tuned), cfg["image_top_stages"], train_top=tuned)
     torch.manual_seed(seed)
     if kind.startswith("text"):
         return TextClassifier(text, sizes)

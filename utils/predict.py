@@ -51,31 +51,54 @@ class Predictor:
         self.taxonomy = load_taxonomy()
         self.cfg, self.device = card["cfg"], device
         self.models = []
-        for checkpoint in card["checkpoints"]:
-            model = build_model(card["kind"], self.cfg, self.taxonomy.sizes)
-            model.load_state_dict(torch.load(checkpoint, map_location="cpu"), strict=False)
-            self.models.append(model.to(device).eval())
+        try:
+            for checkpoint in card["checkpoints"]:
+                model = build_model(card["kind"], self.cfg, self.taxonomy.sizes)
+                model.load_state_dict(torch.load(checkpoint, map_location="cpu"), strict=False)
+                self.models.append(model.to(device).eval())
+        except KeyError as exc:
+            raise PredictionError(f"{card_path} was written by an older version (no setting {exc}); "
+                                  f"rerun ./run_all.sh 06") from exc
         self.text = text_backbone(self.cfg["text_model"])
         self.image = image_backbone(self.cfg["image_model"], self.cfg["image_size"])
 
-    def probabilities(self, images, texts) -> dict[str, np.ndarray]:
+    def _frozen_states(self, batch: dict) -> dict:
+        """The K fold models share their frozen encoders: run those once and hand every model the states."""
+        first = self.models[0]
+        text, image = getattr(first, "text", None), getattr(first, "image", None)
+        if text is not None and not text.trains_top:
+            batch["text_final"], batch["text_mask"] = text(batch)
+        if image is not None and not image.trains_top:
+            batch["image_final"] = image(batch)
+        return batch
+
+    def probabilities(self, images, texts, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """Probabilities per level, averaged over the fold models; every input is checked before any work."""
+        from .progress import bar
+
+        images, texts = list(images), list(texts)
         for path, text in zip(images, texts):
             if not str(text).strip() or not clean_overview(text):
                 raise PredictionError(f"empty text for image {path}: a description is needed")
             error = probe_image(path)
             if error:
                 raise PredictionError(f"{path}: {error}")
-        batch = self.text.tokenize(list(texts), self.cfg["max_len"])
-        batch["pixels"] = torch.stack([image_tensor(p, self.cfg["image_size"], self.image.mean, self.image.std)
-                                       for p in images])
-        batch = {k: v.to(self.device) for k, v in batch.items()}
         out = {}
-        with torch.inference_mode():
-            for model in self.models:
-                logits = model(batch)
-                for level, value in logits.items():
-                    out[level] = out.get(level, 0) + value.softmax(-1).cpu().numpy() / len(self.models)
-        return out
+        for start in bar(range(0, len(images), batch_size), "predicting"):
+            chunk = slice(start, start + batch_size)
+            batch = self.text.tokenize(list(texts[chunk]), self.cfg["max_len"])
+            batch["pixels"] = torch.stack([image_tensor(p, self.cfg["image_size"], self.image.mean, self.image.std)
+                                           for p in images[chunk]])
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with torch.inference_mode():
+                batch = self._frozen_states(batch)
+                mean = {}
+                for model in self.models:
+                    for level, value in model(batch).items():
+                        mean[level] = mean.get(level, 0) + value.softmax(-1).cpu().numpy() / len(self.models)
+            for level, value in mean.items():
+                out.setdefault(level, []).append(value)
+        return {level: np.concatenate(parts) for level, parts in out.items()}
 
     def predict(self, images, texts, top_k: int = 3) -> list[dict]:
         """Per item: the consistent best path as hashtags and the top-k cat3 with their probabilities."""

@@ -38,13 +38,41 @@ CONTENT_TAGS = ("NNG", "NNP", "VV", "VA", "SL", "XR", "SN")
 
 
 _CONTENT_CACHE: dict[str, list[str]] = {}
+_DISK: dict[str, list[str]] = {}
+
+
+def _disk_path():
+    import kiwipiepy
+
+    from . import paths
+
+    return paths.CACHE / "morphemes" / f"content-kiwi{kiwipiepy.__version__}.json"
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
 
 
 def prime_content_morphemes(texts) -> None:
-    """Analyse many texts in one multi-threaded Kiwi call (2-3x faster than one by one) and keep them."""
+    """Analyse many texts in one multi-threaded Kiwi call (2-3x faster than one by one) and keep them, in
+    memory and on disk (outputs/cache/morphemes): later notebooks then skip the 10 s analysis."""
+    from .io import read_json, write_json
+
+    if not _DISK:
+        _DISK.update(read_json(_disk_path(), default={}))
     todo = list(dict.fromkeys(t for t in texts if t not in _CONTENT_CACHE))
+    for text in todo:
+        if _digest(text) in _DISK:
+            _CONTENT_CACHE[text] = _DISK[_digest(text)]
+    todo = [t for t in todo if t not in _CONTENT_CACHE]
+    if not todo:
+        return
     for text, tokens in zip(todo, kiwi().tokenize([clean_overview(t) for t in todo])):
-        _CONTENT_CACHE[text] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+        _CONTENT_CACHE[text] = _DISK[_digest(text)] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+    if len(todo) > 1:
+        write_json(_DISK, _disk_path())
 
 
 def content_morphemes(text: str) -> list[str]:
