@@ -91,18 +91,25 @@ def encode_images(images, model_name: str, size: int, top_stages: int, batch_siz
     return {"bottom": torch.cat(bottoms), "final": torch.cat(finals)}
 
 
-def text_features(ds, model_name: str, max_len: int, top_layers: int, batch_size: int = 16,
-                  device: str = "cpu", cache_dir=None) -> dict:
-    """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
-    key = f"text-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-len{max_len}-top{top_layers}"
+def _dataset_features(ds, modality: str, column: str, model_name: str, tag: str, encode, settings: dict,
+                      cache_dir=None) -> dict:
+    """`encode` over the `column` of train + test rows, with their ids and settings, cached per dataset."""
+    key = f"{modality}-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-{tag}"
 
     def compute():
         rows = all_rows(ds)
-        encoded = encode_texts(rows["overview"].tolist(), model_name, max_len, top_layers, batch_size, device)
-        return {"ids": rows["id"].tolist(), **encoded, "model": model_name, "max_len": max_len,
-                "top_layers": top_layers}
+        return {"ids": rows["id"].tolist(), **encode(rows[column].tolist()), "model": model_name, **settings}
 
     return _cached(key, compute, cache_dir)
+
+
+def text_features(ds, model_name: str, max_len: int, top_layers: int, batch_size: int = 16,
+                  device: str = "cpu", cache_dir=None) -> dict:
+    """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
+    return _dataset_features(
+        ds, "text", "overview", model_name, f"len{max_len}-top{top_layers}",
+        lambda texts: encode_texts(texts, model_name, max_len, top_layers, batch_size, device),
+        {"max_len": max_len, "top_layers": top_layers}, cache_dir)
 
 
 def image_tensor(path, size: int, mean, std) -> torch.Tensor:
@@ -116,14 +123,10 @@ def image_tensor(path, size: int, mean, std) -> torch.Tensor:
 def image_features(ds, model_name: str, size: int, top_stages: int, batch_size: int = 64,
                    device: str = "cpu", cache_dir=None) -> dict:
     """{"ids", "bottom" (N,C,h,w) fp16, "final" (N,T,C) fp16 tokens} for train + test rows."""
-    key = f"image-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-{size}px-top{top_stages}"
-
-    def compute():
-        rows = all_rows(ds)
-        encoded = encode_images(rows["image_file"].tolist(), model_name, size, top_stages, batch_size, device)
-        return {"ids": rows["id"].tolist(), **encoded, "model": model_name, "size": size, "top_stages": top_stages}
-
-    return _cached(key, compute, cache_dir)
+    return _dataset_features(
+        ds, "image", "image_file", model_name, f"{size}px-top{top_stages}",
+        lambda files: encode_images(files, model_name, size, top_stages, batch_size, device),
+        {"size": size, "top_stages": top_stages}, cache_dir)
 
 
 def feature_data(ds, cfg: dict, keys, labels_frame=None, device: str = "cpu"):

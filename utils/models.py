@@ -299,23 +299,27 @@ INPUTS = {
 _FROZEN_BACKBONES: dict = {}
 
 
-def _backbone(modality: str, cfg: dict, trainable: bool):
-    """A fresh encoder for a model that trains part of it; otherwise one copy shared by all frozen-encoder
-    models of this process. Training never changes a frozen encoder, and a notebook builds a dozen models:
-    loading e5 costs seconds each time."""
+def _load_backbone(modality: str, cfg: dict):
     from .backbones import image_backbone, text_backbone
 
-    name = cfg["text_model"] if modality == "text" else cfg["image_model"]
+    if modality == "text":
+        return text_backbone(cfg["text_model"])
+    return image_backbone(cfg["image_model"], cfg["image_size"])
 
-    def load():
-        return text_backbone(name) if modality == "text" else image_backbone(name, cfg["image_size"])
 
-    if trainable:
-        return load()
-    key = (modality, name, cfg["image_size"])
+def frozen_backbone(modality: str, cfg: dict):
+    """The profile's text or image encoder, one copy shared by every user in this process that does not train
+    it (frozen-encoder models, the predictor's tokenizer and normalisation, Grad-CAM's preprocessing).
+    Training never changes a frozen encoder, and a notebook builds a dozen models: loading e5 costs seconds."""
+    key = (modality, cfg["text_model"] if modality == "text" else cfg["image_model"], cfg["image_size"])
     if key not in _FROZEN_BACKBONES:
-        _FROZEN_BACKBONES[key] = load()
+        _FROZEN_BACKBONES[key] = _load_backbone(modality, cfg)
     return _FROZEN_BACKBONES[key]
+
+
+def _backbone(modality: str, cfg: dict, trainable: bool):
+    """A fresh encoder for a model that trains part of it; otherwise the shared frozen one."""
+    return _load_backbone(modality, cfg) if trainable else frozen_backbone(modality, cfg)
 
 
 def build_model(kind: str, cfg: dict, sizes: dict[str, int], seed: int = 0) -> nn.Module:

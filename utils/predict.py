@@ -38,8 +38,7 @@ def save_predictor(kind: str, cfg: dict, checkpoints: list[Path], output_dir=Non
 
 class Predictor:
     def __init__(self, output_dir=None, device: str = "cpu"):
-        from .backbones import image_backbone, text_backbone
-        from .models import build_model
+        from .models import build_model, frozen_backbone
 
         card_path = paths.outputs(output_dir) / MODEL_CARD
         card = read_json(card_path)
@@ -59,8 +58,7 @@ class Predictor:
         except KeyError as exc:
             raise PredictionError(f"{card_path} was written by an older version (no setting {exc}); "
                                   f"rerun ./run_all.sh 06") from exc
-        self.text = text_backbone(self.cfg["text_model"])
-        self.image = image_backbone(self.cfg["image_model"], self.cfg["image_size"])
+        self.text, self.image = frozen_backbone("text", self.cfg), frozen_backbone("image", self.cfg)
 
     def _frozen_states(self, batch: dict) -> dict:
         """The K fold models share their frozen encoders: run those once and hand every model the states."""

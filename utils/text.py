@@ -62,15 +62,13 @@ def prime_content_morphemes(texts) -> None:
 
     if not _DISK:
         _DISK.update(read_json(_disk_path(), default={}))
-    todo = list(dict.fromkeys(t for t in texts if t not in _CONTENT_CACHE))
-    for text in todo:
-        if _digest(text) in _DISK:
-            _CONTENT_CACHE[text] = _DISK[_digest(text)]
-    todo = [t for t in todo if t not in _CONTENT_CACHE]
+    digests = {t: _digest(t) for t in texts if t not in _CONTENT_CACHE}
+    _CONTENT_CACHE.update({t: _DISK[d] for t, d in digests.items() if d in _DISK})
+    todo = [t for t in digests if t not in _CONTENT_CACHE]
     if not todo:
         return
     for text, tokens in zip(todo, kiwi().tokenize([clean_overview(t) for t in todo])):
-        _CONTENT_CACHE[text] = _DISK[_digest(text)] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+        _CONTENT_CACHE[text] = _DISK[digests[text]] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
     if len(todo) > 1:
         write_json(_DISK, _disk_path())
 
