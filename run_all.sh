@@ -8,19 +8,25 @@ usage() {
 Usage: ./run_all.sh [options] [STEP ...]
 
 Sets up a local virtual environment from requirements.txt (once; quick when already done), then
-executes notebooks/NN_*.ipynb in order with papermill. Executed copies go to outputs/notebooks/;
-figures, metrics.json, submission.csv and the rest go to outputs/.
+executes notebooks/NN_*.ipynb in order with papermill. Everything one run writes goes into its own
+folder, outputs/<run name>/ (config.json, executed notebooks, figures, metrics, submission, ...).
 
 Options:
   --data-dir PATH   run on a folder in the real Dacon layout (train.csv, test.csv,
                     sample_submission.csv, image/train, image/test). Also: DATA_DIR=PATH.
                     Default: the bundled GENERATED dataset (made on first use under data/generated).
   --profile NAME    demo (default): offline, CPU, bundled data;
-                    full: the contest settings (GPU, Hugging Face / timm weights from the internet).
+                    full: the contest settings (GPU; hub names or local model folders);
                     tiny: tiny random models, for smoke tests. Also: PROFILE=NAME.
-  --output-dir PATH where artifacts go (default: outputs/). Also: OUTPUT_DIR=PATH.
   --seed N          seed for everything (default 0). Also: SEED=N.
+  --set KEY=VALUE   any configuration key, repeatable: --set n_folds=3 --set fusion_transformer.epochs=4
+                    (an unknown key or a mistyped value fails at once, listing the valid keys;
+                    .venv/bin/python -m utils.config --list prints them all with their defaults).
+  --run-name NAME   the run's folder name (default: <profile>-<data folder>-seed<seed>).
+  --output-dir PATH where runs go (default: outputs/). Also: OUTPUT_DIR=PATH.
+  --cache-dir PATH  the shared, content-keyed cache (default: <output dir>/cache); same as --set cache_dir=PATH.
   --setup-only      only create/update .venv.
+  --jupyter         set up, then open the notebooks in JupyterLab with the environment's kernel.
   --test            set up, then run the test suite (pytest tests/) instead of the notebooks.
   -h, --help        this help.
   STEP ...          run only these steps, by number: ./run_all.sh 04 05
@@ -35,6 +41,8 @@ DATA_DIR="${DATA_DIR:-}"
 PROFILE="${PROFILE:-demo}"
 OUTPUT_DIR="${OUTPUT_DIR:-$REPO/outputs}"
 SEED="${SEED:-0}"
+RUN_NAME=""
+SETS=()
 STEPS=()
 MODE=notebooks
 while [ $# -gt 0 ]; do
@@ -42,6 +50,7 @@ while [ $# -gt 0 ]; do
     -h|--help) usage; exit 0 ;;
     --setup-only) MODE=setup; shift ;;
     --test) MODE=test; shift ;;
+    --jupyter) MODE=jupyter; shift ;;
     --data-dir) DATA_DIR="$2"; shift 2 ;;
     --data-dir=*) DATA_DIR="${1#*=}"; shift ;;
     --profile) PROFILE="$2"; shift 2 ;;
@@ -50,11 +59,16 @@ while [ $# -gt 0 ]; do
     --output-dir=*) OUTPUT_DIR="${1#*=}"; shift ;;
     --seed) SEED="$2"; shift 2 ;;
     --seed=*) SEED="${1#*=}"; shift ;;
+    --run-name) RUN_NAME="$2"; shift 2 ;;
+    --run-name=*) RUN_NAME="${1#*=}"; shift ;;
+    --cache-dir) SETS+=("cache_dir=$2"); shift 2 ;;
+    --cache-dir=*) SETS+=("cache_dir=${1#*=}"); shift ;;
+    --set) SETS+=("$2"); shift 2 ;;
+    --set=*) SETS+=("${1#*=}"); shift ;;
     [0-9][0-9]) STEPS+=("$1"); shift ;;
     *) echo "run_all.sh: unknown argument '$1' (see ./run_all.sh -h)" >&2; exit 2 ;;
   esac
 done
-case "$PROFILE" in demo|full|tiny) ;; *) echo "run_all.sh: unknown profile '$PROFILE' (demo, full, tiny)" >&2; exit 2 ;; esac
 if [ -n "$DATA_DIR" ]; then
   [ -d "$DATA_DIR" ] || { echo "run_all.sh: --data-dir '$DATA_DIR' is not a folder" >&2; exit 2; }
   DATA_DIR="$(cd "$DATA_DIR" && pwd)"
@@ -78,6 +92,8 @@ else
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -r "$REPO/requirements.txt"
+    # the environment's Python (and its Jupyter kernel) imports utils from any working directory
+    "$VENV/bin/python" -c 'import site, sys; open(site.getsitepackages()[0] + "/hashtag-pipeline.pth", "w").write(sys.argv[1] + "\n")' "$REPO"
     echo "$want" > "$STAMP"
   fi
   PY="$VENV/bin/python"
@@ -92,20 +108,33 @@ if [ "$PROFILE" != "full" ]; then export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 if [ "$MODE" = test ]; then
   cd "$REPO" && exec "$PY" -m pytest -q tests
 fi
+if [ "$MODE" = jupyter ]; then
+  cd "$REPO" && exec "$PY" -m jupyter lab --notebook-dir "$REPO/notebooks"
+fi
 
-mkdir -p "$OUTPUT_DIR/notebooks"
+# ---- the run: validate every --set before anything runs; the run folder and the settings come back
+config_args=(--profile "$PROFILE" --data-dir "$DATA_DIR" --output-dir "$OUTPUT_DIR" --seed "$SEED" --run-name "$RUN_NAME")
+for kv in ${SETS[@]+"${SETS[@]}"}; do config_args+=(--set "$kv"); done
+resolved="$(cd "$REPO" && "$PY" -m utils.config "${config_args[@]}")" || exit 2
+RUN_DIR="$(sed -n 1p <<<"$resolved")"
+SET_YAML="$(sed -n 2p <<<"$resolved")"
+RUN_NAME="$(basename "$RUN_DIR")"
+
+mkdir -p "$RUN_DIR/notebooks"
+echo "==> run $RUN_NAME (profile $PROFILE, data ${DATA_DIR:-bundled generated}, seed $SEED): $RUN_DIR"
 started=$(date +%s)
 for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$nb")"
   step="${name:0:2}"
   if [ ${#STEPS[@]} -gt 0 ] && [[ ! " ${STEPS[*]} " =~ " $step " ]]; then continue; fi
-  echo "==> $name  (profile $PROFILE, data ${DATA_DIR:-bundled generated})"
+  echo "==> $name"
   t0=$(date +%s)
-  if ! "$PY" -m papermill "$nb" "$OUTPUT_DIR/notebooks/$name" -k python3 --cwd "$REPO" \
-        -p PROFILE "$PROFILE" -p DATA_DIR "$DATA_DIR" -p OUTPUT_DIR "$OUTPUT_DIR" -p SEED "$SEED"; then
-    echo "run_all.sh: FAILED at $name; the executed copy with the error is $OUTPUT_DIR/notebooks/$name" >&2
+  if ! "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" \
+        -p PROFILE "$PROFILE" -p DATA_DIR "$DATA_DIR" -p OUTPUT_DIR "$OUTPUT_DIR" -p SEED "$SEED" \
+        -p RUN_NAME "$RUN_NAME" -y "$SET_YAML"; then
+    echo "run_all.sh: FAILED at $name; the executed copy with the error is $RUN_DIR/notebooks/$name" >&2
     exit 1
   fi
   echo "    done in $(( $(date +%s) - t0 ))s"
 done
-echo "All steps done in $(( $(date +%s) - started ))s; artifacts under $OUTPUT_DIR"
+echo "All steps done in $(( $(date +%s) - started ))s; run $RUN_NAME: $RUN_DIR"

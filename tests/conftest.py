@@ -24,6 +24,12 @@ def tiny_data(tmp_path_factory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("data") / "tiny", seed=0, size="tiny", progress=False)
 
 
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """The tests' own shared cache (built e5, encoder states): never the repository's outputs/."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
 def small_copy(tiny_data, tmp_path):
     """A 30/10-row copy of the tiny dataset in the real layout, for tests that corrupt it."""

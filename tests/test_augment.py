@@ -5,7 +5,7 @@ import pytest
 
 from utils.augment import augment_text, augment_training_rows, augmentation_probabilities
 from utils.data import load_dataset
-from utils.splits import split_indices, validation_split
+from utils.splits import stratified_split
 
 
 def test_selection_rule_is_sqrt_inverse_frequency_scaled():
@@ -25,8 +25,8 @@ def test_swap_and_delete_work_on_morphemes():
 
 def test_augmented_copies_never_reach_validation(tiny_data, tmp_path):
     ds = load_dataset(tiny_data, progress=False, check_images=False)
-    split = validation_split(ds.train, 0, output_dir=tmp_path)
-    train_idx, val_idx = split_indices(split)
+    is_val = stratified_split(ds.train["id"], ds.train["cat3"], 0)["split"].to_numpy() == "val"
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     copies = augment_training_rows(ds.train, train_idx, val_idx, seed=0)
     val_ids = set(ds.train.iloc[val_idx]["id"])
     assert len(copies) > 0

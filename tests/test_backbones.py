@@ -11,8 +11,8 @@ from utils.backbones import MissingWeightsError, image_backbone, mean_pool, text
 
 
 @pytest.fixture(scope="module")
-def e5():
-    return text_backbone("e5-small-offline")
+def e5(cache_dir):
+    return text_backbone("e5-small-offline", cache_dir)
 
 
 def embed(backbone, texts, prefix=None):

@@ -9,7 +9,7 @@ from torch import nn
 
 from utils.models import FusionTransformer, ImageTower, LateFusion, TextTower, build_model
 from utils.backbones import image_backbone, text_backbone
-from utils.profiles import settings
+from utils.config import build
 
 SIZES = {"cat1": 6, "cat2": 18, "cat3": 128}
 
@@ -134,7 +134,7 @@ def test_fusion_encoder_is_batch_first_two_layers():
 
 
 def test_every_kind_returns_three_heads_and_late_fusion_is_per_item():
-    cfg = settings("tiny")
+    cfg = build("tiny")
     b = {"text_final": torch.randn(2, 8, 32), "text_bottom": torch.randn(2, 8, 32),
          "text_mask": torch.ones(2, 8, dtype=torch.long)}
     tower = ImageTower(image_backbone("tiny-image"), 1, False)
@@ -148,7 +148,7 @@ def test_every_kind_returns_three_heads_and_late_fusion_is_per_item():
 
 
 def test_finetuned_kinds_train_only_the_top():
-    cfg = settings("tiny")
+    cfg = build("tiny")
     model = build_model("text_finetuned", cfg, SIZES)
     trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
     layers = model.tower.encoder.encoder.layer
@@ -178,7 +178,7 @@ def test_towers_split_reproduces_the_whole_encoder(kind):
 
 def test_finetuned_towers_run_their_top_even_when_final_states_are_present():
     """A fine-tuned model must read the states below its trainable top, never the cached final ones."""
-    cfg = settings("tiny")
+    cfg = build("tiny")
     text = build_model("text_finetuned", cfg, SIZES).eval()
     b = {"text_final": torch.randn(2, 8, 32), "text_bottom": torch.randn(2, 8, 32),
          "text_mask": torch.ones(2, 8, dtype=torch.long)}
@@ -199,7 +199,7 @@ def test_hybrid_vit_reads_cached_maps_as_it_reads_pixels_and_trains_only_the_vit
     """The cached path (CNN map below the top stage) must equal the pixel path, or 07 explains another model."""
     from utils import gradcam
 
-    cfg = settings("tiny")
+    cfg = build("tiny")
     model = build_model("image_vit", cfg, SIZES).eval()
     vit = model.tower.model
     x = torch.randn(2, 3, 64, 64)
@@ -215,7 +215,7 @@ def test_hybrid_vit_reads_cached_maps_as_it_reads_pixels_and_trains_only_the_vit
 
 
 def test_frozen_models_share_one_encoder_and_finetuned_ones_get_their_own():
-    cfg = settings("tiny")
+    cfg = build("tiny")
     a, b = build_model("fusion_transformer", cfg, SIZES), build_model("image_frozen", cfg, SIZES, seed=3)
     tuned = build_model("image_finetuned", cfg, SIZES)
     assert a.image.model is b.tower.model and tuned.tower.model is not a.image.model

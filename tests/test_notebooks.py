@@ -17,16 +17,24 @@ def test_committed_without_outputs_and_with_parameters(path):
     assert not any(c.get("outputs") or c.get("execution_count") for c in code)
 
 
-def execute(name, data_dir, out_dir, **params):
+def execute(name, data_dir, out_dir, seed=0, **settings) -> Path:
+    """Run one notebook as run_all.sh does; return the run's folder (everything it wrote is there)."""
+    from utils.config import build, resolve, run_dir
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(REPO / "notebooks" / name), str(out_dir / name), kernel_name="python3",
+    folder = run_dir(resolve(build("tiny", {**settings, "seed": seed, "data_dir": str(data_dir),
+                                            "output_dir": str(out_dir)})))
+    (folder / "notebooks").mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(REPO / "notebooks" / name), str(folder / "notebooks" / name), kernel_name="python3",
                         cwd=str(REPO), progress_bar=False,
-                        parameters=dict(PROFILE="tiny", DATA_DIR=str(data_dir), OUTPUT_DIR=str(out_dir), **params))
-    return out_dir
+                        parameters=dict(PROFILE="tiny", DATA_DIR=str(data_dir), OUTPUT_DIR=str(out_dir), SEED=seed,
+                                        SET=settings))
+    return folder
 
 
 def test_01_eda_executes(tiny_data, tmp_path):
     out = execute("01_eda.ipynb", tiny_data, tmp_path / "out")
+    assert out.name == "tiny-tiny-seed0" and (out / "config.json").exists()
     figures = {p.stem for p in (out / "figures").glob("*.png")}
     assert {"eda_cat1_cat2_counts", "eda_cat3_counts", "eda_hierarchy", "eda_overview_length",
             "eda_image_sizes", "eda_sample_images"} <= figures
@@ -39,11 +47,14 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
 
     import pandas as pd
 
-    out = tmp_path / "out"
+    root = tmp_path / "out"
     for name in ("02_label_fixing.ipynb", "03_augmentation.ipynb", "04_baseline.ipynb", "05_multimodal.ipynb",
                  "06_kfold_ensemble.ipynb", "07_gradcam.ipynb"):
-        extra = {"VIT_MODEL": "vit_base_patch32_384", "N_EXPLAIN": 60, "N_CALIBRATE": 16} if name.startswith("07") else {}
-        execute(name, tiny_data, out, **extra)
+        extra = ({"vit_check_model": "vit_base_patch32_384", "gradcam_explain": 60, "gradcam_calibrate": 16}
+                 if name.startswith("07") else {})
+        out = execute(name, tiny_data, root, **extra)
+    assert sorted(p.name for p in root.iterdir()) == ["cache", "tiny-tiny-seed0"]
+    assert (out / "notebooks" / "07_gradcam.ipynb").exists() and (out / "validation_split.csv").exists()
     suspects = pd.read_csv(out / "label_suspects.csv")
     assert list(suspects.columns) == ["id", "given_cat3", "suggested_cat3", "score"]
     assert suspects["score"].is_monotonic_decreasing
@@ -61,9 +72,10 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert set(explained["explainers"]) == {"image_frozen", "image_vit", "fusion_transformer"}
     assert any((out / "figures").glob("gradcam_image_vit_*.png"))
     image = str(tiny_data / "image/test/TEST_00000.jpg")
-    cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(out)]
+    cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(root)]
     ok = subprocess.run(cli + ["--image", image, "--text", "비빔밥 한식 맛집"], cwd=REPO, capture_output=True, text=True)
-    assert ok.returncode == 0 and ok.stdout.count("#") == 3, ok.stderr
+    assert ok.returncode == 0 and ok.stdout.count("#") == 3 and "path p: cat1" in ok.stdout, ok.stderr
+    assert f"loading run {out}" in ok.stderr
     empty = subprocess.run(cli + ["--image", image, "--text", "  "], cwd=REPO, capture_output=True, text=True)
     assert empty.returncode == 2 and "empty text" in empty.stderr
     missing = subprocess.run(cli + ["--image", str(tmp_path / "nope.jpg"), "--text", "한식"], cwd=REPO,
@@ -71,7 +83,27 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert missing.returncode == 2 and "nope.jpg" in missing.stderr
     no_model = subprocess.run([sys.executable, "-m", "utils.predict", "--output-dir", str(tmp_path / "empty"),
                                "--image", image, "--text", "한식"], cwd=REPO, capture_output=True, text=True)
-    assert no_model.returncode == 2 and "no trained model" in no_model.stderr
+    assert no_model.returncode == 2 and "no run with a trained predictor" in no_model.stderr
+
+    # A second run with another seed into the same outputs folder: its own folder, folds, split and predictor.
+    members = {"kfold_models": "text_tfidf,fusion_transformer"}
+    other = execute("04_baseline.ipynb", tiny_data, root, seed=1)
+    assert execute("06_kfold_ensemble.ipynb", tiny_data, root, seed=1, **members) == other != out
+    for name in ("folds.csv", "validation_split.csv"):
+        assert not pd.read_csv(out / name).equals(pd.read_csv(other / name))
+    cards = {run: json.loads((run / "predictor.json").read_text(encoding="utf-8")) for run in (out, other)}
+    for run, card in cards.items():
+        assert card["checkpoints"] and all(c.startswith(str(run / "checkpoints")) for c in card["checkpoints"])
+        assert card["cfg"]["seed"] == (0 if run == out else 1)
+
+    # Rerunning 06 with fewer folds never picks up the old folds.
+    before = {p: p.stat().st_mtime_ns for p in other.rglob("*") if p.is_file() and "/notebooks/" not in str(p)}
+    execute("06_kfold_ensemble.ipynb", tiny_data, root, **members, n_folds=2)
+    card = json.loads((out / "predictor.json").read_text(encoding="utf-8"))
+    assert sorted(Path(c).parent.name for c in card["checkpoints"]) == ["fold0", "fold1"]
+    assert pd.read_csv(out / "folds.csv")["fold"].max() == 1
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["n_folds"] == 2
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the seed-1 run was not touched
 
 
 def test_pipeline_runs_on_data_it_was_not_tuned_on(tmp_path):
@@ -79,8 +111,7 @@ def test_pipeline_runs_on_data_it_was_not_tuned_on(tmp_path):
     from foreign_data import write
 
     data = write(tmp_path / "foreign", n_train=120, n_test=30)
-    out = tmp_path / "out"
     for name in ("04_baseline.ipynb", "05_multimodal.ipynb"):
-        execute(name, data, out)
+        out = execute(name, data, tmp_path / "out")
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["models"]
     assert {"text_tfidf", "fusion_transformer", "late_fusion"} <= set(metrics)

@@ -9,7 +9,7 @@ from utils.data import load_dataset, load_taxonomy
 from utils.ensemble import blend, fit_weights
 from utils.io import read_json
 from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
-from utils.splits import kfold, validation_split
+from utils.splits import kfold, stratified_split
 
 TAX = load_taxonomy()
 
@@ -22,11 +22,12 @@ def test_kfold_spreads_classes_smaller_than_the_folds():
         assert len(set(folds[labels == rare])) == (labels == rare).sum()  # each row in a different fold
 
 
-def test_validation_split_is_reused(tiny_data, tmp_path):
+def test_validation_split_follows_its_seed(tiny_data):
     ds = load_dataset(tiny_data, progress=False, check_images=False)
-    first = validation_split(ds.train, seed=0, output_dir=tmp_path)
-    again = validation_split(ds.train, seed=123, output_dir=tmp_path)
-    assert first.equals(again) and 0.15 < (first["split"] == "val").mean() < 0.25
+    first = stratified_split(ds.train["id"], ds.train["cat3"], seed=0)
+    assert first.equals(stratified_split(ds.train["id"], ds.train["cat3"], seed=0))
+    assert not first.equals(stratified_split(ds.train["id"], ds.train["cat3"], seed=1))
+    assert 0.15 < (first["split"] == "val").mean() < 0.25
 
 
 def test_hierarchical_decoding_gives_a_consistent_path():
@@ -100,9 +101,9 @@ def test_vit_grid_comes_from_patch_and_input_size():
 
 def test_every_candidate_layer_and_method_gives_maps_at_input_size():
     from utils.models import build_model
-    from utils.profiles import settings
+    from utils.config import build
 
-    model = build_model("image_frozen", settings("tiny"), {"cat1": 6, "cat2": 18, "cat3": 128})
+    model = build_model("image_frozen", build("tiny"), {"cat1": 6, "cat2": 18, "cat3": 128})
     pixels = torch.randn(3, 3, 64, 64)
     for layer in gradcam.candidate_layers(model):
         for method in gradcam.METHODS:
@@ -127,15 +128,16 @@ def test_peaks_map_back_to_original_pixels_and_are_scored():
 def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answer(tiny_data, tmp_path):
     from utils.models import build_model
     from utils.predict import Predictor, save_predictor
-    from utils.profiles import settings
+    from utils.training import _trainable_state
+    from utils.config import build
 
-    cfg = settings("tiny")
+    cfg = build("tiny")
     sizes = {"cat1": 6, "cat2": 18, "cat3": 128}
     models, checkpoints = [], []
     for seed in (1, 2):  # two "folds" with different heads
         model = build_model("fusion_transformer", cfg, sizes, seed=seed).eval()
         path = tmp_path / f"fold{seed}.pt"
-        torch.save({k: v for k, v in model.state_dict().items() if not k.startswith(("text.", "image."))}, path)
+        torch.save(_trainable_state(model), path)
         models.append(model)
         checkpoints.append(path)
     save_predictor("fusion_transformer", cfg, checkpoints, tmp_path)
@@ -143,9 +145,9 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
     images = [str(tiny_data / "image/test/TEST_00000.jpg"), str(tiny_data / "image/test/TEST_00001.jpg")]
     texts = ["한식 맛집", "바닷가 캠핑장"]
     shared = predictor.probabilities(images, texts, batch_size=1)
-    batch = predictor.text.tokenize(texts, cfg["max_len"])
+    batch = predictor.text.tokenize(texts, cfg.max_len)
     from utils.features import image_tensor
-    batch["pixels"] = torch.stack([image_tensor(p, cfg["image_size"], predictor.image.mean, predictor.image.std)
+    batch["pixels"] = torch.stack([image_tensor(p, cfg.image_size, predictor.image.mean, predictor.image.std)
                                    for p in images])
     with torch.no_grad():
         separate = sum(m(batch)["cat3"].softmax(-1) for m in models).numpy() / 2

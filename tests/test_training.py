@@ -5,7 +5,7 @@ import torch
 
 import utils.training as training
 from utils.models import build_model
-from utils.profiles import settings
+from utils.config import build
 from utils.training import TensorData, TrainConfig, epoch_indices, fit
 
 SIZES = {"cat1": 6, "cat2": 18, "cat3": 128}
@@ -21,7 +21,7 @@ def toy_data(n=120, seed=0):
 
 
 def model():
-    return build_model("image_frozen", settings("tiny"), SIZES, seed=0)
+    return build_model("image_frozen", build("tiny"), SIZES, seed=0)
 
 
 CFG = dict(epochs=4, batch_size=16, lr=5e-3, patience=10, device="cpu")

@@ -77,9 +77,11 @@ class TextBackbone:
 
 
 def text_backbone(name: str, cache_dir=None) -> TextBackbone:
-    """Resolve a text encoder by name (see module docstring)."""
+    """Resolve a text encoder by name or local folder (see module docstring); e5 is built once into `cache_dir`."""
     if name == "e5-small-offline":
-        return _e5_offline(Path(cache_dir or paths.CACHE / "backbones") / name)
+        if not cache_dir:
+            raise ValueError("e5-small-offline is built into a cache folder: pass cache_dir")
+        return _e5_offline(Path(cache_dir) / "backbones" / name)
     if name == "tiny-text":
         from transformers import XLMRobertaConfig, XLMRobertaModel
 
@@ -263,8 +265,11 @@ class ImageBackbone:
         return self.model.num_features
 
 
-def image_backbone(name: str, input_size: int | None = None, classifier: bool = False) -> ImageBackbone:
-    """Resolve an image encoder by name; `classifier=True` keeps the ImageNet head (for weight checks)."""
+def image_backbone(name: str, input_size: int | None = None, classifier: bool = False,
+                   weights: str = "") -> ImageBackbone:
+    """Resolve an image encoder by name; `classifier=True` keeps the ImageNet head (for weight checks).
+    `weights`: a local timm weights file for `name` (Kaggle without internet: weights attached as a dataset),
+    loaded through timm's own `pretrained_cfg_overlay=dict(file=...)`."""
     import timm
 
     if name == "efficientnet-lite0-offline":
@@ -277,8 +282,15 @@ def image_backbone(name: str, input_size: int | None = None, classifier: bool = 
         torch.manual_seed(0)
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
         return ImageBackbone(name, model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), input_size or 64)
+    if weights and not Path(weights).is_file():
+        raise MissingWeightsError(f"image_weights {weights!r}: file not found")
+    overlay = {"pretrained_cfg_overlay": {"file": str(Path(weights).resolve())}} if weights else {}
     try:
-        model = timm.create_model(name, pretrained=True, num_classes=1000 if classifier else 0)
+        model = timm.create_model(name, pretrained=True, num_classes=1000 if classifier else 0, **overlay)
+    except RuntimeError as exc:
+        if weights:  # a file for another architecture: timm's strict load names the keys
+            raise MissingWeightsError(f"image_weights {weights!r} do not fit {name!r}: {exc}") from exc
+        raise _offline_error("image", name, OFFLINE_IMAGE, exc) from exc
     except Exception as exc:  # timm/hf_hub raise several types when offline
         raise _offline_error("image", name, OFFLINE_IMAGE, exc) from exc
     cfg = model.pretrained_cfg
@@ -306,3 +318,25 @@ def _load_by_order(model: nn.Module, source: dict) -> None:
             raise RuntimeError(f"{src_key} {tuple(value.shape)} does not fit {dst_key} {tuple(target[dst_key].shape)}")
         target[dst_key] = value
     model.load_state_dict(target)
+
+
+# ===================================================================== shared
+_FROZEN: dict = {}
+
+
+def load_backbone(modality: str, cfg):
+    """A fresh copy of the configuration's text or image encoder."""
+    if modality == "text":
+        return text_backbone(cfg.text_model, cfg.cache_dir)
+    return image_backbone(cfg.image_model, cfg.image_size, weights=cfg.image_weights)
+
+
+def frozen_backbone(modality: str, cfg):
+    """The configuration's text or image encoder, one copy shared by every user in this process that does not
+    train it (frozen-encoder models, the predictor's tokenizer and normalisation, Grad-CAM's preprocessing).
+    Training never changes a frozen encoder, and a notebook builds a dozen models: loading e5 costs seconds."""
+    name = cfg.text_model if modality == "text" else (cfg.image_model, cfg.image_weights)
+    key = (modality, name, cfg.image_size, cfg.cache_dir)
+    if key not in _FROZEN:
+        _FROZEN[key] = load_backbone(modality, cfg)
+    return _FROZEN[key]

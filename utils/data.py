@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import unicodedata
+import warnings
+
 import numpy as np
 import pandas as pd
-from .progress import bar
 
 from . import paths
+from .progress import bar
 
 TRAIN_COLUMNS = ["id", "img_path", "overview", "cat1", "cat2", "cat3"]
 TEST_COLUMNS = ["id", "img_path", "overview"]
@@ -83,22 +86,40 @@ class Taxonomy:
 
 
 def load_taxonomy(path=paths.TAXONOMY_CSV) -> Taxonomy:
-    table = pd.read_csv(path, encoding="utf-8", dtype={"cat1": str, "cat2": str, "cat3": str})
+    table = _nfc(pd.read_csv(path, encoding="utf-8", dtype={"cat1": str, "cat2": str, "cat3": str}))
     if table["cat3"].duplicated().any():
         raise DataValidationError([f"{path}: cat3 names must be unique"], "taxonomy")
     return Taxonomy(table)
 
 
 # ---------------------------------------------------------------- reading
+def _nfc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every text cell and column name in Unicode NFC: a label typed on a Mac (NFD Hangul) prints like a real
+    class but would not match it."""
+    frame = frame.rename(columns=lambda c: unicodedata.normalize("NFC", str(c)))
+    for column in frame.columns:
+        frame[column] = frame[column].map(lambda v: unicodedata.normalize("NFC", v) if isinstance(v, str) else v)
+    return frame
+
+
+def _looks_utf16(head: bytes) -> bool:
+    return head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 8 and head.count(b"\x00") > len(head) // 4)
+
+
 def read_csv_any(path) -> pd.DataFrame:
-    """Read a CSV written as UTF-8, UTF-8 with BOM, or CP949/EUC-KR, as strings."""
+    """Read a CSV written as UTF-8, UTF-8 with BOM, or CP949/EUC-KR, as NFC strings."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found (expected the real Dacon layout, see README)")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if _looks_utf16(head):
+        raise DataValidationError([f"{path.name}: the file looks like UTF-16 (as Excel's 'Unicode text' writes it); "
+                                   "save it as 'CSV UTF-8' (or UTF-8 / CP949) and rerun"], str(path))
     errors = []
     for encoding in ENCODINGS:
         try:
-            return pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False)
+            return _nfc(pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False))
         except UnicodeDecodeError as exc:
             errors.append(f"{encoding}: {exc.reason} at byte {exc.start}")
     raise DataValidationError([f"{path.name}: cannot decode as " + "; ".join(errors)], str(path))
@@ -114,6 +135,7 @@ class Dataset:
     sample_submission: pd.DataFrame
     taxonomy: Taxonomy
     fixes_applied: int = 0
+    given_cat3: list = field(default_factory=list)  # cat3 as train.csv gives it, before reviewed fixes
 
     @property
     def truth_dir(self) -> Path | None:
@@ -143,25 +165,61 @@ def load_dataset(data_dir, check_images: bool = True, label_fixes=None, taxonomy
     if problems:
         raise DataValidationError(problems, str(data_dir))
 
-    fixes_applied = 0
+    fixes_applied, given_cat3 = 0, train["cat3"].tolist()
     if label_fixes is not None and Path(label_fixes).exists():
         train, fixes_applied = apply_label_fixes(train, label_fixes)
 
-    problems += check_ids(train, "train.csv") + check_ids(test, "test.csv")
+    problems += check_not_empty(train, "train.csv") + check_not_empty(test, "test.csv")
+    problems += check_ids(train, "train.csv") + check_ids(test, "test.csv") + check_shared_ids(train, test)
     problems += check_overviews(train, "train.csv") + check_overviews(test, "test.csv")
     problems += check_labels(train, taxonomy, "train.csv")
     problems += check_submission(submission, test)
-    for frame in (train, test):
-        frame["image_file"] = [str((data_dir / p).resolve()) for p in frame["img_path"]]
+    for frame, name in ((train, "train.csv"), (test, "test.csv")):
+        frame["image_file"], outside = resolve_image_paths(frame, data_dir, name)
+        problems += outside
     if check_images:
         problems += check_images_readable(train, "train.csv", progress)
         problems += check_images_readable(test, "test.csv", progress)
     if problems:
         raise DataValidationError(problems, str(data_dir))
-    return Dataset(data_dir, train, test, submission, taxonomy, fixes_applied)
+    return Dataset(data_dir, train, test, submission, taxonomy, fixes_applied, given_cat3)
 
 
 # ---------------------------------------------------------------- checks
+def check_columns_present(frame: pd.DataFrame, needed: list[str], name: str) -> list[str]:
+    missing = [c for c in needed if c not in frame.columns]
+    return [f"{name}: missing column(s) {missing}; it has {list(frame.columns)}"] if missing else []
+
+
+def resolve_image_paths(frame: pd.DataFrame, base: Path, name: str) -> tuple[list[str], list[str]]:
+    """Absolute image files of `img_path` (relative to `base`, the folder holding the CSV), and a problem for
+    every path that is absolute or resolves (symlinks followed) outside `base`, or names something that is not
+    a regular file: a dataset only ever opens its own files."""
+    base = Path(base).resolve()
+    files, problems = [], []
+    for rid, rel in zip(frame["id"], frame["img_path"]):
+        target = (base / rel).resolve()
+        where = f"{name} row {rid}: column 'img_path' {rel!r}"
+        if Path(rel).is_absolute() or not target.is_relative_to(base):
+            problems.append(f"{where} points outside the data folder {base}; paths must be relative to it "
+                            f"(like ./image/train/TRAIN_00000.jpg)")
+            target = None
+        elif target.exists() and not target.is_file():
+            problems.append(f"{where} is not a regular file")
+            target = None
+        files.append(None if target is None else str(target))
+    return files, problems
+
+
+def check_not_empty(frame: pd.DataFrame, name: str) -> list[str]:
+    return [f"{name}: no rows (only a header); the file must list the places"] if len(frame) == 0 else []
+
+
+def check_shared_ids(train: pd.DataFrame, test: pd.DataFrame) -> list[str]:
+    shared = sorted(set(train["id"].str.strip()) & set(test["id"].str.strip()))
+    return [f"test.csv row {rid}: column 'id' also appears in train.csv (an id names one place)" for rid in shared]
+
+
 def check_columns(frame: pd.DataFrame, expected: list[str], name: str) -> list[str]:
     missing = [c for c in expected if c not in frame.columns]
     extra = [c for c in frame.columns if c not in expected]
@@ -178,16 +236,21 @@ def check_ids(frame: pd.DataFrame, name: str) -> list[str]:
     for row, value in enumerate(frame["id"]):
         if not value.strip():
             problems.append(f"{name} line {row + 2}: column 'id' is empty")
-    duplicated = frame.loc[frame["id"].duplicated(keep=False), "id"]
-    for value in sorted(set(duplicated)):
-        lines = [str(i + 2) for i in np.flatnonzero(frame["id"].to_numpy() == value)]
+        elif value != value.strip():
+            problems.append(f"{name} line {row + 2}: column 'id' {value!r} has spaces around it")
+    stripped = frame["id"].str.strip()
+    for value in sorted(set(stripped[stripped.duplicated(keep=False)])):
+        lines = [str(i + 2) for i in np.flatnonzero(stripped.to_numpy() == value)]
         problems.append(f"{name} row {value}: column 'id' is duplicated (lines {', '.join(lines)})")
     return problems
 
 
 def check_overviews(frame: pd.DataFrame, name: str) -> list[str]:
-    return [f"{name} row {rid}: column 'overview' is empty or missing"
-            for rid, text in zip(frame["id"], frame["overview"]) if not str(text).strip()]
+    from .text import clean_overview
+
+    return [f"{name} row {rid}: column 'overview' is empty or missing" if not str(text).strip() else
+            f"{name} row {rid}: column 'overview' holds only markup ({str(text)[:40]!r}), no text"
+            for rid, text in zip(frame["id"], frame["overview"]) if not clean_overview(text)]
 
 
 def check_labels(frame: pd.DataFrame, taxonomy: Taxonomy, name: str) -> list[str]:
@@ -206,6 +269,11 @@ def check_labels(frame: pd.DataFrame, taxonomy: Taxonomy, name: str) -> list[str
             cat1, cat2, _ = taxonomy.path(row.cat3)
             problems.append(f"{name} row {row.id}: columns 'cat1','cat2' are {row.cat1!r},{row.cat2!r} but "
                             f"cat3 {row.cat3!r} belongs under {cat1!r},{cat2!r}")
+    unknown = sum(v not in known["cat3"] for v in frame["cat3"])
+    if len(frame) and unknown > len(frame) / 2:
+        problems.insert(0, f"{name}: {unknown} of {len(frame)} cat3 labels are not in the taxonomy: the file's "
+                           f"encoding is the likely cause (Korean read in the wrong encoding, e.g. Latin-1 mojibake "
+                           f"such as {frame['cat3'].iloc[0]!r}); re-save it as UTF-8 and rerun")
     return problems
 
 
@@ -217,14 +285,22 @@ def check_submission(submission: pd.DataFrame, test: pd.DataFrame) -> list[str]:
 
 def check_images_readable(frame: pd.DataFrame, name: str, progress: bool = True) -> list[str]:
     """Decode every image (at reduced size, for speed); list every missing or undecodable one."""
-    from .images import probe_image
+    from .images import MAX_IMAGE_SIDE, image_size, probe_image
 
-    problems = []
+    problems, large = [], []
     rows = zip(frame["id"], frame["img_path"], frame["image_file"])
     for rid, rel, path in bar(rows, total=len(frame), desc=f"checking {name} images", disable=not progress):
+        if not isinstance(path, str):  # already reported: outside the folder or not a regular file, never opened
+            continue
         error = probe_image(path)
         if error:
             problems.append(f"{name} row {rid}: column 'img_path' {rel!r}: {error}")
+        elif max(image_size(path)) > MAX_IMAGE_SIDE:
+            large.append((rid, image_size(path)))
+    if large:
+        rid, (w, h) = max(large, key=lambda item: item[1][0] * item[1][1])
+        warnings.warn(f"{name}: {len(large)} image(s) larger than {MAX_IMAGE_SIDE} px on a side (largest: row {rid}, "
+                      f"{w}x{h}); they are downscaled while decoding, but each still takes time to read", stacklevel=2)
     return problems
 
 

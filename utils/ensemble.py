@@ -7,55 +7,48 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from .baselines import full_proba
-from .experiments import tfidf_train_and_score, train_and_score
+from .data import LEVELS
+from .experiments import fit_model
 from .features import feature_data
 from .io import atomic_path, write_csv
-from .metrics import LEVELS, hierarchical_decode, lift_probs, weighted_f1
+from .metrics import hierarchical_decode, weighted_f1
 from .models import INPUTS
 from .progress import bar
-from .training import predict
 
 
-def kfold_predictions(kind: str, ds, cfg: dict, folds: np.ndarray, seeds, runs_dir, output_dir, tag: str = "kfold",
-                      **overrides) -> dict:
+def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold") -> dict:
     """Out-of-fold probabilities for every train row and fold-averaged test probabilities.
 
-    Every (seed, fold) run lives in runs_dir/<tag>/<kind>/seed<s>/fold<k>: rerunning skips finished
-    folds and resumes an interrupted one. Saved to outputs/oof/<tag>_<kind>.npz."""
+    Every (seed, fold) unit lives in checkpoints_dir/<tag>/<kind>/seed<s>/fold<k>: rerunning skips finished
+    units and resumes an interrupted one; a unit trained under other folds or settings is retrained, never
+    reused. Saved to <run>/oof/<tag>_<kind>.npz. `checkpoints` lists exactly this call's units."""
     n_train, n_test = len(ds.train), len(ds.test)
     sizes = ds.taxonomy.sizes
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
     test = {level: np.zeros((n_test, sizes[level])) for level in LEVELS}
     test_idx = np.arange(n_train, n_train + n_test)
-    data = None if kind == "text_tfidf" else feature_data(ds, cfg, INPUTS[kind])
-    texts = ds.train["overview"].tolist() + ds.test["overview"].tolist()
-    labels3 = np.concatenate([ds.labels("cat3"), np.zeros(n_test, dtype=int)])
-    fold_scores = []
+    data = feature_data(ds, cfg, INPUTS[kind])
+    fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
     for seed in seeds:
         for k in bar(range(n_folds), f"{kind} seed {seed}: folds"):
             train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-            if kind == "text_tfidf":
-                _, val_probs, model = tfidf_train_and_score(texts, labels3, train_idx, val_idx, ds, kind, seed,
-                                                            record_result=False)
-                test_probs = lift_probs(full_proba(model, [texts[i] for i in test_idx], sizes["cat3"]), ds.taxonomy)
-            else:
-                _, val_probs, fitted = train_and_score(kind, data, train_idx, val_idx, ds, cfg,
-                                                       Path(runs_dir) / tag / kind / f"seed{seed}", f"fold{k}",
-                                                       seed, output_dir, record_result=False, **overrides)
-                test_probs = predict(fitted.model, data, test_idx, device=cfg["device"])
+            trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, Path(checkpoints_dir) / tag / kind / f"seed{seed}",
+                                f"fold{k}", seed, stage="kfold")
+            val_probs, test_probs = trained.probabilities(val_idx), trained.probabilities(test_idx)
             for level in LEVELS:
                 oof[level][val_idx] += val_probs[level] / len(seeds)
                 test[level] += test_probs[level] / (len(seeds) * n_folds)
             pred = hierarchical_decode(val_probs, ds.taxonomy)["cat3"]
             fold_scores.append(weighted_f1(ds.labels("cat3")[val_idx], pred))
-    path = Path(output_dir) / "oof" / f"{tag}_{kind}.npz"
+            if trained.checkpoint is not None:
+                checkpoints.append(trained.checkpoint)
+    path = Path(run_dir) / "oof" / f"{tag}_{kind}.npz"
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **{f"oof_{k}": v for k, v in oof.items()}, **{f"test_{k}": v for k, v in test.items()},
                                 folds=folds, fold_scores=np.array(fold_scores))
-    return {"oof": oof, "test": test, "fold_scores": fold_scores}
+    return {"oof": oof, "test": test, "fold_scores": fold_scores, "checkpoints": checkpoints}
 
 
 def blend(members: list[dict], weights) -> dict:

@@ -1,96 +1,109 @@
-"""Train, score and record one model on the fixed split: the step notebooks 03–06 repeat."""
+"""Train, score and record one model of any kind on given rows: the step notebooks 02–06 repeat.
+
+Every kind, TF-IDF included, goes through `fit_model`, which returns a `Trained` that gives probabilities for
+any rows of the run's data (train rows then test rows, the order of `features.feature_data`)."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .baselines import full_proba, tfidf_logreg
-from .text import prime_content_morphemes
+from .data import LEVELS
+from .features import all_rows
 from .metrics import evaluate, lift_probs, record
 from .models import build_model
-from .training import TrainConfig, data_labels, fit, predict
+from .text import prime_content_morphemes
+from .training import TrainConfig, data_labels, fit, load_checkpoint, predict
 
-LEVELS = ("cat1", "cat2", "cat3")
+
+@dataclass
+class Trained:
+    """A fitted model: `probabilities(rows)` for any rows of its data; `checkpoint` for neural kinds."""
+
+    kind: str
+    model: object
+    probabilities: Callable[[np.ndarray], dict]
+    seconds: float
+    best_epoch: int = 0
+    history: list = field(default_factory=list)
+    checkpoint: Path | None = None
 
 
-def train_config(kind: str, cfg: dict, seed: int, **overrides) -> TrainConfig:
-    """The profile's training settings for a model kind (fine-tunes use a small learning rate)."""
-    finetune = kind.endswith("finetuned")
-    epochs = cfg["finetune_epochs"] if finetune else cfg["fusion_epochs"] if kind == "fusion_transformer" else cfg["epochs"]
-    base = TrainConfig(epochs=epochs, batch_size=cfg["batch_size"], lr=cfg["lr"] / 10 if finetune else cfg["lr"],
-                       encoder_lr=cfg["finetune_lr"] if finetune else None, warmup_ratio=0.0 if finetune else 0.1,
-                       patience=2 if finetune else 5, seed=seed, device=cfg["device"],
-                       extra={"kind": kind, "profile": cfg["profile"]})
+def train_config(kind: str, cfg, seed: int, stage: str | None = None, **overrides) -> TrainConfig:
+    """The configuration's schedule for `kind` (in `stage`: "kfold", "augmentation") as training settings."""
+    s = cfg.schedule(kind, stage)
+    base = TrainConfig(epochs=s.epochs, batch_size=cfg.batch_size, lr=s.lr, encoder_lr=s.encoder_lr,
+                       warmup_ratio=s.warmup_ratio, patience=s.patience, seed=seed, device=cfg.device,
+                       extra={"kind": kind})
     return replace(base, **overrides)
-
-
-def kfold_overrides(kind: str, cfg: dict) -> dict:
-    """Training settings of K-fold members (02's experts, 06's ensemble): the profile's shorter schedules."""
-    if kind == "fusion_transformer":
-        return {"epochs": cfg["kfold_fusion_epochs"]}
-    if kind == "text_tfidf" or kind.endswith("finetuned"):
-        return {}
-    return {"epochs": cfg["kfold_epochs"]}
 
 
 def labels_of(data, indices) -> dict[str, np.ndarray]:
     return {level: data_labels(data, indices, level) for level in LEVELS}
 
 
-def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg: dict, run_dir, name: str, seed: int = 0,
-                    output_dir=None, section: str = "models", record_result: bool = True, init_from=None,
-                    **overrides):
-    """Fit (or reload) model `kind`, score it on `val_idx` and record it in metrics.json.
+def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, **_) -> Trained:
+    """TF-IDF + logistic regression on cat3 (cat1/cat2 summed from cat3); seconds to fit, so never cached."""
+    started = time.time()
+    texts = all_rows(ds)["overview"].tolist()
+    prime_content_morphemes(texts, cfg.cache_dir)
+    labels3 = data_labels(data, np.arange(len(ds.train)))
+    model = tfidf_logreg(seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
 
-    `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head).
-    Returns (result dict, validation probabilities, FitResult)."""
-    import torch
+    def probabilities(rows):
+        return lift_probs(full_proba(model, [texts[i] for i in rows], len(ds.taxonomy.cat3)), ds.taxonomy)
 
-    tc = train_config(kind, cfg, seed, **overrides)
+    return Trained(kind, model, probabilities, time.time() - started)
+
+
+def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,
+                name="model", **overrides) -> Trained:
+    tc = train_config(kind, cfg, seed, stage, **overrides)
     model = build_model(kind, cfg, ds.taxonomy.sizes, seed)
     if init_from is not None:
-        model.load_state_dict(torch.load(init_from, map_location="cpu"), strict=False)
+        load_checkpoint(model, init_from, partial=True)
         tc.extra = {**tc.extra, "init_from": str(init_from)}
-    fitted = fit(model, data, train_idx, val_idx, tc, run_dir / name, name)
-    probs = predict(fitted.model, data, val_idx, device=cfg["device"])
-    result = {**evaluate(probs, labels_of(data, val_idx), ds.taxonomy), "train_seconds": round(fitted.seconds, 1),
-              "best_epoch": fitted.best_epoch + 1, "history": fitted.history}
-    if record_result:
-        record(name, result, {"kind": kind, **{k: v for k, v in asdict(tc).items() if k != "extra"},
-                              "text_model": cfg["text_model"], "image_model": cfg["image_model"]},
-               output_dir, section)
-    return result, probs, fitted
+    fitted = fit(model, data, train_idx, val_idx, tc, Path(run_dir) / name, name)
+    return Trained(kind, fitted.model, lambda rows: predict(fitted.model, data, rows, device=cfg.device),
+                   fitted.seconds, fitted.best_epoch, fitted.history, Path(run_dir) / name / "best.pt")
 
 
-def tfidf_train_and_score(texts, labels3: np.ndarray, train_idx, val_idx, ds, name: str, seed: int = 0,
-                          output_dir=None, section: str = "models", record_result: bool = True):
-    """TF-IDF + logistic regression on cat3; cat1/cat2 probabilities summed from cat3."""
-    started = time.time()
-    prime_content_morphemes(texts)
-    model = tfidf_logreg(seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
-    p3 = full_proba(model, [texts[i] for i in val_idx], len(ds.taxonomy.cat3))
-    probs = lift_probs(p3, ds.taxonomy)
-    y3 = labels3[val_idx]
-    y = {"cat3": y3, "cat2": ds.taxonomy.parent_of("cat3")[y3]}
-    y["cat1"] = ds.taxonomy.parent_of("cat2")[y["cat2"]]
-    result = {**evaluate(probs, y, ds.taxonomy), "train_seconds": round(time.time() - started, 1)}
-    if record_result:
-        record(name, result, {"kind": "tfidf_logreg", "features": "Kiwi content morphemes + char 2-4-grams",
-                                      "classifier": "SGD log-loss, alpha 1e-5"},
-               output_dir, section)
-    return result, probs, model
+TRAINERS = {"text_tfidf": _fit_tfidf}  # any other kind is a neural model of utils/models.py
 
 
-def load_trained(kind: str, cfg: dict, ds, runs_dir, name: str | None = None, seed: int = 0):
-    """A model of `kind` with the best weights of its run folder (`runs_dir/name`)."""
-    import torch
-    from pathlib import Path
+def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, seed: int = 0,
+              stage: str | None = None, init_from=None, **overrides) -> Trained:
+    """Fit (or reload, when unchanged) model `kind` on `train_idx`, early-stopping on `val_idx`.
+    `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head)."""
+    trainer = TRAINERS.get(kind, _fit_neural)
+    return trainer(kind, data, np.asarray(train_idx), np.asarray(val_idx), ds, cfg, run_dir, seed, stage=stage,
+                   init_from=init_from, name=name, **overrides)
 
-    best = Path(runs_dir) / (name or kind) / "best.pt"
+
+def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, seed: int = 0,
+                    record_to=None, section: str = "models", stage: str | None = None, init_from=None, **overrides):
+    """`fit_model`, then score on `val_idx`; recorded in `record_to`/metrics.json when given.
+    Returns (result dict, validation probabilities, Trained)."""
+    trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, run_dir, name, seed, stage, init_from, **overrides)
+    probs = trained.probabilities(np.asarray(val_idx))
+    result = {**evaluate(probs, labels_of(data, val_idx), ds.taxonomy), "train_seconds": round(trained.seconds, 1),
+              "best_epoch": trained.best_epoch + 1, "history": trained.history}
+    if record_to is not None:
+        tc = asdict(train_config(kind, cfg, seed, stage, **overrides))
+        record(name, result, {"kind": kind, **{k: v for k, v in tc.items() if k != "extra"},
+                              "text_model": cfg.text_model, "image_model": cfg.image_model}, record_to, section)
+    return result, probs, trained
+
+
+def load_trained(kind: str, cfg, ds, checkpoints_dir, name: str | None = None, seed: int = 0):
+    """A model of `kind` with the best weights of its run folder (`checkpoints_dir/name`), loaded strictly."""
+    best = Path(checkpoints_dir) / (name or kind) / "best.pt"
     if not best.exists():
         raise FileNotFoundError(f"{best}: no trained model; run the notebook that trains {name or kind} first")
     model = build_model(kind, cfg, ds.taxonomy.sizes, seed)
-    model.load_state_dict(torch.load(best, map_location="cpu"), strict=False)
+    load_checkpoint(model, best)
     return model.eval()

@@ -3,7 +3,7 @@
 For text, two tensors per row: the states *below* the top `top_layers` layers (what a partial fine-tune
 trains on) and the final states (what frozen-encoder models read). Images likewise: the feature map
 below the top `top_stages` stages and the final feature map as tokens. Files are keyed by the content
-of the dataset's CSVs, the encoder and its settings; written atomically under outputs/cache/features.
+of the dataset's CSVs and images, the encoder and its settings; written atomically under the cache folder.
 """
 from __future__ import annotations
 
@@ -13,28 +13,47 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import paths
-from .backbones import image_backbone, text_backbone
+from .backbones import frozen_backbone
+from .data import LEVELS
 from .images import load_image
 from .io import atomic_path
 from .models import ImageTower, TextTower
 from .progress import bar
+from .runtime import pick_device
 
 
-def dataset_fingerprint(data_dir) -> str:
-    """Changes whenever the CSVs or the image files (names and sizes) change."""
+def _file_digest(path: Path, memo: dict) -> str:
+    """sha1 of a file's bytes, memoised by (path, size, mtime, ctime): any write to a file moves its ctime (which,
+    unlike mtime, no tool can set back), so an edit in place is always seen, and an unchanged dataset is
+    fingerprinted without reading every image again."""
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+    if key not in memo:
+        memo[key] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return memo[key]
+
+
+def dataset_fingerprint(data_dir, cache_dir) -> str:
+    """Changes whenever the CSVs or any image file's content changes (the key of every cached encoder state)."""
+    from .io import read_json, write_json
+
+    data_dir, memo_path = Path(data_dir), Path(cache_dir) / "file_digests.json"
+    memo = read_json(memo_path, default={})
+    known = len(memo)
     h = hashlib.sha1()
-    data_dir = Path(data_dir)
     for name in ("train.csv", "test.csv"):
         h.update((data_dir / name).read_bytes())
     for split in ("train", "test"):
         for f in sorted((data_dir / "image" / split).glob("*")):
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
+            if f.is_file():
+                h.update(f"{f.name}:{_file_digest(f, memo)}".encode())
+    if len(memo) != known:
+        write_json(memo, memo_path)
     return h.hexdigest()[:12]
 
 
-def _cached(key: str, compute, cache_dir=None) -> dict:
-    path = Path(cache_dir or paths.CACHE / "features") / f"{key}.pt"
+def _cached(key: str, compute, cache_dir) -> dict:
+    path = Path(cache_dir) / "features" / f"{key}.pt"
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=False)
     value = compute()
@@ -51,18 +70,17 @@ def all_rows(ds):
                      ignore_index=True)
 
 
-def encode_texts(texts, model_name: str, max_len: int, top_layers: int, batch_size: int = 16,
-                 device: str = "cpu") -> dict:
+def encode_texts(texts, cfg, batch_size: int = 16) -> dict:
     """Frozen text encoder over `texts`: {"bottom", "final" (N, max_len, H) fp16, "mask" (N, max_len) bool}.
     Batches of 16 run about a fifth faster than 64 on the 2-core CPU (cache-sized)."""
-    backbone = text_backbone(model_name)
-    tower = TextTower(backbone, top_layers=top_layers, train_top=False).to(device).eval()
+    backbone, device, max_len = frozen_backbone("text", cfg), pick_device(cfg.device), cfg.max_len
+    tower = TextTower(backbone, top_layers=cfg.text_top_layers, train_top=False).to(device).eval()
     n = len(texts)
     bottom = torch.zeros(n, max_len, backbone.hidden_size, dtype=torch.float16)
     final = torch.zeros_like(bottom)
     mask = torch.zeros(n, max_len, dtype=torch.bool)
     with torch.inference_mode():
-        for start in bar(range(0, n, batch_size), f"encoding texts ({model_name})"):
+        for start in bar(range(0, n, batch_size), f"encoding texts ({cfg.text_model})"):
             batch = backbone.tokenize(texts[start:start + batch_size], max_len)
             ids, m = batch["input_ids"].to(device), batch["attention_mask"].to(device)
             low = tower.bottom(ids, m)
@@ -73,16 +91,15 @@ def encode_texts(texts, model_name: str, max_len: int, top_layers: int, batch_si
     return {"bottom": bottom, "final": final, "mask": mask}
 
 
-def encode_images(images, model_name: str, size: int, top_stages: int, batch_size: int = 64,
-                  device: str = "cpu") -> dict:
+def encode_images(images, cfg, batch_size: int = 64) -> dict:
     """Frozen image encoder over image files or PIL images: {"bottom" (N,C,h,w), "final" (N,T,C)} fp16.
     Channels-last memory makes the depthwise convolutions 1.6x faster on CPU (measured)."""
-    backbone = image_backbone(model_name, input_size=size)
-    tower = ImageTower(backbone, top_stages=top_stages, train_top=False).to(device).eval()
+    backbone, device, size = frozen_backbone("image", cfg), pick_device(cfg.device), cfg.image_size
+    tower = ImageTower(backbone, top_stages=cfg.image_top_stages, train_top=False).to(device).eval()
     tower.model.to(memory_format=torch.channels_last)
     bottoms, finals = [], []
     with torch.inference_mode():
-        for start in bar(range(0, len(images), batch_size), f"encoding images ({model_name})"):
+        for start in bar(range(0, len(images), batch_size), f"encoding images ({cfg.image_model})"):
             x = torch.stack([image_tensor(f, size, backbone.mean, backbone.std)
                              for f in images[start:start + batch_size]]).to(device, memory_format=torch.channels_last)
             low = tower.bottom(x)
@@ -91,25 +108,21 @@ def encode_images(images, model_name: str, size: int, top_stages: int, batch_siz
     return {"bottom": torch.cat(bottoms), "final": torch.cat(finals)}
 
 
-def _dataset_features(ds, modality: str, column: str, model_name: str, tag: str, encode, settings: dict,
-                      cache_dir=None) -> dict:
-    """`encode` over the `column` of train + test rows, with their ids and settings, cached per dataset."""
-    key = f"{modality}-{dataset_fingerprint(ds.data_dir)}-{model_name.replace('/', '_')}-{tag}"
+def _dataset_features(ds, cfg, modality: str, column: str, model_name: str, tag: str, encode) -> dict:
+    """`encode` over the `column` of train + test rows, with their ids, cached per dataset content."""
+    key = f"{modality}-{dataset_fingerprint(ds.data_dir, cfg.cache_dir)}-{model_name.replace('/', '_')}-{tag}"
 
     def compute():
         rows = all_rows(ds)
-        return {"ids": rows["id"].tolist(), **encode(rows[column].tolist()), "model": model_name, **settings}
+        return {"ids": rows["id"].tolist(), **encode(rows[column].tolist()), "model": model_name}
 
-    return _cached(key, compute, cache_dir)
+    return _cached(key, compute, cfg.cache_dir)
 
 
-def text_features(ds, model_name: str, max_len: int, top_layers: int, batch_size: int = 16,
-                  device: str = "cpu", cache_dir=None) -> dict:
+def text_features(ds, cfg) -> dict:
     """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
-    return _dataset_features(
-        ds, "text", "overview", model_name, f"len{max_len}-top{top_layers}",
-        lambda texts: encode_texts(texts, model_name, max_len, top_layers, batch_size, device),
-        {"max_len": max_len, "top_layers": top_layers}, cache_dir)
+    return _dataset_features(ds, cfg, "text", "overview", cfg.text_model,
+                             f"len{cfg.max_len}-top{cfg.text_top_layers}", lambda texts: encode_texts(texts, cfg))
 
 
 def image_tensor(path, size: int, mean, std) -> torch.Tensor:
@@ -120,16 +133,15 @@ def image_tensor(path, size: int, mean, std) -> torch.Tensor:
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
 
-def image_features(ds, model_name: str, size: int, top_stages: int, batch_size: int = 64,
-                   device: str = "cpu", cache_dir=None) -> dict:
+def image_features(ds, cfg) -> dict:
     """{"ids", "bottom" (N,C,h,w) fp16, "final" (N,T,C) fp16 tokens} for train + test rows."""
-    return _dataset_features(
-        ds, "image", "image_file", model_name, f"{size}px-top{top_stages}",
-        lambda files: encode_images(files, model_name, size, top_stages, batch_size, device),
-        {"size": size, "top_stages": top_stages}, cache_dir)
+    weights = f"-w{hashlib.sha1(Path(cfg.image_weights).read_bytes()).hexdigest()[:8]}" if cfg.image_weights else ""
+    return _dataset_features(ds, cfg, "image", "image_file", cfg.image_model,
+                             f"{cfg.image_size}px-top{cfg.image_top_stages}{weights}",
+                             lambda files: encode_images(files, cfg))
 
 
-def feature_data(ds, cfg: dict, keys, labels_frame=None, device: str = "cpu"):
+def feature_data(ds, cfg, keys, labels_frame=None):
     """A TensorData over train + test rows with the cached inputs `keys` and labels (-1 on test rows).
 
     `labels_frame` (default: ds.train) supplies the labels, so augmented or corrected labels can be used.
@@ -138,15 +150,15 @@ def feature_data(ds, cfg: dict, keys, labels_frame=None, device: str = "cpu"):
 
     tensors = {}
     if any(k.startswith("text") for k in keys):
-        text = text_features(ds, cfg["text_model"], cfg["max_len"], cfg["text_top_layers"], device=device)
+        text = text_features(ds, cfg)
         tensors.update({"text_bottom": text["bottom"], "text_final": text["final"], "text_mask": text["mask"]})
     if any(k.startswith("image") for k in keys):
-        image = image_features(ds, cfg["image_model"], cfg["image_size"], cfg["image_top_stages"], device=device)
+        image = image_features(ds, cfg)
         tensors.update({"image_bottom": image["bottom"], "image_final": image["final"]})
     tensors = {k: v for k, v in tensors.items() if k in keys}
     frame = ds.train if labels_frame is None else labels_frame
     n_test = len(ds.test)
-    for level in ("cat1", "cat2", "cat3"):
+    for level in LEVELS:
         y = ds.taxonomy.encode(level, frame[level])
         tensors[level] = torch.from_numpy(np.concatenate([y, np.full(n_test, -1)]))
     return TensorData(tensors)

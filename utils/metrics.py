@@ -1,16 +1,15 @@
-"""Scores (weighted F1 on cat3 is the contest metric), hierarchical decoding, and outputs/metrics.json."""
+"""Scores (weighted F1 on cat3 is the contest metric), hierarchical decoding, and the run's metrics.json."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from . import paths
+from .data import LEVELS
 from .io import read_json, write_json
-
-LEVELS = ("cat1", "cat2", "cat3")
 
 
 def weighted_f1(y_true, y_pred) -> float:
@@ -67,9 +66,9 @@ def confusion_for_largest(y_true, y_pred, taxonomy, level: str = "cat3", top: in
     return matrix, [taxonomy.classes(level)[i] for i in keep]
 
 
-def record(name: str, result: dict, config: dict | None = None, output_dir=None, section: str = "models") -> dict:
-    """Merge one model's result (and its configuration) into outputs/metrics.json, atomically."""
-    path = paths.outputs(output_dir) / "metrics.json"
+def record(name: str, result: dict, config: dict | None, run_dir, section: str = "models") -> dict:
+    """Merge one model's result (and its configuration) into the run's metrics.json, atomically."""
+    path = Path(run_dir) / "metrics.json"
     metrics = read_json(path, default={})
     metrics.setdefault(section, {})[name] = {**result, "config": config or {},
                                              "recorded": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -77,9 +76,9 @@ def record(name: str, result: dict, config: dict | None = None, output_dir=None,
     return metrics
 
 
-def results_table(output_dir=None, section: str = "models", decode: str = "hierarchical") -> pd.DataFrame:
+def results_table(run_dir, section: str = "models", decode: str = "hierarchical") -> pd.DataFrame:
     """One row per recorded model: the headline scores, sorted by weighted F1 on cat3."""
-    metrics = read_json(paths.outputs(output_dir) / "metrics.json", default={}).get(section, {})
+    metrics = read_json(Path(run_dir) / "metrics.json", default={}).get(section, {})
     rows = []
     for name, result in metrics.items():
         s = result.get(decode) or result.get("flat") or result

@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbones import ImageBackbone, TextBackbone, mean_pool
-
-LEVELS = ("cat1", "cat2", "cat3")
+from .backbones import ImageBackbone, TextBackbone, frozen_backbone, load_backbone, mean_pool
+from .data import LEVELS
 
 
 def _set_trainable(modules, flag: bool) -> None:
@@ -236,7 +235,7 @@ class FusionTransformer(nn.Module):
     padding mask for text padding (built here, in __init__, so that it trains), three heads on CLS.
     `encoder_dropout` defaults to 0: on CPU, dropout's random masks cost a third of each step.
     `text_pool` > 1 averages that many neighbouring text tokens (padding left out) before fusing: attention
-    cost falls with the square of the sequence, which the CPU demo needs (see the profiles).
+    cost falls with the square of the sequence, which the CPU demo needs (see utils/config.py).
     """
 
     def __init__(self, text: TextTower, image: ImageTower, sizes, d_model: int = 128, nhead: int = 4,
@@ -284,8 +283,9 @@ class FusionTransformer(nn.Module):
         return self.fusion(tokens, src_key_padding_mask=padding)
 
 
-# Which cached inputs each model kind reads (see utils/features.py).
+# Which cached inputs each model kind reads (see utils/features.py); TF-IDF reads the raw text.
 INPUTS = {
+    "text_tfidf": (),
     "text_frozen": ("text_final", "text_mask"),
     "text_finetuned": ("text_bottom", "text_mask"),
     "image_frozen": ("image_final",),
@@ -296,52 +296,37 @@ INPUTS = {
 }
 
 
-_FROZEN_BACKBONES: dict = {}
+def pretrained_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters of pretrained encoders (text and image towers), as opposed to new layers: they get
+    the encoder learning rate. A hybrid ViT's transformer is new; only its CNN trunk is pretrained."""
+    return {id(p) for m in model.modules() if isinstance(m, (TextTower, ImageTower)) for p in m.parameters()}
 
 
-def _load_backbone(modality: str, cfg: dict):
-    from .backbones import image_backbone, text_backbone
-
-    if modality == "text":
-        return text_backbone(cfg["text_model"])
-    return image_backbone(cfg["image_model"], cfg["image_size"])
-
-
-def frozen_backbone(modality: str, cfg: dict):
-    """The profile's text or image encoder, one copy shared by every user in this process that does not train
-    it (frozen-encoder models, the predictor's tokenizer and normalisation, Grad-CAM's preprocessing).
-    Training never changes a frozen encoder, and a notebook builds a dozen models: loading e5 costs seconds."""
-    key = (modality, cfg["text_model"] if modality == "text" else cfg["image_model"], cfg["image_size"])
-    if key not in _FROZEN_BACKBONES:
-        _FROZEN_BACKBONES[key] = _load_backbone(modality, cfg)
-    return _FROZEN_BACKBONES[key]
-
-
-def _backbone(modality: str, cfg: dict, trainable: bool):
+def _backbone(modality: str, cfg, trainable: bool):
     """A fresh encoder for a model that trains part of it; otherwise the shared frozen one."""
-    return _load_backbone(modality, cfg) if trainable else frozen_backbone(modality, cfg)
+    return load_backbone(modality, cfg) if trainable else frozen_backbone(modality, cfg)
 
 
-def build_model(kind: str, cfg: dict, sizes: dict[str, int], seed: int = 0) -> nn.Module:
+def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0) -> nn.Module:
     """A fresh model of `kind` (see INPUTS) with the profile's encoders; seeded, so runs repeat."""
     torch.manual_seed(seed)
     text = image = None
     if kind.startswith("text") or "fusion" in kind:
         tuned = kind == "text_finetuned"
-        text = TextTower(_backbone("text", cfg, tuned), cfg["text_top_layers"], train_top=tuned)
+        text = TextTower(_backbone("text", cfg, tuned), cfg.text_top_layers, train_top=tuned)
     if kind.startswith("image") or "fusion" in kind:
         tuned = kind == "image_finetuned"
-        image = ImageTower(_backbone("image", cfg, tuned), cfg["image_top_stages"], train_top=tuned)
+        image = ImageTower(_backbone("image", cfg, tuned), cfg.image_top_stages, train_top=tuned)
     torch.manual_seed(seed)
     if kind.startswith("text"):
         return TextClassifier(text, sizes)
     if kind == "image_vit":
-        return ImageClassifier(HybridViTTower(image, cfg["image_size"]), sizes)
+        return ImageClassifier(HybridViTTower(image, cfg.image_size), sizes)
     if kind.startswith("image"):
         return ImageClassifier(image, sizes)
     if kind == "late_fusion":
         return LateFusion(text, image, sizes)
     if kind == "fusion_transformer":
-        return FusionTransformer(text, image, sizes, d_model=cfg["fusion_width"], num_layers=cfg["fusion_layers"],
-                                 text_pool=cfg["fusion_text_pool"])
+        return FusionTransformer(text, image, sizes, d_model=cfg.fusion_width, num_layers=cfg.fusion_layers,
+                                 dim_feedforward=cfg.fusion_ff, text_pool=cfg.fusion_text_pool)
     raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(INPUTS)}")

@@ -1,10 +1,15 @@
-"""Hashtags for a new place: top-k cat3 with probabilities and the path `#cat1 #cat2 #cat3`.
+"""Hashtags for a new place: the consistent path `#cat1 #cat2 #cat3` and the top-k cat3 with probabilities.
 
     python -m utils.predict --image photo.jpg --text "서울 종로구의 한정식 식당 ..."
-    python -m utils.predict --csv path/to/test.csv          # a CSV in the real layout (id,img_path,overview)
+    python -m utils.predict --csv path/to/test.csv --out predictions.csv   # id,img_path,overview (real layout)
+    python -m utils.predict --run outputs/demo-generated-seed0 ...         # default: the most recent run
 
-Loads the multimodal models that `./run_all.sh` trained (the K-fold fusion models of notebook 06,
-described by outputs/predictor.json). The predicted path is always a path of the taxonomy.
+Loads the models a run trained (the K-fold fusion models of notebook 06, described by <run>/predictor.json).
+
+The hashtag path is the most probable *consistent* path: each cat3's probability is weighed with those of its
+cat2 and cat1 parents from the model's cat2 and cat1 heads. When those heads disagree with the cat3 head, the
+path's cat3 can differ from the single most probable cat3 in the top-k list; both are printed, the path with its
+own probabilities, so the difference is visible.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import numpy as np
 import torch
 
 from . import paths
-from .data import load_taxonomy, read_csv_any
+from .config import Config
+from .data import DataValidationError, load_taxonomy, read_csv_any
 from .features import image_tensor
 from .images import probe_image
 from .io import read_json, write_json
@@ -30,34 +36,54 @@ class PredictionError(ValueError):
     """A clear, user-facing reason why a prediction cannot be made."""
 
 
-def save_predictor(kind: str, cfg: dict, checkpoints: list[Path], output_dir=None) -> Path:
+def save_predictor(kind: str, cfg: Config, checkpoints: list[Path], run_dir) -> Path:
     """Describe the trained models that `predict` should load (written by notebook 06)."""
-    card = {"kind": kind, "cfg": cfg, "checkpoints": [str(Path(c).resolve()) for c in checkpoints]}
-    return write_json(card, paths.outputs(output_dir) / MODEL_CARD)
+    card = {"kind": kind, "cfg": cfg.to_dict(), "checkpoints": [str(Path(c).resolve()) for c in checkpoints]}
+    return write_json(card, Path(run_dir) / MODEL_CARD)
+
+
+def latest_run(output_dir=None) -> Path:
+    """The run folder under `output_dir` (default outputs/) whose predictor was written last."""
+    root = Path(output_dir) if output_dir else paths.OUTPUTS
+    cards = sorted(root.glob(f"*/{MODEL_CARD}"), key=lambda p: p.stat().st_mtime)
+    if not cards:
+        raise PredictionError(f"{root}: no run with a trained predictor; run ./run_all.sh (notebook 06) first")
+    return cards[-1].parent
+
+
+def check_inputs(images, texts) -> None:
+    """Every input checked before any model loads: a clear message for the first bad one."""
+    for path, text in zip(images, texts):
+        if not str(text).strip() or not clean_overview(text):
+            raise PredictionError(f"empty text for image {path}: a description is needed")
+        error = probe_image(path)
+        if error:
+            raise PredictionError(f"{path}: {error}")
 
 
 class Predictor:
-    def __init__(self, output_dir=None, device: str = "cpu"):
-        from .models import build_model, frozen_backbone
+    def __init__(self, run_dir, device: str = "cpu"):
+        from .backbones import frozen_backbone
+        from .models import build_model
+        from .training import load_checkpoint
 
-        card_path = paths.outputs(output_dir) / MODEL_CARD
+        self.run_dir = Path(run_dir)
+        card_path = self.run_dir / MODEL_CARD
         card = read_json(card_path)
         if card is None:
             raise PredictionError(f"{card_path}: no trained model found; run ./run_all.sh (notebook 06) first")
         missing = [c for c in card["checkpoints"] if not Path(c).exists()]
         if missing:
             raise PredictionError(f"trained model file(s) missing: {missing}; rerun ./run_all.sh 06")
-        self.taxonomy = load_taxonomy()
-        self.cfg, self.device = card["cfg"], device
-        self.models = []
         try:
-            for checkpoint in card["checkpoints"]:
-                model = build_model(card["kind"], self.cfg, self.taxonomy.sizes)
-                model.load_state_dict(torch.load(checkpoint, map_location="cpu"), strict=False)
-                self.models.append(model.to(device).eval())
-        except KeyError as exc:
-            raise PredictionError(f"{card_path} was written by an older version (no setting {exc}); "
-                                  f"rerun ./run_all.sh 06") from exc
+            self.cfg = Config.from_dict(card["cfg"])
+        except (TypeError, ValueError) as exc:
+            raise PredictionError(f"{card_path} was written by another version ({exc}); rerun ./run_all.sh 06") from exc
+        self.taxonomy, self.device = load_taxonomy(), device
+        self.models = []
+        for checkpoint in card["checkpoints"]:
+            model = build_model(card["kind"], self.cfg, self.taxonomy.sizes)
+            self.models.append(load_checkpoint(model, checkpoint).to(device).eval())
         self.text, self.image = frozen_backbone("text", self.cfg), frozen_backbone("image", self.cfg)
 
     def _frozen_states(self, batch: dict) -> dict:
@@ -75,17 +101,12 @@ class Predictor:
         from .progress import bar
 
         images, texts = list(images), list(texts)
-        for path, text in zip(images, texts):
-            if not str(text).strip() or not clean_overview(text):
-                raise PredictionError(f"empty text for image {path}: a description is needed")
-            error = probe_image(path)
-            if error:
-                raise PredictionError(f"{path}: {error}")
+        check_inputs(images, texts)
         out = {}
         for start in bar(range(0, len(images), batch_size), "predicting"):
             chunk = slice(start, start + batch_size)
-            batch = self.text.tokenize(list(texts[chunk]), self.cfg["max_len"])
-            batch["pixels"] = torch.stack([image_tensor(p, self.cfg["image_size"], self.image.mean, self.image.std)
+            batch = self.text.tokenize(list(texts[chunk]), self.cfg.max_len)
+            batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
                                            for p in images[chunk]])
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with torch.inference_mode():
@@ -99,40 +120,68 @@ class Predictor:
         return {level: np.concatenate(parts) for level, parts in out.items()}
 
     def predict(self, images, texts, top_k: int = 3) -> list[dict]:
-        """Per item: the consistent best path as hashtags and the top-k cat3 with their probabilities."""
+        """Per item: the consistent best path as hashtags with its own probabilities, and the top-k cat3."""
         probs = self.probabilities(images, texts)
         best = hierarchical_decode(probs, self.taxonomy)["cat3"]
+        parent2, parent1 = self.taxonomy.parent_of("cat3"), self.taxonomy.parent_of("cat2")
         results = []
         for i, b in enumerate(best):
             cat1, cat2, cat3 = self.taxonomy.path(self.taxonomy.cat3[b])
             order = np.argsort(-probs["cat3"][i])[:top_k]
             results.append({"cat1": cat1, "cat2": cat2, "cat3": cat3,
                             "hashtags": " ".join("#" + name.replace(" ", "") for name in (cat1, cat2, cat3)),
+                            "path_probability": {"cat1": float(probs["cat1"][i, parent1[parent2[b]]]),
+                                                 "cat2": float(probs["cat2"][i, parent2[b]]),
+                                                 "cat3": float(probs["cat3"][i, b])},
                             "top_k": [(self.taxonomy.cat3[j], float(probs["cat3"][i, j])) for j in order]})
         return results
 
 
+def read_places(csv_path) -> tuple[list[str], list[str], list[str]]:
+    """ids, image files and texts of a CSV in the real layout; a missing column or a path leaving the CSV's
+    folder is named with its file, row and column before any model loads."""
+    from .data import check_columns_present, resolve_image_paths
+
+    frame = read_csv_any(csv_path)
+    problems = check_columns_present(frame, ["id", "img_path", "overview"], Path(csv_path).name)
+    if problems:
+        raise DataValidationError(problems, str(csv_path))
+    base = Path(csv_path).resolve().parent
+    files, problems = resolve_image_paths(frame, base, Path(csv_path).name)
+    if problems:
+        raise DataValidationError(problems, str(csv_path))
+    return frame["id"].tolist(), files, frame["overview"].tolist()
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Hashtags (#cat1 #cat2 #cat3) for places from a photo and a text.")
+    parser = argparse.ArgumentParser(
+        description="Hashtags (#cat1 #cat2 #cat3) for places from a photo and a text.",
+        epilog="The hashtag path is the most probable consistent path of the taxonomy (cat3 weighed with its cat2 "
+               "and cat1 parents); its own probabilities are printed beside it. Its cat3 can differ from the most "
+               "probable single cat3 of the top-k list when the parent heads disagree with the cat3 head.")
     parser.add_argument("--image", help="a photo of the place")
     parser.add_argument("--text", help="its description (Korean overview)")
     parser.add_argument("--csv", help="many at once: a CSV in the real layout with id,img_path,overview")
     parser.add_argument("--out", help="with --csv: write the predictions here (default: print them)")
     parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--output-dir", default=None, help="where ./run_all.sh wrote its outputs (default outputs/)")
+    parser.add_argument("--run", default=None, help="the run folder to load (default: the most recent run under "
+                                                     "--output-dir)")
+    parser.add_argument("--output-dir", default=None, help="where ./run_all.sh wrote its runs (default outputs/)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
+    if not args.csv and not (args.image and args.text is not None):
+        parser.error("give --image and --text, or --csv")
     try:
         if args.csv:
-            frame = read_csv_any(args.csv)
-            base = Path(args.csv).resolve().parent
-            images, texts, ids = [str(base / p) for p in frame["img_path"]], frame["overview"].tolist(), frame["id"]
-        elif args.image and args.text is not None:
-            images, texts, ids = [args.image], [args.text], ["input"]
+            ids, images, texts = read_places(args.csv)
         else:
-            parser.error("give --image and --text, or --csv")
-        predictor = Predictor(args.output_dir)
+            ids, images, texts = ["input"], [args.image], [args.text]
+        check_inputs(images, texts)
+        run_dir = Path(args.run) if args.run else latest_run(args.output_dir)
+        print(f"loading run {run_dir}", file=sys.stderr)
+        predictor = Predictor(run_dir, args.device)
         results = predictor.predict(images, texts, args.top_k)
-    except (PredictionError, FileNotFoundError, KeyError) as exc:
+    except (PredictionError, DataValidationError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.csv and args.out:
@@ -140,12 +189,16 @@ def main(argv=None) -> int:
 
         from .io import write_csv
         write_csv(pd.DataFrame([{"id": i, "cat3": r["cat3"], "hashtags": r["hashtags"],
-                                 "probability": r["top_k"][0][1]} for i, r in zip(ids, results)]), args.out)
+                                 "path_probability_cat3": round(r["path_probability"]["cat3"], 4),
+                                 "top_cat3": r["top_k"][0][0], "top_probability": round(r["top_k"][0][1], 4)}
+                                for i, r in zip(ids, results)]), args.out)
         print(f"wrote {len(results)} predictions to {args.out}")
         return 0
     for i, r in zip(ids, results):
-        top = ", ".join(f"{name} {p:.2f}" for name, p in r["top_k"])
-        print(f"{i}: {r['hashtags']}   (top {args.top_k}: {top})")
+        p = r["path_probability"]
+        top = ", ".join(f"{name} {prob:.2f}" for name, prob in r["top_k"])
+        print(f"{i}: {r['hashtags']}  (path p: cat1 {p['cat1']:.2f}, cat2 {p['cat2']:.2f}, cat3 {p['cat3']:.2f})"
+              f"   top {args.top_k} cat3: {top}")
     return 0
 
 

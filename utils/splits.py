@@ -1,12 +1,10 @@
-"""The fixed validation split every notebook reuses, and stratified K-fold that survives tiny classes."""
+"""The validation split every notebook of a run scores on, and stratified K-fold that survives tiny classes."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from . import paths
-from .io import write_csv
 
 
 def _strata(labels: np.ndarray, n_splits: int) -> np.ndarray:
@@ -18,25 +16,13 @@ def _strata(labels: np.ndarray, n_splits: int) -> np.ndarray:
     return strata
 
 
-def validation_split(train: pd.DataFrame, seed: int = 0, val_fraction: float = 0.2, output_dir=None) -> pd.DataFrame:
-    """`id,split` (train/val) stratified on cat3; written to outputs/validation_split.csv and reused if it
-    lists the same ids, so that every notebook scores on the same rows."""
-    path = paths.outputs(output_dir) / "validation_split.csv"
-    if path.exists():
-        saved = pd.read_csv(path, dtype=str)
-        if list(saved["id"]) == list(train["id"]):
-            return saved
-    strata = _strata(train["cat3"].to_numpy(), int(round(1 / val_fraction)))
-    _, val_idx = train_test_split(np.arange(len(train)), test_size=val_fraction, random_state=seed, stratify=strata)
-    split = np.full(len(train), "train", dtype=object)
+def stratified_split(ids, labels, seed: int = 0, val_fraction: float = 0.2) -> pd.DataFrame:
+    """`id,split` (train/val) stratified on `labels`: the validation rows every notebook of a run scores on."""
+    strata = _strata(np.asarray(labels), int(round(1 / val_fraction)))
+    _, val_idx = train_test_split(np.arange(len(ids)), test_size=val_fraction, random_state=seed, stratify=strata)
+    split = np.full(len(ids), "train", dtype=object)
     split[val_idx] = "val"
-    frame = pd.DataFrame({"id": train["id"].to_numpy(), "split": split})
-    write_csv(frame, path)
-    return frame
-
-
-def split_indices(split: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return np.flatnonzero(split["split"].to_numpy() == "train"), np.flatnonzero(split["split"].to_numpy() == "val")
+    return pd.DataFrame({"id": np.asarray(ids), "split": split})
 
 
 def kfold(labels, n_splits: int = 5, seed: int = 0) -> np.ndarray:

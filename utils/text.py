@@ -41,12 +41,11 @@ _CONTENT_CACHE: dict[str, list[str]] = {}
 _DISK: dict[str, list[str]] = {}
 
 
-def _disk_path():
+def _disk_path(cache_dir):
     import kiwipiepy
+    from pathlib import Path
 
-    from . import paths
-
-    return paths.CACHE / "morphemes" / f"content-kiwi{kiwipiepy.__version__}.json"
+    return Path(cache_dir) / "morphemes" / f"content-kiwi{kiwipiepy.__version__}.json"
 
 
 def _digest(text: str) -> str:
@@ -55,13 +54,13 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
 
 
-def prime_content_morphemes(texts) -> None:
-    """Analyse many texts in one multi-threaded Kiwi call (2-3x faster than one by one) and keep them, in
-    memory and on disk (outputs/cache/morphemes): later notebooks then skip the 10 s analysis."""
+def prime_content_morphemes(texts, cache_dir=None) -> None:
+    """Analyse many texts in one multi-threaded Kiwi call (2-3x faster than one by one) and keep them in memory
+    and, given a `cache_dir`, on disk (<cache>/morphemes): later notebooks then skip the 10 s analysis."""
     from .io import read_json, write_json
 
-    if not _DISK:
-        _DISK.update(read_json(_disk_path(), default={}))
+    if cache_dir is not None and not _DISK:
+        _DISK.update(read_json(_disk_path(cache_dir), default={}))
     digests = {t: _digest(t) for t in texts if t not in _CONTENT_CACHE}
     _CONTENT_CACHE.update({t: _DISK[d] for t, d in digests.items() if d in _DISK})
     todo = [t for t in digests if t not in _CONTENT_CACHE]
@@ -69,8 +68,8 @@ def prime_content_morphemes(texts) -> None:
         return
     for text, tokens in zip(todo, kiwi().tokenize([clean_overview(t) for t in todo])):
         _CONTENT_CACHE[text] = _DISK[digests[text]] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
-    if len(todo) > 1:
-        write_json(_DISK, _disk_path())
+    if cache_dir is not None and len(todo) > 1:
+        write_json(_DISK, _disk_path(cache_dir))
 
 
 def content_morphemes(text: str) -> list[str]:

@@ -20,7 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .io import atomic_path, read_json, write_json
-from .metrics import LEVELS, weighted_f1
+from .data import LEVELS
+from .metrics import weighted_f1
+from .models import pretrained_parameters
 from .progress import bar as progress_bar
 from .runtime import pick_device
 
@@ -90,9 +92,23 @@ def _trainable_state(model: nn.Module) -> dict:
             if k in trainable or k.rsplit(".", 1)[0] in owners}
 
 
-def _in_encoder(name: str) -> bool:
-    """Parameters of the pretrained encoders (inside a tower), as opposed to new heads and fusion layers."""
-    return name.startswith(("tower.", "text.encoder.", "image.model."))
+def load_checkpoint(model: nn.Module, path, partial: bool = False) -> nn.Module:
+    """Load a checkpoint written by `fit`, strictly: every tensor must exist in `model` with the same shape, and
+    (unless `partial`: a fine-tune starting from its frozen model's head) every trainable tensor of `model` must
+    be in it. A checkpoint made for another configuration fails loudly, naming the file and the tensors."""
+    state = torch.load(path, map_location="cpu")
+    own = model.state_dict()
+    problems = [f"{k}: not in this model" for k in state if k not in own]
+    problems += [f"{k}: shape {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+                 for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if not partial:
+        problems += [f"{k}: missing from the file" for k in _trainable_state(model) if k not in state]
+    if problems:
+        listed = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise RuntimeError(f"{path}: checkpoint does not fit the model ({listed}). It was trained under another "
+                           f"configuration: rerun the notebook that trains it")
+    model.load_state_dict({**own, **state})
+    return model
 
 
 def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -180,7 +196,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     key = config_hash(cfg, model)
     done = read_json(run_dir / "result.json")
     if done and done.get("config_hash") == key and (run_dir / "best.pt").exists():
-        model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu"), strict=False)
+        load_checkpoint(model, run_dir / "best.pt")
         if verbose:
             print(f"{name}: already trained with this configuration ({run_dir}); loaded its best checkpoint")
         return FitResult(model, done["history"], done["best_score"], done["best_epoch"], done["seconds"], skipped=True)
@@ -189,8 +205,9 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     rng = np.random.default_rng(cfg.seed)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    encoder = [p for n, p in model.named_parameters() if p.requires_grad and _in_encoder(n)]
-    others = [p for n, p in model.named_parameters() if p.requires_grad and not _in_encoder(n)]
+    pretrained = pretrained_parameters(model)
+    encoder = [p for p in params if id(p) in pretrained]
+    others = [p for p in params if id(p) not in pretrained]
     groups = [{"params": others, "lr": cfg.lr}]
     if encoder:
         groups.append({"params": encoder, "lr": cfg.encoder_lr or cfg.lr})
@@ -210,7 +227,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     if (run_dir / "last.pt").exists():
         state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
         if state.get("config_hash") == key:
-            model.load_state_dict(state["model"], strict=False)
+            model.load_state_dict({**model.state_dict(), **state["model"]})
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             rng.bit_generator.state = state["rng"]
@@ -281,7 +298,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                   f"acc {record['train_accuracy_cat3']:.3f} | val loss {val_loss:.3f} "
                   f"weighted F1 {score:.4f}{' *' if improved else ''} ({record['seconds']:.1f}s)")
 
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu"), strict=False)
+    load_checkpoint(model, run_dir / "best.pt")
     write_json({"config_hash": key, "history": history, "best_score": best, "best_epoch": best_epoch,
                 "seconds": seconds, "config": asdict(cfg)}, run_dir / "result.json")
     (run_dir / "last.pt").unlink(missing_ok=True)

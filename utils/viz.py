@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import paths
+from pathlib import Path
 from .io import save_figure
 
 matplotlib.rcParams.update({"axes.unicode_minus": False, "figure.dpi": 90, "axes.grid": True,
@@ -18,9 +18,9 @@ matplotlib.rcParams.update({"axes.unicode_minus": False, "figure.dpi": 90, "axes
 LEVEL_COLORS = plt.get_cmap("tab10")
 
 
-def save(fig, name: str, output_dir=None):
-    """Write `fig` as outputs/figures/<name>.png and return the path."""
-    return save_figure(fig, paths.figures_dir(output_dir) / f"{name}.png")
+def save(fig, name: str, run_dir):
+    """Write `fig` as <run folder>/figures/<name>.png and return the path."""
+    return save_figure(fig, Path(run_dir) / "figures" / f"{name}.png")
 
 
 def plot_level_counts(train: pd.DataFrame, taxonomy) -> plt.Figure:

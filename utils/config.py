@@ -1,0 +1,295 @@
+"""The one configuration of a run: typed defaults (the demo profile), profiles as small overrides, `KEY=VALUE`.
+
+The pattern of ChristofHenkel/kaggle-landmark-2021: `Config()` is the default configuration; a profile is a short
+dict of the values that differ; `./run_all.sh --set KEY=VALUE` and a notebook's `SET = {...}` override any field.
+Per-model schedules are fields too: `epochs`, `lr`, `encoder_lr`, `patience`, `warmup_ratio` are every model's
+unless a scope overrides them, scopes being a model kind (`fusion_transformer.epochs=6`), a stage (`kfold.epochs=25`:
+the K-fold members of 02 and 06; `augmentation.epochs=20`: 03's experiments) or both (`kfold.fusion_transformer.epochs`).
+The most specific scope wins: base < stage < kind < stage.kind.
+
+Demo shortcuts, each measured on the bundled data (see README): one fine-tuning epoch (the second only overfit:
+0.589 -> 0.584); 25 epochs for K-fold members and the hybrid ViT; 6 for K-fold fusion models (5 cost 0.034 OOF F1);
+the fusion averages text tokens in pairs (`fusion_text_pool` 2): half its training time for -0.011 validation
+weighted F1 (6-epoch runs, 0.804 -> 0.793).
+
+    python -m utils.config --list                      # every key, its type and default
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from . import paths
+
+SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float}
+STAGES = ("kfold", "augmentation")
+MODEL_KINDS = ("text_tfidf", "text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "image_vit",
+               "late_fusion", "fusion_transformer")
+
+
+class ConfigError(ValueError):
+    """An unknown key or a value of the wrong type; the message lists what is valid."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How one model trains: the values `Config.schedule(kind, stage)` resolves."""
+
+    epochs: int
+    lr: float
+    encoder_lr: float
+    patience: int
+    warmup_ratio: float
+
+
+@dataclass(frozen=True)
+class Config:
+    # ---- the run: where data comes from and artifacts go
+    profile: str = "demo"
+    data_dir: str = ""            # empty: the bundled GENERATED dataset of `data_size`
+    data_size: str = "default"    # bundled dataset to generate: default, full (real sizes), tiny; "" = real data only
+    output_dir: str = ""          # empty: outputs/ ; every run writes into <output_dir>/<run_name>/
+    run_name: str = ""            # empty: <profile>-<data folder>-seed<seed>
+    cache_dir: str = ""           # empty: <output_dir>/cache (content-keyed, shared by runs: encoder states, e5, Kiwi)
+    seed: int = 0
+    label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
+    device: str = "auto"          # auto: cuda when present, else cpu
+    # ---- encoders (hub names or local folders for text; timm names plus an optional weights file for images)
+    text_model: str = "e5-small-offline"
+    image_model: str = "efficientnet-lite0-offline"
+    image_weights: str = ""       # a local timm weights file (.safetensors/.pth), e.g. attached as a Kaggle dataset
+    image_size: int = 128
+    max_len: int = 64
+    text_top_layers: int = 1      # top text layers a fine-tune trains
+    image_top_stages: int = 1     # top image stages a fine-tune trains
+    # ---- fusion transformer (05, 06)
+    fusion_width: int = 128
+    fusion_layers: int = 2
+    fusion_ff: int = 256          # feed-forward width of the fusion layers
+    fusion_text_pool: int = 2     # text tokens averaged per fused token (1: none)
+    # ---- training: every model's schedule unless a scope in `schedules` overrides it
+    batch_size: int = 64
+    epochs: int = 40
+    lr: float = 1e-3
+    encoder_lr: float = 2e-5      # trainable pretrained encoder layers
+    patience: int = 5
+    warmup_ratio: float = 0.1
+    schedules: dict = field(default_factory=lambda: {
+        "text_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+        "image_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+        "fusion_transformer": {"epochs": 10},
+        "image_vit": {"epochs": 25},
+        "kfold": {"epochs": 25},
+        "kfold.fusion_transformer": {"epochs": 6},
+        "augmentation": {"epochs": 20},
+    })
+    # ---- K-fold ensemble (02's experts, 06)
+    n_folds: int = 5
+    kfold_models: str = "text_tfidf,image_frozen,fusion_transformer"
+    kfold_seeds: str = ""         # comma-separated training seeds averaged per fold; empty: `seed`
+    # ---- notebook settings
+    eda_sample_images: int = 12   # 01
+    label_confidence: float = 0.95  # 02: how sure the out-of-fold experts must be to contradict a label
+    text_ops: str = "swap,delete"   # 03: EDA operations (add synonym,insert to try the meaning-changing ones)
+    gallery_size: int = 8           # 02, 07
+    gradcam_explain: int = 120      # 07: validation images explained and scored per model
+    gradcam_calibrate: int = 48     # 07: other validation images on which layer and method are chosen (0: defaults)
+    vit_check_model: str = "vit_large_patch32_384"  # 07: the contest ViT whose grid is checked when the model is a CNN
+
+    # ------------------------------------------------------------ derived values (never stored twice)
+    def schedule(self, kind: str, stage: str | None = None) -> Schedule:
+        values = {name: getattr(self, name) for name in SCHEDULE_FIELDS}
+        for scope in ([stage] if stage else []) + [kind] + ([f"{stage}.{kind}"] if stage else []):
+            values.update(self.schedules.get(scope, {}))
+        return Schedule(**values)
+
+    @property
+    def kfold_kinds(self) -> list[str]:
+        return [k.strip() for k in self.kfold_models.split(",") if k.strip()]
+
+    @property
+    def training_seeds(self) -> list[int]:
+        return [int(s) for s in self.kfold_seeds.split(",")] if self.kfold_seeds.strip() else [self.seed]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        """A configuration saved by a run (config.json, predictor.json); a drifted one fails clearly."""
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"saved configuration has keys this version does not know: {unknown}")
+        return cls(**values)
+
+
+# Profiles: only what differs from the defaults above (the demo profile).
+PROFILES: dict[str, dict] = {
+    "demo": {},
+    "full": {
+        "data_size": "", "text_model": "klue/roberta-large", "image_model": "vit_large_patch32_384",
+        "image_size": 384, "max_len": 256, "text_top_layers": 4, "image_top_stages": 4,
+        "fusion_width": 512, "fusion_ff": 2048, "fusion_text_pool": 1, "batch_size": 32,
+        "schedules": {"text_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+                      "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+                      "fusion_transformer": {"epochs": 20}},
+        "kfold_models": "text_tfidf,text_finetuned,image_finetuned,fusion_transformer",
+    },
+    "tiny": {
+        "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image", "image_size": 64, "max_len": 32,
+        "fusion_width": 32, "fusion_ff": 64, "batch_size": 32, "epochs": 3, "encoder_lr": 1e-4, "n_folds": 3,
+        "device": "cpu",
+        "schedules": {"text_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+                      "image_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+                      "fusion_transformer": {"epochs": 2}},
+    },
+}
+
+
+# ------------------------------------------------------------ KEY=VALUE settings
+def valid_keys() -> list[str]:
+    return [f.name for f in fields(Config) if f.name not in ("profile", "schedules")]
+
+
+def _key_help() -> str:
+    kinds = ", ".join(MODEL_KINDS)
+    return (f"valid keys: {', '.join(valid_keys())}; and schedules as [STAGE.][KIND.]FIELD with FIELD one of "
+            f"{', '.join(SCHEDULE_FIELDS)}, STAGE one of {', '.join(STAGES)}, KIND one of {kinds} "
+            f"(see README, 'Configuration')")
+
+
+def _coerce(key: str, value, kind: type):
+    """`value` (a string from the command line, or already typed from a notebook) as `kind`."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind is int and re.fullmatch(r"[+-]?\d+", text):
+                return int(text)
+            if kind is float:
+                return float(text)
+            if kind is str:
+                return value
+        except ValueError:
+            pass
+    raise ConfigError(f"--set {key}={value!r}: expected {kind.__name__}")
+
+
+def _field_types() -> dict[str, type]:
+    return {f.name: {"int": int, "float": float, "str": str}.get(str(f.type), str) for f in fields(Config)}
+
+
+def apply_settings(cfg: Config, settings: dict) -> Config:
+    """`cfg` with `settings` ({key: value}) applied; an unknown key or a mistyped value fails at once."""
+    types, plain, schedules = _field_types(), {}, {k: dict(v) for k, v in cfg.schedules.items()}
+    for key, value in settings.items():
+        if key in types and key not in ("profile", "schedules"):
+            plain[key] = _coerce(key, value, types[key])
+            continue
+        parts = key.split(".")
+        scope, name = ".".join(parts[:-1]), parts[-1]
+        scope_ok = (len(parts) == 2 and parts[0] in STAGES + MODEL_KINDS) or \
+                   (len(parts) == 3 and parts[0] in STAGES and parts[1] in MODEL_KINDS)
+        if not scope_ok or name not in SCHEDULE_FIELDS:
+            raise ConfigError(f"unknown configuration key {key!r}; {_key_help()}")
+        schedules.setdefault(scope, {})[name] = _coerce(key, value, SCHEDULE_FIELDS[name])
+    return replace(cfg, **plain, schedules=schedules)
+
+
+def parse_settings(pairs) -> dict:
+    """`["KEY=VALUE", ...]` (repeatable `--set`) as a dict of typed values, validated."""
+    settings = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE; {_key_help()}")
+        key, value = pair.split("=", 1)
+        settings[key.strip()] = value
+    typed = apply_settings(Config(), settings)
+    out = {}
+    for key in settings:
+        if key in _field_types():
+            out[key] = getattr(typed, key)
+        else:
+            scope, name = key.rsplit(".", 1)
+            out[key] = typed.schedules[scope][name]
+    return out
+
+
+def build(profile: str = "demo", settings: dict | None = None) -> Config:
+    """The profile's configuration with `settings` applied (not yet resolved to paths: see `resolve`)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    cfg = replace(Config(), profile=profile, **PROFILES[profile])
+    return apply_settings(cfg, settings or {})
+
+
+# ------------------------------------------------------------ the run's folders, resolved once
+def bundled_data_dir(size: str) -> Path:
+    return paths.BUNDLED_DATA_DIR if size == "default" else paths.DATA_ROOT / f"generated-{size}"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "data"
+
+
+def resolve(cfg: Config) -> Config:
+    """Absolute data, output and cache folders and the run name, filled in: what config.json records."""
+    if cfg.data_dir:
+        data_dir = Path(cfg.data_dir).expanduser().resolve()
+    elif cfg.data_size:
+        data_dir = bundled_data_dir(cfg.data_size).resolve()
+    else:
+        raise ConfigError(f"profile {cfg.profile!r} runs on the real data: pass DATA_DIR "
+                          f"(./run_all.sh --data-dir PATH)")
+    output_dir = Path(cfg.output_dir).expanduser().resolve() if cfg.output_dir else paths.OUTPUTS.resolve()
+    run_name = cfg.run_name or f"{cfg.profile}-{_safe(data_dir.name)}-seed{cfg.seed}"
+    if _safe(run_name) != run_name or run_name == "cache":
+        raise ConfigError(f"run_name {run_name!r}: use letters, digits, '.', '_' and '-' (and not 'cache')")
+    cache_dir = Path(cfg.cache_dir).expanduser().resolve() if cfg.cache_dir else output_dir / "cache"
+    return replace(cfg, data_dir=str(data_dir), output_dir=str(output_dir), run_name=run_name,
+                   cache_dir=str(cache_dir))
+
+
+def run_dir(cfg: Config) -> Path:
+    """Everything one run writes: <output_dir>/<run_name>/ (cfg must be resolved)."""
+    return Path(cfg.output_dir) / cfg.run_name
+
+
+def main(argv=None) -> int:
+    """For run_all.sh: validate `--set` pairs up front and print the run folder and the settings as JSON."""
+    parser = argparse.ArgumentParser(description="Resolve a run's configuration (used by run_all.sh).")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--data-dir", default="")
+    parser.add_argument("--output-dir", default="")
+    parser.add_argument("--run-name", default="")
+    parser.add_argument("--seed", default="0")
+    parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
+    parser.add_argument("--list", action="store_true", help="list every key with its type and default, then exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for f in fields(Config):
+            if f.name != "schedules":
+                print(f"{f.name:<20} {str(f.type):<6} {getattr(Config(), f.name)!r}")
+        print(f"{'[STAGE.][KIND.]FIELD':<20} schedules; defaults {json.dumps(Config().schedules)}")
+        return 0
+    try:
+        settings = parse_settings(args.sets)
+        base = {"data_dir": args.data_dir, "output_dir": args.output_dir, "run_name": args.run_name, "seed": args.seed}
+        cfg = resolve(build(args.profile, {**settings, **{k: v for k, v in base.items() if v != ""}}))
+    except ConfigError as exc:
+        print(f"run_all.sh: {exc}", file=sys.stderr)
+        return 2
+    print(run_dir(cfg))
+    print(json.dumps({"SET": settings}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

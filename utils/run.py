@@ -1,0 +1,117 @@
+"""One run: its resolved configuration, its folder (everything it writes), its dataset and validation split.
+
+A run is named from profile, data folder and seed (`demo-generated-seed0`, overridable with `run_name`) and
+writes only into `<output_dir>/<run_name>/`: `config.json` at the top, then executed notebooks, figures,
+metrics, splits, folds, OOF and test probabilities, checkpoints, label suspects, the submission, Grad-CAM
+points and `predictor.json`. Caches that are safe to share between runs (keyed by content) live in
+`cache_dir`, by default `<output_dir>/cache`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+from .config import Config, build, bundled_data_dir, resolve, run_dir
+from .io import read_json, write_csv, write_json
+from .runtime import seed_everything
+
+CONFIG_JSON = "config.json"
+
+
+@dataclass
+class Run:
+    cfg: Config
+    label_fixes: Path | None
+
+    @property
+    def dir(self) -> Path:
+        return run_dir(self.cfg)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.run_name
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.cfg.data_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cfg.cache_dir)
+
+    @property
+    def checkpoints(self) -> Path:
+        """Checkpoints and histories of every training run (resumable, skipped when unchanged)."""
+        return self.dir / "checkpoints"
+
+    @property
+    def generated(self) -> bool:
+        """True on the bundled GENERATED data, which has ground truth; real data has none."""
+        return (self.data_dir / "GENERATED.txt").exists()
+
+    def dataset(self, check_images: bool = True, fixed: bool = True):
+        """The run's dataset, validated; with its reviewed label fixes unless `fixed=False` (labels as given)."""
+        from .data import load_dataset
+
+        return load_dataset(self.data_dir, check_images=check_images,
+                            label_fixes=self.label_fixes if fixed else None)
+
+    def validation_split(self, ds) -> tuple[np.ndarray, np.ndarray]:
+        """Train and validation row positions, stratified on the labels as given (so 02, which reads them, and
+        the later notebooks, which may read fixed ones, score on the same rows); recomputed from the run's seed
+        every time (milliseconds) and written to validation_split.csv for the reader, never reused stale."""
+        from .splits import stratified_split
+
+        split = stratified_split(ds.train["id"].to_numpy(), np.asarray(ds.given_cat3), self.cfg.seed)
+        write_csv(split, self.dir / "validation_split.csv")
+        is_val = split["split"].to_numpy() == "val"
+        return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def default_label_fixes(data_dir: Path, label_fixes: str = "") -> Path | None:
+    """The reviewed corrections that apply to `data_dir`: `label_fixes` if given ("none" for none),
+    else data/label_fixes.csv for the bundled dataset, else <data_dir>/label_fixes.csv if present."""
+    if label_fixes == "none":
+        return None
+    if label_fixes:
+        return Path(label_fixes).expanduser().resolve()
+    if data_dir == paths.BUNDLED_DATA_DIR.resolve() and paths.LABEL_FIXES_CSV.exists():
+        return paths.LABEL_FIXES_CSV
+    own = data_dir / "label_fixes.csv"
+    return own if own.exists() else None
+
+
+def _changes(old: dict, new: dict) -> list[str]:
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+
+
+def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed: int = 0, run_name: str = "",
+          settings: dict | None = None) -> Run:
+    """Seed everything, resolve the configuration, make sure the data exists, write config.json, and say
+    in one line which data, profile and run folder this is."""
+    given = {"data_dir": data_dir, "output_dir": output_dir, "run_name": run_name}
+    cfg = resolve(build(profile, {**(settings or {}), "seed": int(seed),
+                                  **{k: str(v) for k, v in given.items() if v}}))
+    seed_everything(cfg.seed)
+    if cfg.data_size and Path(cfg.data_dir) == bundled_data_dir(cfg.data_size).resolve():
+        from .generate import ensure_dataset
+
+        ensure_dataset(Path(cfg.data_dir), seed=0, size=cfg.data_size)  # the bundled data is one fixed thing
+    elif not Path(cfg.data_dir).is_dir():
+        raise FileNotFoundError(f"{cfg.data_dir}: data folder not found")
+    run = Run(cfg, default_label_fixes(Path(cfg.data_dir), cfg.label_fixes))
+    run.dir.mkdir(parents=True, exist_ok=True)
+    previous = read_json(run.dir / CONFIG_JSON)
+    if previous and previous != cfg.to_dict():
+        print("configuration changed since this run's last notebook (artifacts made under the old one are "
+              "retrained or rewritten, never reused):", "; ".join(_changes(previous, cfg.to_dict())))
+    write_json(cfg.to_dict(), run.dir / CONFIG_JSON)
+    kind = "GENERATED bundled data (not the real contest data)" if run.generated else "real data (no ground truth)"
+    fixes = f" | label fixes {run.label_fixes}" if run.label_fixes else ""
+    print(f"run {run.name} | profile {cfg.profile} | data {run.data_dir} [{kind}] | seed {cfg.seed}{fixes}\n"
+          f"writing to {run.dir} (cache {run.cache_dir})")
+    return run
