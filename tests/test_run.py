@@ -96,3 +96,23 @@ def test_resolve_names_runs_and_keeps_caches_movable(tmp_path):
     assert run_dir(cfg).parent == Path(cfg.output_dir)
     with pytest.raises(ConfigError, match="runs on the real data"):
         resolve(build("full"))
+
+
+def test_images_are_decoded_once_per_dataset_content(small_copy, tmp_path, monkeypatch):
+    from utils import images
+
+    folder = small_copy()
+    run = start("tiny", str(folder), str(tmp_path))
+    probed = []
+    real = images.probe_image
+    monkeypatch.setattr(images, "probe_image", lambda p: probed.append(p) or real(p))
+    run.dataset()
+    first = len(probed)
+    run.dataset()
+    assert first == 40 and len(probed) == first  # the same content: not decoded again
+    image = sorted((folder / "image/train").glob("*.jpg"))[0]
+    image.write_bytes(b"not an image any more")
+    from utils.data import DataValidationError
+
+    with pytest.raises(DataValidationError, match="cannot be decoded"):
+        run.dataset()  # an edit is a new fingerprint: every image is checked again

@@ -54,11 +54,20 @@ class Run:
         return (self.data_dir / "GENERATED.txt").exists()
 
     def dataset(self, check_images: bool = True, fixed: bool = True):
-        """The run's dataset, validated; with its reviewed label fixes unless `fixed=False` (labels as given)."""
+        """The run's dataset, validated; with its reviewed label fixes unless `fixed=False` (labels as given).
+        Decoding every image takes seconds, so it is done once per dataset content: a marker keyed by the
+        content fingerprint (every CSV and image byte) skips it in later notebooks; any edit checks again."""
         from .data import load_dataset
+        from .features import dataset_fingerprint
 
-        return load_dataset(self.data_dir, check_images=check_images,
-                            label_fixes=self.label_fixes if fixed else None)
+        marker = None
+        if check_images and all((self.data_dir / name).is_file() for name in ("train.csv", "test.csv")):
+            marker = self.cache_dir / "validated" / f"{dataset_fingerprint(self.data_dir, self.cache_dir)}.ok"
+        ds = load_dataset(self.data_dir, check_images=check_images and not (marker and marker.exists()),
+                          label_fixes=self.label_fixes if fixed else None)
+        if marker is not None and not marker.exists():
+            write_json({"data_dir": str(self.data_dir), "images_checked": len(ds.train) + len(ds.test)}, marker)
+        return ds
 
     def validation_split(self, ds) -> tuple[np.ndarray, np.ndarray]:
         """Train and validation row positions, stratified on the labels as given (so 02, which reads them, and
