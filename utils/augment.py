@@ -88,3 +88,21 @@ def augment_image(img, pipeline):
     from PIL import Image
 
     return Image.fromarray(pipeline(image=np.asarray(img))["image"])
+
+
+def delete_span(text: str, rng: np.random.Generator, p: float = 0.5, low: float = 0.25, high: float = 0.5) -> str:
+    """The 9th-place solution's text augmentation: with probability `p`, cut one contiguous span of
+    `low`–`high` of the characters (YiyuHong/dacon_tour2022; it applied it to every training batch)."""
+    if rng.random() >= p or len(text) < 4:
+        return text
+    cut = int(rng.uniform(low, high) * len(text))
+    start = int(rng.integers(0, len(text) - cut + 1))
+    return text[:start] + " " + text[start + cut:]
+
+
+def augment_text_on_the_fly(text: str, rng: np.random.Generator, ops) -> str:
+    """What the end-to-end data path applies to a training row's text: `span` (delete_span) and/or EDA ops."""
+    eda = tuple(op for op in ops if op != "span")
+    if eda:
+        text = augment_text(text, rng, eda)
+    return delete_span(clean_overview(text), rng) if "span" in ops else text

@@ -58,6 +58,10 @@ class Config:
     seed: int = 0
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
     device: str = "auto"          # auto: cuda when present, else cpu
+    precision: str = "auto"       # auto: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 with loss
+                                  # scaling on older ones (T4, P100, V100), fp32 on CPU; or bf16, fp16, fp32
+    training_mode: str = "cached"  # cached: frozen encoders' states computed once (CPU); end_to_end: from raw rows
+    num_workers: int = -1         # data-loading processes for end_to_end (-1: up to 4 on a GPU, none on CPU)
     # ---- encoders (hub names or local folders for text; timm names plus an optional weights file for images)
     text_model: str = "e5-small-offline"
     image_model: str = "efficientnet-lite0-offline"
@@ -78,6 +82,11 @@ class Config:
     encoder_lr: float = 2e-5      # trainable pretrained encoder layers
     patience: int = 5
     warmup_ratio: float = 0.1
+    grad_accum: int = 1           # batches per optimiser step
+    layer_decay: float = 1.0      # end_to_end: each encoder layer's learning rate times this per layer from the top
+    grad_checkpointing: bool = False  # end_to_end: recompute encoder activations in backward (less GPU memory)
+    text_augment: str = ""        # end_to_end, training rows only: span (9th place's span deletion), swap, delete
+    image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
         "image_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
@@ -138,6 +147,7 @@ PROFILES: dict[str, dict] = {
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 20}},
         "kfold_models": "text_tfidf,text_finetuned,image_finetuned,fusion_transformer",
+        "training_mode": "end_to_end", "text_augment": "span", "image_augment": True, "grad_accum": 2,
     },
     "tiny": {
         "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image", "image_size": 64, "max_len": 32,
@@ -168,6 +178,8 @@ def _coerce(key: str, value, kind: type):
         return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is bool and isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "0", "false", "no"):
+        return value.strip().lower() in ("1", "true", "yes")
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -183,7 +195,11 @@ def _coerce(key: str, value, kind: type):
 
 
 def _field_types() -> dict[str, type]:
-    return {f.name: {"int": int, "float": float, "str": str}.get(str(f.type), str) for f in fields(Config)}
+    return {f.name: {"int": int, "float": float, "str": str, "bool": bool}.get(str(f.type), str)
+            for f in fields(Config)}
+
+
+CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": ("auto", "bf16", "fp16", "fp32")}
 
 
 def apply_settings(cfg: Config, settings: dict) -> Config:
@@ -192,6 +208,8 @@ def apply_settings(cfg: Config, settings: dict) -> Config:
     for key, value in settings.items():
         if key in types and key not in ("profile", "schedules"):
             plain[key] = _coerce(key, value, types[key])
+            if key in CHOICES and plain[key] not in CHOICES[key]:
+                raise ConfigError(f"--set {key}={value!r}: choose one of {', '.join(CHOICES[key])}")
             continue
         parts = key.split(".")
         scope, name = ".".join(parts[:-1]), parts[-1]

@@ -8,11 +8,9 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from .data import LEVELS
-from .experiments import fit_model
-from .features import feature_data
+from .experiments import fit_model, model_data
 from .io import atomic_path, write_csv
 from .metrics import hierarchical_decode, weighted_f1
-from .models import INPUTS
 from .progress import bar
 
 
@@ -27,7 +25,7 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
     test = {level: np.zeros((n_test, sizes[level])) for level in LEVELS}
     test_idx = np.arange(n_train, n_train + n_test)
-    data = feature_data(ds, cfg, INPUTS[kind])
+    data = model_data(ds, cfg, [kind])
     fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
     for seed in seeds:

@@ -37,9 +37,25 @@ def train_config(kind: str, cfg, seed: int, stage: str | None = None, **override
     """The configuration's schedule for `kind` (in `stage`: "kfold", "augmentation") as training settings."""
     s = cfg.schedule(kind, stage)
     base = TrainConfig(epochs=s.epochs, batch_size=cfg.batch_size, lr=s.lr, encoder_lr=s.encoder_lr,
-                       warmup_ratio=s.warmup_ratio, patience=s.patience, seed=seed, device=cfg.device,
-                       extra={"kind": kind})
+                       warmup_ratio=s.warmup_ratio, patience=s.patience, grad_accum=cfg.grad_accum,
+                       precision=cfg.precision, layer_decay=cfg.layer_decay, seed=seed, device=cfg.device,
+                       extra={"kind": kind, "training_mode": cfg.training_mode})
     return replace(base, **overrides)
+
+
+def model_data(ds, cfg, kinds, labels_frame=None):
+    """What models of `kinds` train on: cached encoder states (`cached` mode, see features.feature_data) or raw
+    rows decoded per batch (`end_to_end` mode, see rows.RawRows)."""
+    from .features import feature_data
+    from .models import INPUTS
+
+    keys = tuple(k for kind in kinds for k in INPUTS[kind])
+    if cfg.training_mode != "end_to_end":
+        return feature_data(ds, cfg, keys, labels_frame)
+    from .rows import RawRows
+
+    modalities = [m for m in ("text", "image") if any(k.startswith(m) for k in keys)]
+    return RawRows(ds, cfg, modalities, labels_frame)
 
 
 def labels_of(data, indices) -> dict[str, np.ndarray]:
@@ -80,6 +96,8 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
     """Fit (or reload, when unchanged) model `kind` on `train_idx`, early-stopping on `val_idx`.
     `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head)."""
     trainer = TRAINERS.get(kind, _fit_neural)
+    if hasattr(data, "for_training"):  # raw rows: augmentation reaches the rows this model trains on, no others
+        data = data.for_training(train_idx)
     return trainer(kind, data, np.asarray(train_idx), np.asarray(val_idx), ds, cfg, run_dir, seed, stage=stage,
                    init_from=init_from, name=name, **overrides)
 

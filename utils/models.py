@@ -13,6 +13,15 @@ from .backbones import ImageBackbone, TextBackbone, frozen_backbone, load_backbo
 from .data import LEVELS
 
 
+def _maybe_checkpoint(tower: nn.Module, fn, h):
+    """`fn(h)`, through torch's activation checkpointing when the tower asks for it and gradients flow."""
+    if tower.checkpointing and tower.training and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(fn, h, use_reentrant=False)
+    return fn(h)
+
+
 def _set_trainable(modules, flag: bool) -> None:
     for module in modules:
         for p in module.parameters():
@@ -39,12 +48,18 @@ class TextTower(nn.Module):
     def _additive(mask: torch.Tensor, dtype) -> torch.Tensor:
         return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
+    checkpointing = False  # end_to_end: recompute each layer's activations in backward (less GPU memory)
+
     def _run(self, h, mask, layers):
         extended = self._additive(mask, h.dtype)
         for layer in layers:
-            out = layer(h, attention_mask=extended)
+            out = _maybe_checkpoint(self, lambda x, layer=layer: layer(x, attention_mask=extended), h)
             h = out[0] if isinstance(out, tuple) else out
         return h
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters bottom to top (embeddings, then each layer), for layer-wise learning-rate decay."""
+        return [list(self.encoder.embeddings.parameters())] + [list(l.parameters()) for l in self.encoder.encoder.layer]
 
     def bottom(self, input_ids, attention_mask):
         h = self.encoder.embeddings(input_ids=input_ids)
@@ -78,6 +93,12 @@ class ImageTower(nn.Module):
         _set_trainable([self.model], False)
         if train_top:
             _set_trainable(self.top_modules(), True)
+            if self.split == 0:  # the whole encoder trains (end to end): its stem too
+                _set_trainable(self.stem_modules(), True)
+
+    def stem_modules(self) -> list[nn.Module]:
+        m = self.model
+        return [m.conv_stem, m.bn1] if self.kind == "cnn" else [m.patch_embed, m.norm_pre]
 
     def train(self, mode: bool = True):
         """BatchNorm keeps its ImageNet statistics: small fine-tuning batches would only add noise to them."""
@@ -103,10 +124,18 @@ class ImageTower(nn.Module):
             h = block(h)
         return h
 
+    checkpointing = False
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters bottom to top (stem, each stage or block, head), for layer-wise learning-rate decay."""
+        head = [self.model.conv_head, self.model.bn2] if self.kind == "cnn" else [self.model.norm]
+        groups = [self.stem_modules()] + [[b] for b in self.model.blocks] + [head]
+        return [[p for m in group for p in m.parameters()] for group in groups]
+
     def top(self, h):
         """Tokens (B, T, C): the CNN's final feature map flattened, or the ViT's token states."""
         for block in self.model.blocks[self.split:]:
-            h = block(h)
+            h = _maybe_checkpoint(self, block, h)
         if self.kind == "cnn":
             h = self.model.bn2(self.model.conv_head(h))
             return h.flatten(2).transpose(1, 2)
@@ -296,6 +325,17 @@ INPUTS = {
 }
 
 
+def encoder_layer_lrs(model: nn.Module, encoder_lr: float, decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay: the top layer of each pretrained encoder gets `encoder_lr`, each layer
+    below it `decay` times the one above (decay 1: every layer `encoder_lr`). Keyed by parameter id."""
+    lrs = {}
+    for tower in (m for m in model.modules() if isinstance(m, (TextTower, ImageTower))):
+        groups = tower.layer_groups()
+        for depth, params in enumerate(reversed(groups)):
+            lrs.update({id(p): encoder_lr * decay ** depth for p in params})
+    return lrs
+
+
 def pretrained_parameters(model: nn.Module) -> set[int]:
     """ids of the parameters of pretrained encoders (text and image towers), as opposed to new layers: they get
     the encoder learning rate. A hybrid ViT's transformer is new; only its CNN trunk is pretrained."""
@@ -307,16 +347,30 @@ def _backbone(modality: str, cfg, trainable: bool):
     return load_backbone(modality, cfg) if trainable else frozen_backbone(modality, cfg)
 
 
+TUNED_END_TO_END = ("text_finetuned", "image_finetuned", "late_fusion", "fusion_transformer")
+
+
 def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0) -> nn.Module:
-    """A fresh model of `kind` (see INPUTS) with the profile's encoders; seeded, so runs repeat."""
+    """A fresh model of `kind` (see INPUTS) with the configuration's encoders; seeded, so runs repeat.
+
+    `cached` mode: fine-tuned kinds train their top text layers / image stages on cached states below them.
+    `end_to_end` mode: fine-tuned and multimodal kinds train their whole encoders from raw inputs; frozen kinds
+    read raw inputs through the shared frozen encoders."""
     torch.manual_seed(seed)
     text = image = None
+    whole = cfg.training_mode == "end_to_end" and kind in TUNED_END_TO_END
     if kind.startswith("text") or "fusion" in kind:
-        tuned = kind == "text_finetuned"
-        text = TextTower(_backbone("text", cfg, tuned), cfg.text_top_layers, train_top=tuned)
+        tuned = whole or kind == "text_finetuned"
+        backbone = _backbone("text", cfg, tuned)
+        top = backbone.model.config.num_hidden_layers if whole else cfg.text_top_layers
+        text = TextTower(backbone, top, train_top=tuned)
     if kind.startswith("image") or "fusion" in kind:
-        tuned = kind == "image_finetuned"
-        image = ImageTower(_backbone("image", cfg, tuned), cfg.image_top_stages, train_top=tuned)
+        tuned = whole or kind == "image_finetuned"
+        backbone = _backbone("image", cfg, tuned)
+        image = ImageTower(backbone, len(backbone.model.blocks) if whole else cfg.image_top_stages, train_top=tuned)
+    for tower in (text, image):
+        if whole and tower is not None and cfg.grad_checkpointing:
+            tower.checkpointing = True
     torch.manual_seed(seed)
     if kind.startswith("text"):
         return TextClassifier(text, sizes)

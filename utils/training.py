@@ -1,6 +1,7 @@
 """One training loop for every model of the project.
 
-AdamW, cosine schedule with warmup, gradient accumulation, bf16 autocast and torch.compile on a GPU,
+AdamW, cosine schedule with warmup, gradient accumulation, mixed precision from the hardware (bf16 where native,
+fp16 with loss scaling on older GPUs, fp32 on CPU), torch.compile on a GPU,
 early stopping on validation weighted F1 of cat3, the best checkpoint kept, history per epoch.
 A run writes into its own folder: `last.pt` after every epoch (an interrupted run resumes from it),
 `best.pt`, and `result.json` when done; a finished run with the same configuration is not retrained.
@@ -22,9 +23,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .io import atomic_path, read_json, write_json
 from .data import LEVELS
 from .metrics import weighted_f1
-from .models import pretrained_parameters
+from .models import encoder_layer_lrs, pretrained_parameters
 from .progress import bar as progress_bar
-from .runtime import pick_device
+from .runtime import announce_precision, autocast, choose_precision, pick_device
 
 
 @dataclass
@@ -41,7 +42,8 @@ class TrainConfig:
     class_weight: str | None = None  # None or "balanced"
     sampling: str | None = None  # None, "over" (square-root balanced draws) or "under" (cap at the median)
     mixup: float = 0.0  # Beta(alpha, alpha) on the float inputs; 0 = off
-    amp: bool = True  # bf16 autocast, GPU only
+    precision: str = "auto"  # auto (from the hardware), bf16, fp16 (with a GradScaler) or fp32
+    layer_decay: float = 1.0  # layer-wise learning-rate decay of pretrained encoder layers (1: off)
     compile: bool = False  # torch.compile, GPU only
     seed: int = 0
     device: str = "auto"
@@ -133,13 +135,15 @@ def epoch_indices(labels: np.ndarray, sampling: str | None, rng: np.random.Gener
     raise ValueError(f"sampling must be None, 'over' or 'under', not {sampling!r}")
 
 
-def batches(data: Dataset, indices, batch_size: int):
+def batches(data: Dataset, indices, batch_size: int, device: str = "cpu"):
     """Batches of the given rows, in order. Cached tensors are sliced directly (no per-row Python work)."""
     indices = np.asarray(indices)
     if isinstance(data, TensorData):
         for start in range(0, len(indices), batch_size):
             chunk = torch.from_numpy(indices[start:start + batch_size])
             yield {k: v[chunk] for k, v in data.tensors.items()}
+    elif hasattr(data, "loader"):  # raw rows (end to end): decoded and tokenized per batch, in worker processes
+        yield from data.loader(indices, batch_size, device)
     else:
         yield from DataLoader(Subset(data, indices.tolist()), batch_size=batch_size, shuffle=False)
 
@@ -161,25 +165,20 @@ def _mix(batch: dict, alpha: float, rng: np.random.Generator):
 
 
 def predict(model: nn.Module, data: Dataset, indices=None, batch_size: int = 256, device: str = "auto",
-            desc: str = "predicting") -> dict[str, np.ndarray]:
+            desc: str = "predicting", precision: str = "auto") -> dict[str, np.ndarray]:
     """Softmax probabilities per level for the given rows, in their order."""
     device = pick_device(device)
+    precision = choose_precision(device, precision)
     indices = np.arange(len(data)) if indices is None else np.asarray(indices)
-    loader = batches(data, indices, batch_size)
+    loader = batches(data, indices, batch_size, device)
     model.to(device).eval()
     out = {level: [] for level in LEVELS}
-    with torch.inference_mode(), _autocast(device, True):
+    with torch.inference_mode(), autocast(device, precision):
         for batch in progress_bar(loader, desc, int(np.ceil(len(indices) / batch_size)), inner=True):
             logits = model(_to(batch, device))
             for level in LEVELS:
                 out[level].append(logits[level].float().softmax(-1).cpu().numpy())
     return {level: np.concatenate(v) for level, v in out.items()}
-
-
-def _autocast(device: str, enabled: bool):
-    if device == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, run_dir, name: str = "model",
@@ -188,6 +187,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
+    precision = choose_precision(device, cfg.precision)
+    announce_precision(device, precision)
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     label_bytes = b"".join(data_labels(data, idx, level).tobytes() for idx in (train_idx, val_idx) for level in LEVELS)
     cfg.extra = {**cfg.extra, "train_rows": hashlib.sha1(train_idx.tobytes()).hexdigest()[:12],
@@ -206,11 +207,11 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     pretrained = pretrained_parameters(model)
-    encoder = [p for p in params if id(p) in pretrained]
-    others = [p for p in params if id(p) not in pretrained]
-    groups = [{"params": others, "lr": cfg.lr}]
-    if encoder:
-        groups.append({"params": encoder, "lr": cfg.encoder_lr or cfg.lr})
+    groups = [{"params": [p for p in params if id(p) not in pretrained], "lr": cfg.lr}]
+    layer_lr = encoder_layer_lrs(model, cfg.encoder_lr or cfg.lr, cfg.layer_decay)
+    for lr in sorted({layer_lr.get(id(p), cfg.encoder_lr or cfg.lr) for p in params if id(p) in pretrained}):
+        groups.append({"params": [p for p in params if id(p) in pretrained
+                                  and layer_lr.get(id(p), cfg.encoder_lr or cfg.lr) == lr], "lr": lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     labels = {level: data_labels(data, train_idx, level) for level in LEVELS}
     steps_per_epoch = int(np.ceil(len(train_idx) / cfg.batch_size / cfg.grad_accum))
@@ -222,6 +223,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                        if cfg.class_weight == "balanced" else None) for level in LEVELS}
     losses = {level: nn.CrossEntropyLoss(weight=weights[level]) for level in LEVELS}
     step_model = torch.compile(model) if cfg.compile and device == "cuda" else model
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # fp16 gradients underflow without it
 
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
     if (run_dir / "last.pt").exists():
@@ -230,6 +232,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             model.load_state_dict({**model.state_dict(), **state["model"]})
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
             rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
             history, best, best_epoch, seconds = state["history"], state["best"], state["best_epoch"], state["seconds"]
@@ -247,14 +250,14 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
         n_batches = int(np.ceil(len(order) / cfg.batch_size))
         total_loss, seen, correct = 0.0, 0, 0
         optimizer.zero_grad(set_to_none=True)
-        bar = progress_bar(batches(data, order, cfg.batch_size), f"{name} epoch {epoch + 1}/{cfg.epochs}", n_batches,
+        bar = progress_bar(batches(data, order, cfg.batch_size, device), f"{name} epoch {epoch + 1}/{cfg.epochs}", n_batches,
                            inner=True)
         for step, batch in enumerate(bar):
             batch = _to(batch, device)
             perm, lam = None, 1.0
             if cfg.mixup > 0:
                 batch, perm, lam = _mix(batch, cfg.mixup, rng)
-            with _autocast(device, cfg.amp):
+            with autocast(device, precision):
                 logits = step_model(batch)
                 loss = 0.0
                 for level in LEVELS:
@@ -263,10 +266,12 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                     if perm is not None:
                         level_loss = lam * level_loss + (1 - lam) * losses[level](logits[level].float(), target[perm.to(device)])
                     loss = loss + lw[level] * level_loss
-            (loss / cfg.grad_accum).backward()
+            scaler.scale(loss / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches:
+                scaler.unscale_(optimizer)  # clip the true gradients
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
+                scaler.step(optimizer)  # skipped when fp16 overflowed; the scale then shrinks
+                scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             n = len(batch["cat3"])
@@ -274,7 +279,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             seen += n
             correct += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-        probs = predict(model, data, val_idx, device=cfg.device, desc="validating")
+        probs = predict(model, data, val_idx, device=cfg.device, desc="validating", precision=precision)
         y_val = data_labels(data, val_idx)
         val_loss = float(np.mean(-np.log(probs["cat3"][np.arange(len(val_idx)), y_val] + 1e-9)))
         score = weighted_f1(y_val, probs["cat3"].argmax(1))
@@ -290,7 +295,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                 torch.save(_trainable_state(model), tmp)
         with atomic_path(run_dir / "last.pt") as tmp:
             torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng.bit_generator.state,
                         "torch_rng": torch.get_rng_state(), "history": history, "best": best,
                         "best_epoch": best_epoch, "epoch": epoch, "seconds": seconds}, tmp)
         if verbose:
@@ -306,6 +311,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
 
 
 def data_labels(data: Dataset, indices, level: str = "cat3") -> np.ndarray:
+    if hasattr(data, "labels_of"):
+        return data.labels_of(indices, level)
     if hasattr(data, "tensors"):
         return data.tensors[level][np.asarray(indices)].numpy()
     return np.array([int(data[i][level]) for i in indices])

@@ -1,0 +1,88 @@
+"""The end-to-end engine (issue 10): raw rows, whole-encoder training, precision from the hardware."""
+import numpy as np
+import pytest
+import torch
+
+from utils.config import build
+from utils.data import load_dataset
+from utils.experiments import model_data, train_config
+from utils.features import feature_data
+from utils.models import INPUTS, build_model
+from utils.rows import RawRows
+from utils.runtime import choose_precision
+from utils.training import fit, predict
+
+SIZES = {"cat1": 6, "cat2": 18, "cat3": 128}
+
+
+@pytest.fixture(scope="module")
+def ds(tiny_data):
+    return load_dataset(tiny_data, progress=False, check_images=False)
+
+
+def _lowest(model, kind):
+    tower = model.text if kind == "fusion_transformer" else model.tower
+    return tower.encoder.embeddings.word_embeddings.weight if hasattr(tower, "encoder") else tower.model.conv_stem.weight
+
+
+@pytest.mark.parametrize("kind", ["text_finetuned", "image_finetuned", "fusion_transformer"])
+def test_one_end_to_end_step_moves_the_lowest_encoder_layer_and_cached_mode_does_not(ds, tmp_path, kind):
+    for mode, moves in (("end_to_end", True), ("cached", False)):
+        cfg = build("tiny", {"training_mode": mode, "cache_dir": str(tmp_path / "cache"), "batch_size": 8})
+        model = build_model(kind, cfg, SIZES)
+        before = _lowest(model, kind).detach().clone()
+        data = model_data(ds, cfg, [kind])
+        tc = train_config(kind, cfg, 0, epochs=1, lr=1e-2, encoder_lr=1e-2, warmup_ratio=0.0)
+        fit(model, data, np.arange(8), np.arange(8, 12), tc, tmp_path / f"{kind}-{mode}", verbose=False)
+        changed = not torch.equal(before, _lowest(model, kind).detach())
+        assert changed == moves, f"{kind} in {mode} mode: lowest encoder layer changed={changed}"
+
+
+@pytest.mark.parametrize("kind", ["text_frozen", "image_frozen", "fusion_transformer"])
+def test_a_frozen_model_predicts_the_same_from_raw_rows_and_from_cached_states(ds, tmp_path, kind):
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache")})
+    model = build_model(kind, cfg, SIZES).eval()
+    rows = np.arange(len(ds.train) - 5, len(ds.train) + 5)  # train and test rows
+    cached = predict(model, feature_data(ds, cfg, INPUTS[kind]), rows, device="cpu")
+    raw = predict(model, RawRows(ds, build("tiny", {"training_mode": "end_to_end"}), ("text", "image")), rows,
+                  device="cpu")
+    for level in SIZES:
+        assert np.allclose(cached[level], raw[level], atol=2e-3), level  # cached states are stored in fp16
+
+
+def test_augmentation_reaches_training_rows_only(ds):
+    cfg = build("tiny", {"training_mode": "end_to_end", "text_augment": "span,swap", "image_augment": True})
+    rows = RawRows(ds, cfg)
+    train_idx, val_idx = np.arange(0, 20), np.arange(20, 30)
+    view = rows.for_training(train_idx)
+    def draws(data, i, n=6):
+        return [(data[i]["text"], data[i]["pixels"]) for _ in range(n)]
+    for i in val_idx:  # a validation row: always the original text and the eval image, whatever the draw
+        for text, pixels in draws(view, i, 3):
+            assert text == rows.texts[i] and torch.equal(pixels, rows[i]["pixels"])
+    changed_text = changed_image = 0
+    for i in train_idx:
+        got = draws(view, i)
+        changed_text += any(t != rows.texts[i] for t, _ in got)
+        changed_image += any(not torch.equal(p, rows[i]["pixels"]) for _, p in got)
+    assert changed_text >= 15 and changed_image >= 15
+    assert not rows.augment_rows  # the view did not change the shared rows
+
+
+@pytest.mark.parametrize("device,capability,want", [("cpu", None, "fp32"), ("cuda", (7, 5), "fp16"),
+                                                    ("cuda", (6, 0), "fp16"), ("cuda", (8, 0), "bf16"),
+                                                    ("cuda", (9, 0), "bf16")])
+def test_precision_follows_the_hardware(device, capability, want):
+    assert choose_precision(device, "auto", capability) == want  # T4 is 7.5, P100 6.0, A100 8.0, H100 9.0
+    assert choose_precision(device, "fp32", capability) == "fp32"  # an explicit choice wins
+
+
+def test_layer_wise_learning_rates_decay_from_the_top():
+    from utils.models import encoder_layer_lrs
+
+    model = build_model("text_finetuned", build("tiny", {"training_mode": "end_to_end"}), SIZES)
+    lrs = encoder_layer_lrs(model, 1e-4, 0.5)
+    layers = model.tower.encoder.encoder.layer
+    top, below = lrs[id(next(layers[-1].parameters()))], lrs[id(next(layers[-2].parameters()))]
+    assert top == pytest.approx(1e-4) and below == pytest.approx(5e-5)
+    assert lrs[id(model.tower.encoder.embeddings.word_embeddings.weight)] == pytest.approx(1e-4 * 0.5 ** len(layers))

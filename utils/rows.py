@@ -1,0 +1,92 @@
+"""The end-to-end data path: raw rows (overview text, image file) to model batches, augmented on training rows.
+
+Nothing proportional to rows x tokens x width is held in memory: a row's text is cleaned and augmented and its
+image decoded (at reduced scale where JPEG allows), augmented and normalised only when its batch is drawn; texts
+are tokenized per batch, padded to the batch's longest. Augmentation touches only the rows a model trains on
+(`for_training(train_idx)`, which `experiments.fit_model` calls), never validation or test rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .augment import augment_image, augment_text_on_the_fly, image_pipeline
+from .backbones import frozen_backbone
+from .data import LEVELS
+from .features import all_rows, image_tensor
+from .images import load_image
+
+
+class RawRows(Dataset):
+    """Train rows then test rows (the order of the cached features), with labels (-1 on test rows)."""
+
+    def __init__(self, ds, cfg, modalities=("text", "image"), labels_frame=None):
+        rows = all_rows(ds)
+        self.cfg, self.modalities = cfg, tuple(modalities)
+        self.texts, self.files = rows["overview"].tolist(), rows["image_file"].tolist()
+        frame = ds.train if labels_frame is None else labels_frame
+        self.labels = {level: np.concatenate([ds.taxonomy.encode(level, frame[level]), np.full(len(ds.test), -1)])
+                       for level in LEVELS}
+        self.text = frozen_backbone("text", cfg) if "text" in self.modalities else None
+        self.image = frozen_backbone("image", cfg) if "image" in self.modalities else None
+        self.augment_rows: frozenset = frozenset()
+        self.text_ops = tuple(op for op in cfg.text_augment.split(",") if op)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.pipeline = image_pipeline(cfg.seed) if cfg.image_augment else None
+
+    def __len__(self):
+        return len(self.texts)
+
+    def for_training(self, train_idx) -> "RawRows":
+        """A view of the same rows whose augmentation applies to `train_idx` only."""
+        view = object.__new__(RawRows)
+        view.__dict__.update(self.__dict__)
+        view.augment_rows = frozenset(int(i) for i in train_idx)
+        return view
+
+    def __getitem__(self, i):
+        augment = int(i) in self.augment_rows
+        item = {level: int(self.labels[level][i]) for level in LEVELS}
+        if self.text is not None:
+            text = self.texts[i]
+            item["text"] = augment_text_on_the_fly(text, self.rng, self.text_ops) if augment and self.text_ops else text
+        if self.image is not None:
+            size = self.cfg.image_size
+            img = load_image(self.files[i], size=size)
+            if augment and self.pipeline is not None:
+                img = augment_image(img, self.pipeline)
+            item["pixels"] = image_tensor(img, size, self.image.mean, self.image.std)
+        return item
+
+    def collate(self, items: list[dict]) -> dict:
+        batch = {level: torch.tensor([it[level] for it in items]) for level in LEVELS}
+        if self.text is not None:
+            batch.update(self.text.tokenize([it["text"] for it in items], self.cfg.max_len))
+        if self.image is not None:
+            batch["pixels"] = torch.stack([it["pixels"] for it in items])
+        return batch
+
+    def loader(self, indices, batch_size: int, device: str) -> DataLoader:
+        """Batches of `indices` in order; worker processes and pinned memory on a GPU (auto: up to 4 workers),
+        none on the CPU, where workers would take the cores the model trains on."""
+        workers = self.cfg.num_workers
+        if workers < 0:
+            import os
+
+            workers = min(4, os.cpu_count() or 1) if str(device).startswith("cuda") else 0
+        return DataLoader(Subset(self, [int(i) for i in indices]), batch_size=batch_size, shuffle=False,
+                          num_workers=workers, pin_memory=str(device).startswith("cuda"), collate_fn=self.collate,
+                          worker_init_fn=_seed_worker if workers else None)
+
+    def labels_of(self, indices, level: str = "cat3") -> np.ndarray:
+        return self.labels[level][np.asarray(indices)]
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Each worker draws its own augmentations, reproducibly from the loader's seed."""
+    info = torch.utils.data.get_worker_info()
+    seed = torch.initial_seed() % 2**32
+    info.dataset.dataset.rng = np.random.default_rng(seed)
+    if info.dataset.dataset.pipeline is not None:
+        info.dataset.dataset.pipeline.set_random_seed(seed)
