@@ -152,6 +152,7 @@ def test_content_morphemes_are_kept_on_disk_for_the_next_process(tmp_path, monke
 
     monkeypatch.setattr(text, "_disk_path", lambda cache_dir: tmp_path / "content.json")
     monkeypatch.setattr(text, "_CONTENT_CACHE", {})
+    monkeypatch.setattr(text, "_LENGTHS", {})
     monkeypatch.setattr(text, "_DISK", {})
     texts = ["서울 종로구의 한정식 식당이다.", "바닷가 오토캠핑장에서 캠핑을 즐긴다."]
     text.prime_content_morphemes(texts, tmp_path)

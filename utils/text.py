@@ -38,14 +38,15 @@ CONTENT_TAGS = ("NNG", "NNP", "VV", "VA", "SL", "XR", "SN")
 
 
 _CONTENT_CACHE: dict[str, list[str]] = {}
-_DISK: dict[str, list[str]] = {}
+_LENGTHS: dict[str, int] = {}
+_DISK: dict[str, dict] = {}  # digest -> {"n": morphemes in all, "content": content morphemes}
 
 
 def _disk_path(cache_dir):
     import kiwipiepy
     from pathlib import Path
 
-    return Path(cache_dir) / "morphemes" / f"content-kiwi{kiwipiepy.__version__}.json"
+    return Path(cache_dir) / "morphemes" / f"analysis-kiwi{kiwipiepy.__version__}.json"
 
 
 def _digest(text: str) -> str:
@@ -56,18 +57,23 @@ def _digest(text: str) -> str:
 
 def prime_content_morphemes(texts, cache_dir=None) -> None:
     """Analyse many texts in one multi-threaded Kiwi call (2-3x faster than one by one) and keep them in memory
-    and, given a `cache_dir`, on disk (<cache>/morphemes): later notebooks then skip the 10 s analysis."""
+    and, given a `cache_dir`, on disk (<cache>/morphemes): 01's lengths and the TF-IDF of 02-06 share one
+    analysis, and later notebooks skip it (10-15 s each)."""
     from .io import read_json, write_json
 
     if cache_dir is not None and not _DISK:
         _DISK.update(read_json(_disk_path(cache_dir), default={}))
     digests = {t: _digest(t) for t in texts if t not in _CONTENT_CACHE}
-    _CONTENT_CACHE.update({t: _DISK[d] for t, d in digests.items() if d in _DISK})
+    for text, digest in digests.items():
+        if digest in _DISK:
+            _CONTENT_CACHE[text], _LENGTHS[text] = _DISK[digest]["content"], _DISK[digest]["n"]
     todo = [t for t in digests if t not in _CONTENT_CACHE]
     if not todo:
         return
     for text, tokens in zip(todo, kiwi().tokenize([clean_overview(t) for t in todo])):
-        _CONTENT_CACHE[text] = _DISK[digests[text]] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+        _CONTENT_CACHE[text] = [t.form for t in tokens if t.tag.startswith(CONTENT_TAGS)]
+        _LENGTHS[text] = len(tokens)
+        _DISK[digests[text]] = {"n": len(tokens), "content": _CONTENT_CACHE[text]}
     if cache_dir is not None and len(todo) > 1:
         write_json(_DISK, _disk_path(cache_dir))
 
@@ -79,8 +85,11 @@ def content_morphemes(text: str) -> list[str]:
     return _CONTENT_CACHE[text]
 
 
-def morpheme_lengths(texts) -> "np.ndarray":
-    """Length of each cleaned overview in Kiwi morphemes (what a Korean reader would call words)."""
+def morpheme_lengths(texts, cache_dir=None) -> "np.ndarray":
+    """Length of each cleaned overview in Kiwi morphemes (what a Korean reader would call words), from the
+    analysis the TF-IDF models reuse."""
     import numpy as np
 
-    return np.array([len(tokens) for tokens in morphemes(texts)])
+    texts = list(texts)
+    prime_content_morphemes(texts, cache_dir)
+    return np.array([_LENGTHS[t] for t in texts])
