@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import paths
+from .runtime import PRECISIONS
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float}
 STAGES = ("kfold", "augmentation")
@@ -199,7 +200,7 @@ def _field_types() -> dict[str, type]:
             for f in fields(Config)}
 
 
-CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": ("auto", "bf16", "fp16", "fp32")}
+CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": PRECISIONS}
 
 
 def apply_settings(cfg: Config, settings: dict) -> Config:

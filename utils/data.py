@@ -295,8 +295,10 @@ def check_images_readable(frame: pd.DataFrame, name: str, progress: bool = True)
         error = probe_image(path)
         if error:
             problems.append(f"{name} row {rid}: column 'img_path' {rel!r}: {error}")
-        elif max(image_size(path)) > MAX_IMAGE_SIDE:
-            large.append((rid, image_size(path)))
+            continue
+        size = image_size(path)
+        if max(size) > MAX_IMAGE_SIDE:
+            large.append((rid, size))
     if large:
         rid, (w, h) = max(large, key=lambda item: item[1][0] * item[1][1])
         warnings.warn(f"{name}: {len(large)} image(s) larger than {MAX_IMAGE_SIDE} px on a side (largest: row {rid}, "

@@ -31,6 +31,7 @@ class Trained:
     best_epoch: int = 0
     history: list = field(default_factory=list)
     checkpoint: Path | None = None
+    config: dict = field(default_factory=dict)  # what metrics.json records about how it was trained
 
 
 def train_config(kind: str, cfg, seed: int, stage: str | None = None, **overrides) -> TrainConfig:
@@ -73,7 +74,9 @@ def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, **_) -> T
     def probabilities(rows):
         return lift_probs(full_proba(model, [texts[i] for i in rows], len(ds.taxonomy.cat3)), ds.taxonomy)
 
-    return Trained(kind, model, probabilities, time.time() - started)
+    return Trained(kind, model, probabilities, time.time() - started,
+                   config={"kind": "tfidf_logreg", "features": "Kiwi content morphemes + char 2-4-grams",
+                           "classifier": "SGD log-loss, alpha 1e-5"})
 
 
 def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,
@@ -84,8 +87,10 @@ def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=No
         load_checkpoint(model, init_from, partial=True)
         tc.extra = {**tc.extra, "init_from": str(init_from)}
     fitted = fit(model, data, train_idx, val_idx, tc, Path(run_dir) / name, name)
+    described = {"kind": kind, **{k: v for k, v in asdict(tc).items() if k != "extra"},
+                 "text_model": cfg.text_model, "image_model": cfg.image_model}
     return Trained(kind, fitted.model, lambda rows: predict(fitted.model, data, rows, device=cfg.device),
-                   fitted.seconds, fitted.best_epoch, fitted.history, Path(run_dir) / name / "best.pt")
+                   fitted.seconds, fitted.best_epoch, fitted.history, Path(run_dir) / name / "best.pt", described)
 
 
 TRAINERS = {"text_tfidf": _fit_tfidf}  # any other kind is a neural model of utils/models.py
@@ -111,9 +116,7 @@ def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name:
     result = {**evaluate(probs, labels_of(data, val_idx), ds.taxonomy), "train_seconds": round(trained.seconds, 1),
               "best_epoch": trained.best_epoch + 1, "history": trained.history}
     if record_to is not None:
-        tc = asdict(train_config(kind, cfg, seed, stage, **overrides))
-        record(name, result, {"kind": kind, **{k: v for k, v in tc.items() if k != "extra"},
-                              "text_model": cfg.text_model, "image_model": cfg.image_model}, record_to, section)
+        record(name, result, trained.config, record_to, section)
     return result, probs, trained
 
 

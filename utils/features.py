@@ -33,22 +33,28 @@ def _file_digest(path: Path, memo: dict) -> str:
     return memo[key]
 
 
-def dataset_fingerprint(data_dir, cache_dir) -> str:
-    """Changes whenever the CSVs or any image file's content changes (the key of every cached encoder state)."""
+def _file_digests(files, cache_dir) -> list[str]:
+    """`_file_digest` of each file, with the memo kept in <cache>/file_digests.json."""
     from .io import read_json, write_json
 
-    data_dir, memo_path = Path(data_dir), Path(cache_dir) / "file_digests.json"
+    memo_path = Path(cache_dir) / "file_digests.json"
     memo = read_json(memo_path, default={})
     known = len(memo)
+    digests = [_file_digest(Path(f), memo) for f in files]
+    if len(memo) != known:
+        write_json(memo, memo_path)
+    return digests
+
+
+def dataset_fingerprint(data_dir, cache_dir) -> str:
+    """Changes whenever the CSVs or any image file's content changes (the key of every cached encoder state)."""
+    data_dir = Path(data_dir)
     h = hashlib.sha1()
     for name in ("train.csv", "test.csv"):
         h.update((data_dir / name).read_bytes())
-    for split in ("train", "test"):
-        for f in sorted((data_dir / "image" / split).glob("*")):
-            if f.is_file():
-                h.update(f"{f.name}:{_file_digest(f, memo)}".encode())
-    if len(memo) != known:
-        write_json(memo, memo_path)
+    images = [f for split in ("train", "test") for f in sorted((data_dir / "image" / split).glob("*")) if f.is_file()]
+    for f, digest in zip(images, _file_digests(images, cache_dir)):
+        h.update(f"{f.name}:{digest}".encode())
     return h.hexdigest()[:12]
 
 
@@ -135,7 +141,7 @@ def image_tensor(path, size: int, mean, std) -> torch.Tensor:
 
 def image_features(ds, cfg) -> dict:
     """{"ids", "bottom" (N,C,h,w) fp16, "final" (N,T,C) fp16 tokens} for train + test rows."""
-    weights = f"-w{hashlib.sha1(Path(cfg.image_weights).read_bytes()).hexdigest()[:8]}" if cfg.image_weights else ""
+    weights = f"-w{_file_digests([cfg.image_weights], cfg.cache_dir)[0][:8]}" if cfg.image_weights else ""
     return _dataset_features(ds, cfg, "image", "image_file", cfg.image_model,
                              f"{cfg.image_size}px-top{cfg.image_top_stages}{weights}",
                              lambda files: encode_images(files, cfg))
@@ -156,9 +162,13 @@ def feature_data(ds, cfg, keys, labels_frame=None):
         image = image_features(ds, cfg)
         tensors.update({"image_bottom": image["bottom"], "image_final": image["final"]})
     tensors = {k: v for k, v in tensors.items() if k in keys}
-    frame = ds.train if labels_frame is None else labels_frame
-    n_test = len(ds.test)
-    for level in LEVELS:
-        y = ds.taxonomy.encode(level, frame[level])
-        tensors[level] = torch.from_numpy(np.concatenate([y, np.full(n_test, -1)]))
+    tensors.update({level: torch.from_numpy(y) for level, y in row_labels(ds, labels_frame).items()})
     return TensorData(tensors)
+
+
+def row_labels(ds, labels_frame=None) -> dict[str, np.ndarray]:
+    """Label codes per level for train + test rows (-1 on test rows); `labels_frame` (default: ds.train)
+    supplies them, so augmented or corrected labels can be used."""
+    frame = ds.train if labels_frame is None else labels_frame
+    return {level: np.concatenate([ds.taxonomy.encode(level, frame[level]), np.full(len(ds.test), -1)])
+            for level in LEVELS}

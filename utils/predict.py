@@ -96,12 +96,14 @@ class Predictor:
             batch["image_final"] = image(batch)
         return batch
 
-    def probabilities(self, images, texts, batch_size: int = 32) -> dict[str, np.ndarray]:
-        """Probabilities per level, averaged over the fold models; every input is checked before any work."""
+    def probabilities(self, images, texts, batch_size: int = 32, check: bool = True) -> dict[str, np.ndarray]:
+        """Probabilities per level, averaged over the fold models; every input is checked before any work
+        (`check=False`: the caller already did, as the CLI does before loading the models)."""
         from .progress import bar
 
         images, texts = list(images), list(texts)
-        check_inputs(images, texts)
+        if check:
+            check_inputs(images, texts)
         out = {}
         for start in bar(range(0, len(images), batch_size), "predicting"):
             chunk = slice(start, start + batch_size)
@@ -119,9 +121,9 @@ class Predictor:
                 out.setdefault(level, []).append(value)
         return {level: np.concatenate(parts) for level, parts in out.items()}
 
-    def predict(self, images, texts, top_k: int = 3) -> list[dict]:
+    def predict(self, images, texts, top_k: int = 3, check: bool = True) -> list[dict]:
         """Per item: the consistent best path as hashtags with its own probabilities, and the top-k cat3."""
-        probs = self.probabilities(images, texts)
+        probs = self.probabilities(images, texts, check=check)
         best = hierarchical_decode(probs, self.taxonomy)["cat3"]
         parent2, parent1 = self.taxonomy.parent_of("cat3"), self.taxonomy.parent_of("cat2")
         results = []
@@ -180,7 +182,7 @@ def main(argv=None) -> int:
         run_dir = Path(args.run) if args.run else latest_run(args.output_dir)
         print(f"loading run {run_dir}", file=sys.stderr)
         predictor = Predictor(run_dir, args.device)
-        results = predictor.predict(images, texts, args.top_k)
+        results = predictor.predict(images, texts, args.top_k, check=False)  # checked above, before loading
     except (PredictionError, DataValidationError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .augment import augment_image, augment_text_on_the_fly, image_pipeline
 from .backbones import frozen_backbone
 from .data import LEVELS
-from .features import all_rows, image_tensor
+from .features import all_rows, image_tensor, row_labels
 from .images import load_image
 
 
@@ -25,9 +25,7 @@ class RawRows(Dataset):
         rows = all_rows(ds)
         self.cfg, self.modalities = cfg, tuple(modalities)
         self.texts, self.files = rows["overview"].tolist(), rows["image_file"].tolist()
-        frame = ds.train if labels_frame is None else labels_frame
-        self.labels = {level: np.concatenate([ds.taxonomy.encode(level, frame[level]), np.full(len(ds.test), -1)])
-                       for level in LEVELS}
+        self.labels = row_labels(ds, labels_frame)
         self.text = frozen_backbone("text", cfg) if "text" in self.modalities else None
         self.image = frozen_backbone("image", cfg) if "image" in self.modalities else None
         self.augment_rows: frozenset = frozenset()

@@ -25,15 +25,6 @@ def kiwi():
     return Kiwi()
 
 
-def morphemes(texts, with_tags: bool = False) -> list[list[str]]:
-    """Morphemes of each (cleaned) text; Kiwi batches internally."""
-    texts = [clean_overview(t) for t in texts]
-    out = []
-    for tokens in kiwi().tokenize(texts):
-        out.append([f"{t.form}/{t.tag}" if with_tags else t.form for t in tokens])
-    return out
-
-
 CONTENT_TAGS = ("NNG", "NNP", "VV", "VA", "SL", "XR", "SN")
 
 

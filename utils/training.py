@@ -86,12 +86,17 @@ def config_hash(cfg: TrainConfig, model: nn.Module) -> str:
     return hashlib.sha1(spec.encode()).hexdigest()[:16]
 
 
-def _trainable_state(model: nn.Module) -> dict:
-    """Only what training changes (trainable parameters and the buffers beside them): checkpoints stay small."""
+def _trainable_keys(model: nn.Module) -> set[str]:
+    """The state-dict keys training changes: trainable parameters and the buffers of the modules that own them."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     owners = {n.rsplit(".", 1)[0] for n in trainable}
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-            if k in trainable or k.rsplit(".", 1)[0] in owners}
+    return {k for k in model.state_dict() if k in trainable or k.rsplit(".", 1)[0] in owners}
+
+
+def _trainable_state(model: nn.Module) -> dict:
+    """Only what training changes: checkpoints stay small."""
+    keys = _trainable_keys(model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keys}
 
 
 def load_checkpoint(model: nn.Module, path, partial: bool = False) -> nn.Module:
@@ -104,7 +109,7 @@ def load_checkpoint(model: nn.Module, path, partial: bool = False) -> nn.Module:
     problems += [f"{k}: shape {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
                  for k, v in state.items() if k in own and v.shape != own[k].shape]
     if not partial:
-        problems += [f"{k}: missing from the file" for k in _trainable_state(model) if k not in state]
+        problems += [f"{k}: missing from the file" for k in sorted(_trainable_keys(model)) if k not in state]
     if problems:
         listed = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
         raise RuntimeError(f"{path}: checkpoint does not fit the model ({listed}). It was trained under another "
