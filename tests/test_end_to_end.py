@@ -21,14 +21,15 @@ def ds(tiny_data):
 
 
 def _lowest(model, kind):
+    """The lowest encoder layer's first weight: the text encoder's first transformer layer, the CNN's stem."""
     tower = model.text if kind == "fusion_transformer" else model.tower
-    return tower.encoder.embeddings.word_embeddings.weight if hasattr(tower, "encoder") else tower.model.conv_stem.weight
+    return next(tower.encoder.encoder.layer[0].parameters()) if hasattr(tower, "encoder") else tower.model.conv_stem.weight
 
 
 @pytest.mark.parametrize("kind", ["text_finetuned", "image_finetuned", "fusion_transformer"])
 def test_one_end_to_end_step_moves_the_lowest_encoder_layer_and_cached_mode_does_not(ds, tmp_path, kind):
     for mode, moves in (("end_to_end", True), ("cached", False)):
-        cfg = build("tiny", {"training_mode": mode, "cache_dir": str(tmp_path / "cache"), "batch_size": 8})
+        cfg = build("tiny", {f"{kind}.training_mode": mode, "cache_dir": str(tmp_path / "cache"), "batch_size": 8})
         model = build_model(kind, cfg, SIZES)
         before = _lowest(model, kind).detach().clone()
         data = model_data(ds, cfg, [kind])
@@ -44,7 +45,7 @@ def test_a_frozen_model_predicts_the_same_from_raw_rows_and_from_cached_states(d
     model = build_model(kind, cfg, SIZES).eval()
     rows = np.arange(len(ds.train) - 5, len(ds.train) + 5)  # train and test rows
     cached = predict(model, feature_data(ds, cfg, INPUTS[kind]), rows, device="cpu")
-    raw = predict(model, RawRows(ds, build("tiny", {"training_mode": "end_to_end"}), ("text", "image")), rows,
+    raw = predict(model, RawRows(ds, build("tiny", {f"{kind}.training_mode": "end_to_end"}), ("text", "image")), rows,
                   device="cpu")
     for level in SIZES:
         assert np.allclose(cached[level], raw[level], atol=2e-3), level  # cached states are stored in fp16
@@ -75,6 +76,22 @@ def test_augmentation_reaches_training_rows_only(ds):
 def test_precision_follows_the_hardware(device, capability, want):
     assert choose_precision(device, "auto", capability) == want  # T4 is 7.5, P100 6.0, A100 8.0, H100 9.0
     assert choose_precision(device, "fp32", capability) == "fp32"  # an explicit choice wins
+
+
+@pytest.mark.parametrize("train_words", [False, True])
+def test_the_token_embedding_table_trains_end_to_end_only_when_asked(train_words):
+    cfg = build("tiny", {"training_mode": "end_to_end", "train_word_embeddings": train_words})
+    model = build_model("fusion_transformer", cfg, SIZES)
+    embeddings = model.text.encoder.embeddings
+    assert embeddings.word_embeddings.weight.requires_grad == train_words
+    assert embeddings.position_embeddings.weight.requires_grad and embeddings.LayerNorm.weight.requires_grad
+
+
+def test_models_of_different_training_modes_never_share_one_data_source(ds):
+    cfg = build("tiny")  # the fine-tunes train end to end, the frozen models on cached states
+    with pytest.raises(ValueError, match="different modes"):
+        model_data(ds, cfg, ["text_frozen", "text_finetuned"])
+    assert isinstance(model_data(ds, cfg, ["text_finetuned"]), RawRows)
 
 
 def test_layer_wise_learning_rates_decay_from_the_top():

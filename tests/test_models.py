@@ -133,8 +133,11 @@ def test_fusion_encoder_is_batch_first_two_layers():
     assert model.fusion.layers[0].self_attn.batch_first and len(model.fusion.layers) == 2
 
 
+CACHED = {"text_finetuned.training_mode": "cached", "image_finetuned.training_mode": "cached"}  # tiny's fine-tunes: e2e
+
+
 def test_every_kind_returns_three_heads_and_late_fusion_is_per_item():
-    cfg = build("tiny")
+    cfg = build("tiny", CACHED)
     b = {"text_final": torch.randn(2, 8, 32), "text_bottom": torch.randn(2, 8, 32),
          "text_mask": torch.ones(2, 8, dtype=torch.long)}
     tower = ImageTower(image_backbone("tiny-image"), 1, False)
@@ -147,8 +150,8 @@ def test_every_kind_returns_three_heads_and_late_fusion_is_per_item():
     assert isinstance(build_model("late_fusion", cfg, SIZES), LateFusion)
 
 
-def test_finetuned_kinds_train_only_the_top():
-    cfg = build("tiny")
+def test_finetuned_kinds_train_only_the_top_in_cached_mode():
+    cfg = build("tiny", CACHED)
     model = build_model("text_finetuned", cfg, SIZES)
     trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
     layers = model.tower.encoder.encoder.layer
@@ -178,7 +181,7 @@ def test_towers_split_reproduces_the_whole_encoder(kind):
 
 def test_finetuned_towers_run_their_top_even_when_final_states_are_present():
     """A fine-tuned model must read the states below its trainable top, never the cached final ones."""
-    cfg = build("tiny")
+    cfg = build("tiny", CACHED)
     text = build_model("text_finetuned", cfg, SIZES).eval()
     b = {"text_final": torch.randn(2, 8, 32), "text_bottom": torch.randn(2, 8, 32),
          "text_mask": torch.ones(2, 8, dtype=torch.long)}

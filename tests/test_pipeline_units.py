@@ -6,7 +6,7 @@ import torch
 
 from utils import gradcam, labelfix
 from utils.data import load_dataset, load_taxonomy
-from utils.ensemble import blend, fit_weights
+from utils.ensemble import blend, choose_members, fit_weights
 from utils.io import read_json
 from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
 from utils.splits import kfold, stratified_split
@@ -152,3 +152,20 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
     with torch.no_grad():
         separate = sum(m(batch)["cat3"].softmax(-1) for m in models).numpy() / 2
     assert np.allclose(shared["cat3"], separate, atol=1e-5)
+
+
+def test_kfold_members_follow_the_runs_validation_results():
+    results = pd.DataFrame([
+        {"model": "text_tfidf", "weighted_f1_cat3": 0.65, "train_seconds": 5},
+        {"model": "text_finetuned", "weighted_f1_cat3": 0.70, "train_seconds": 80},
+        {"model": "image_frozen", "weighted_f1_cat3": 0.575, "train_seconds": 10},
+        {"model": "image_finetuned", "weighted_f1_cat3": 0.58, "train_seconds": 50},  # within 0.01, slower
+        {"model": "late_fusion", "weighted_f1_cat3": 0.84, "train_seconds": 9},  # the held-out data's winner
+        {"model": "fusion_transformer", "weighted_f1_cat3": 0.78, "train_seconds": 60},
+    ])
+    kinds, table = choose_members(results, margin=0.01)
+    assert kinds == ["text_finetuned", "image_frozen", "late_fusion"]
+    assert table["member"].sum() == 3 and set(table["family"]) == {"text", "image", "multimodal"}
+    assert choose_members(results, margin=0.0)[0] == ["text_finetuned", "image_finetuned", "late_fusion"]
+    with pytest.raises(ValueError, match="04 and 05"):
+        choose_members(results.iloc[0:0], margin=0.01)

@@ -7,8 +7,9 @@ unless a scope overrides them, scopes being a model kind (`fusion_transformer.ep
 the K-fold members of 02 and 06; `augmentation.epochs=20`: 03's experiments) or both (`kfold.fusion_transformer.epochs`).
 The most specific scope wins: base < stage < kind < stage.kind.
 
-Demo shortcuts, each measured on the bundled data (see README): one fine-tuning epoch (the second only overfit:
-0.589 -> 0.584); 25 epochs for K-fold members and the hybrid ViT; 6 for K-fold fusion models (5 cost 0.034 OOF F1);
+Demo shortcuts, each measured on the bundled data (see README): the fine-tunes train end to end for one epoch of
+8 optimiser steps (e5: 80 s for validation weighted F1 0.586 against the frozen model's 0.585; e5's token-embedding
+table fixed, twice the CPU speed); 25 epochs for K-fold members and the hybrid ViT; 6 for K-fold fusion models (5 cost 0.034 OOF F1);
 the fusion averages text tokens in pairs (`fusion_text_pool` 2): half its training time for -0.011 validation
 weighted F1 (6-epoch runs, 0.804 -> 0.793).
 
@@ -26,7 +27,8 @@ from pathlib import Path
 from . import paths
 from .runtime import PRECISIONS
 
-SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float}
+SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
+                   "steps_per_epoch": int, "training_mode": str}
 STAGES = ("kfold", "augmentation")
 MODEL_KINDS = ("text_tfidf", "text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "image_vit",
                "late_fusion", "fusion_transformer")
@@ -45,6 +47,8 @@ class Schedule:
     encoder_lr: float
     patience: int
     warmup_ratio: float
+    steps_per_epoch: int
+    training_mode: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Config:
     precision: str = "auto"       # auto: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 with loss
                                   # scaling on older ones (T4, P100, V100), fp32 on CPU; or bf16, fp16, fp32
     training_mode: str = "cached"  # cached: frozen encoders' states computed once (CPU); end_to_end: from raw rows
+                                   # (a schedule field: `text_finetuned.training_mode=end_to_end` sets one kind)
     num_workers: int = -1         # data-loading processes for end_to_end (-1: up to 4 on a GPU, none on CPU)
     # ---- encoders (hub names or local folders for text; timm names plus an optional weights file for images)
     text_model: str = "e5-small-offline"
@@ -83,14 +88,19 @@ class Config:
     encoder_lr: float = 2e-5      # trainable pretrained encoder layers
     patience: int = 5
     warmup_ratio: float = 0.1
+    steps_per_epoch: int = 0      # optimiser steps per epoch, each epoch on a fresh random share of the rows (0: all)
     grad_accum: int = 1           # batches per optimiser step
     layer_decay: float = 1.0      # end_to_end: each encoder layer's learning rate times this per layer from the top
     grad_checkpointing: bool = False  # end_to_end: recompute encoder activations in backward (less GPU memory)
+    train_word_embeddings: bool = False  # end_to_end: also train the text encoder's token embeddings (e5's 250k x 384
+                                         # table halves CPU training speed; the full profile trains them)
     text_augment: str = ""        # end_to_end, training rows only: span (9th place's span deletion), swap, delete
     image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
     schedules: dict = field(default_factory=lambda: {
-        "text_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
-        "image_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+        "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
+                           "patience": 2, "warmup_ratio": 0.0},
+        "image_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
+                            "patience": 2, "warmup_ratio": 0.0},
         "fusion_transformer": {"epochs": 10},
         "image_vit": {"epochs": 25},
         "kfold": {"epochs": 25},
@@ -99,7 +109,8 @@ class Config:
     })
     # ---- K-fold ensemble (02's experts, 06)
     n_folds: int = 5
-    kfold_models: str = "text_tfidf,image_frozen,fusion_transformer"
+    kfold_models: str = "auto"   # auto: per family the best of 04/05's validation results (06 states the rule)
+    kfold_margin: float = 0.01   # auto: among models this close to their family's best, the fastest to train
     kfold_seeds: str = ""         # comma-separated training seeds averaged per fold; empty: `seed`
     # ---- notebook settings
     eda_sample_images: int = 12   # 01
@@ -118,7 +129,10 @@ class Config:
         return Schedule(**values)
 
     @property
-    def kfold_kinds(self) -> list[str]:
+    def kfold_kinds(self) -> list[str] | None:
+        """The named K-fold members; None for `auto` (chosen from the run's validation results)."""
+        if self.kfold_models.strip() == "auto":
+            return None
         return [k.strip() for k in self.kfold_models.split(",") if k.strip()]
 
     @property
@@ -147,15 +161,17 @@ PROFILES: dict[str, dict] = {
         "schedules": {"text_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 20}},
-        "kfold_models": "text_tfidf,text_finetuned,image_finetuned,fusion_transformer",
         "training_mode": "end_to_end", "text_augment": "span", "image_augment": True, "grad_accum": 2,
+        "train_word_embeddings": True,
     },
     "tiny": {
         "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image", "image_size": 64, "max_len": 32,
         "fusion_width": 32, "fusion_ff": 64, "batch_size": 32, "epochs": 3, "encoder_lr": 1e-4, "n_folds": 3,
         "device": "cpu",
-        "schedules": {"text_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
-                      "image_finetuned": {"epochs": 1, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+        "schedules": {"text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "lr": 1e-4, "patience": 2,
+                                         "warmup_ratio": 0.0},
+                      "image_finetuned": {"training_mode": "end_to_end", "epochs": 1, "lr": 1e-4, "patience": 2,
+                                          "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 2}},
     },
 }
@@ -219,6 +235,8 @@ def apply_settings(cfg: Config, settings: dict) -> Config:
         if not scope_ok or name not in SCHEDULE_FIELDS:
             raise ConfigError(f"unknown configuration key {key!r}; {_key_help()}")
         schedules.setdefault(scope, {})[name] = _coerce(key, value, SCHEDULE_FIELDS[name])
+        if name in CHOICES and schedules[scope][name] not in CHOICES[name]:
+            raise ConfigError(f"--set {key}={value!r}: choose one of {', '.join(CHOICES[name])}")
     return replace(cfg, **plain, schedules=schedules)
 
 

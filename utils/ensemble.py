@@ -49,6 +49,35 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     return {"oof": oof, "test": test, "fold_scores": fold_scores, "checkpoints": checkpoints}
 
 
+FAMILIES = {"text": ("text_tfidf", "text_frozen", "text_finetuned"),
+            "image": ("image_frozen", "image_finetuned", "image_vit"),
+            "multimodal": ("late_fusion", "fusion_transformer")}
+
+
+def choose_members(results: pd.DataFrame, margin: float) -> tuple[list[str], pd.DataFrame]:
+    """The K-fold members this run's own validation results call for: per family (text, image, multimodal) the
+    best model by validation weighted F1, or, among the models within `margin` of that best, the one that trained
+    fastest (a K-fold member trains once per fold and seed). Returns the kinds and the table behind the choice."""
+    rows = []
+    for family, kinds in FAMILIES.items():
+        scored = results[results["model"].isin(kinds)]
+        if scored.empty:
+            continue
+        best = scored["weighted_f1_cat3"].max()
+        near = scored[scored["weighted_f1_cat3"] >= best - margin]
+        pick = near.sort_values(["train_seconds", "weighted_f1_cat3"], ascending=[True, False]).iloc[0]["model"]
+        for r in scored.itertuples():
+            rows.append({"family": family, "model": r.model, "validation weighted F1 cat3": r.weighted_f1_cat3,
+                         "train seconds": r.train_seconds, "within margin of the best": r.weighted_f1_cat3 >= best - margin,
+                         "member": r.model == pick})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        raise ValueError("kfold_models=auto chooses from the validation results of notebooks 04 and 05 "
+                         "(metrics.json of this run), and there are none: run them first or name the members "
+                         "(--set kfold_models=text_tfidf,fusion_transformer)")
+    return table.loc[table["member"], "model"].tolist(), table
+
+
 def blend(members: list[dict], weights) -> dict:
     return {level: sum(w * m[level] for w, m in zip(weights, members)) for level in members[0]}
 

@@ -40,18 +40,21 @@ def train_config(kind: str, cfg, seed: int, stage: str | None = None, **override
     base = TrainConfig(epochs=s.epochs, batch_size=cfg.batch_size, lr=s.lr, encoder_lr=s.encoder_lr,
                        warmup_ratio=s.warmup_ratio, patience=s.patience, grad_accum=cfg.grad_accum,
                        precision=cfg.precision, layer_decay=cfg.layer_decay, seed=seed, device=cfg.device,
-                       extra={"kind": kind, "training_mode": cfg.training_mode})
+                       steps_per_epoch=s.steps_per_epoch, extra={"kind": kind, "training_mode": s.training_mode})
     return replace(base, **overrides)
 
 
-def model_data(ds, cfg, kinds, labels_frame=None):
+def model_data(ds, cfg, kinds, labels_frame=None, stage: str | None = None):
     """What models of `kinds` train on: cached encoder states (`cached` mode, see features.feature_data) or raw
-    rows decoded per batch (`end_to_end` mode, see rows.RawRows)."""
+    rows decoded per batch (`end_to_end` mode, see rows.RawRows); all `kinds` must share their training mode."""
     from .features import feature_data
     from .models import INPUTS
 
     keys = tuple(k for kind in kinds for k in INPUTS[kind])
-    if cfg.training_mode != "end_to_end":
+    modes = {kind: cfg.schedule(kind, stage).training_mode for kind in kinds}
+    if len(set(modes.values())) > 1:
+        raise ValueError(f"models {modes} train in different modes: ask for their data one mode at a time")
+    if set(modes.values()) != {"end_to_end"}:
         return feature_data(ds, cfg, keys, labels_frame)
     from .rows import RawRows
 
@@ -82,7 +85,7 @@ def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, **_) -> T
 def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,
                 name="model", **overrides) -> Trained:
     tc = train_config(kind, cfg, seed, stage, **overrides)
-    model = build_model(kind, cfg, ds.taxonomy.sizes, seed)
+    model = build_model(kind, cfg, ds.taxonomy.sizes, seed, stage)
     if init_from is not None:
         load_checkpoint(model, init_from, partial=True)
         tc.extra = {**tc.extra, "init_from": str(init_from)}
@@ -120,11 +123,12 @@ def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name:
     return result, probs, trained
 
 
-def load_trained(kind: str, cfg, ds, checkpoints_dir, name: str | None = None, seed: int = 0):
+def load_trained(kind: str, cfg, ds, checkpoints_dir, name: str | None = None, seed: int = 0,
+                 stage: str | None = None):
     """A model of `kind` with the best weights of its run folder (`checkpoints_dir/name`), loaded strictly."""
     best = Path(checkpoints_dir) / (name or kind) / "best.pt"
     if not best.exists():
         raise FileNotFoundError(f"{best}: no trained model; run the notebook that trains {name or kind} first")
-    model = build_model(kind, cfg, ds.taxonomy.sizes, seed)
+    model = build_model(kind, cfg, ds.taxonomy.sizes, seed, stage)
     load_checkpoint(model, best)
     return model.eval()

@@ -2,12 +2,14 @@
 
 For text, two tensors per row: the states *below* the top `top_layers` layers (what a partial fine-tune
 trains on) and the final states (what frozen-encoder models read). Images likewise: the feature map
-below the top `top_stages` stages and the final feature map as tokens. Files are keyed by the content
-of the dataset's CSVs and images, the encoder and its settings; written atomically under the cache folder.
+below the top `top_stages` stages and the final feature map as tokens. Entries are keyed by the content
+of the dataset's CSVs and images, the encoder and its settings; each is written in resumable chunks into
+memory-mapped files under the cache folder and read memory-mapped (RAM does not grow with the dataset).
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 from .backbones import frozen_backbone
 from .data import LEVELS
 from .images import load_image
-from .io import atomic_path
+from .io import read_json, write_json
 from .models import ImageTower, TextTower
 from .progress import bar
 from .runtime import pick_device
@@ -35,8 +37,6 @@ def _file_digest(path: Path, memo: dict) -> str:
 
 def _file_digests(files, cache_dir) -> list[str]:
     """`_file_digest` of each file, with the memo kept in <cache>/file_digests.json."""
-    from .io import read_json, write_json
-
     memo_path = Path(cache_dir) / "file_digests.json"
     memo = read_json(memo_path, default={})
     known = len(memo)
@@ -58,14 +58,53 @@ def dataset_fingerprint(data_dir, cache_dir) -> str:
     return h.hexdigest()[:12]
 
 
-def _cached(key: str, compute, cache_dir) -> dict:
-    path = Path(cache_dir) / "features" / f"{key}.pt"
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=False)
-    value = compute()
-    with atomic_path(path) as tmp:
-        torch.save(value, tmp)
-    return value
+CHUNK_ROWS = 1024  # rows encoded per resumable unit of a caching pass
+
+
+def _load_cached(folder: Path) -> dict:
+    """A finished cache entry: its arrays memory-mapped (copy-on-write, so torch may wrap them; the file never
+    changes), so training reads only the rows of each batch and RAM does not grow with rows x tokens x width."""
+    meta = read_json(folder / "meta.json")
+    arrays = {name: torch.from_numpy(np.load(folder / f"{name}.npy", mmap_mode="c")) for name in meta["arrays"]}
+    return {**meta["extra"], **arrays}
+
+
+def cached_arrays(folder: Path, n_rows: int, encode_rows, extra: dict, desc: str, chunk_rows: int = CHUNK_ROWS) -> dict:
+    """`encode_rows(start, stop)` -> {name: array of stop - start rows} over `n_rows` rows, computed chunk by chunk
+    into memory-mapped .npy files, each finished chunk recorded, so that an interrupted pass resumes where it
+    stopped. The entry appears complete (renamed from `<folder>.partial`) or not at all; `extra` (ids, model
+    name) is stored beside the arrays."""
+    folder = Path(folder)
+    if (folder / "meta.json").exists():
+        return _load_cached(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    progress = partial / "chunks.json"
+    done = set(read_json(progress, default=[]))
+    starts = list(range(0, n_rows, chunk_rows))
+    if done:
+        print(f"{desc}: resuming, {len(done)} of {len(starts)} chunks already in {partial}")
+    arrays: dict[str, np.ndarray] = {}
+    for index in bar([i for i in range(len(starts)) if i not in done], desc):
+        start = starts[index]
+        values = encode_rows(start, min(start + chunk_rows, n_rows))
+        for name, value in values.items():
+            value = value.numpy() if torch.is_tensor(value) else np.asarray(value)
+            if name not in arrays:
+                path = partial / f"{name}.npy"
+                arrays[name] = (np.load(path, mmap_mode="r+") if path.exists() else
+                                np.lib.format.open_memmap(path, mode="w+", dtype=value.dtype,
+                                                          shape=(n_rows, *value.shape[1:])))
+            arrays[name][start:start + len(value)] = value
+            arrays[name].flush()
+        done.add(index)
+        write_json(sorted(done), progress)
+    names = sorted(arrays) or sorted(p.stem for p in partial.glob("*.npy"))
+    del arrays  # close the maps before the rename
+    write_json({"arrays": names, "extra": extra, "rows": n_rows}, partial / "meta.json")
+    progress.unlink()
+    os.replace(partial, folder)
+    return _load_cached(folder)
 
 
 def all_rows(ds):
@@ -86,7 +125,7 @@ def encode_texts(texts, cfg, batch_size: int = 16) -> dict:
     final = torch.zeros_like(bottom)
     mask = torch.zeros(n, max_len, dtype=torch.bool)
     with torch.inference_mode():
-        for start in bar(range(0, n, batch_size), f"encoding texts ({cfg.text_model})"):
+        for start in bar(range(0, n, batch_size), f"encoding texts ({cfg.text_model})", inner=True):
             batch = backbone.tokenize(texts[start:start + batch_size], max_len)
             ids, m = batch["input_ids"].to(device), batch["attention_mask"].to(device)
             low = tower.bottom(ids, m)
@@ -105,7 +144,7 @@ def encode_images(images, cfg, batch_size: int = 64) -> dict:
     tower.model.to(memory_format=torch.channels_last)
     bottoms, finals = [], []
     with torch.inference_mode():
-        for start in bar(range(0, len(images), batch_size), f"encoding images ({cfg.image_model})"):
+        for start in bar(range(0, len(images), batch_size), f"encoding images ({cfg.image_model})", inner=True):
             x = torch.stack([image_tensor(f, size, backbone.mean, backbone.std)
                              for f in images[start:start + batch_size]]).to(device, memory_format=torch.channels_last)
             low = tower.bottom(x)
@@ -115,14 +154,15 @@ def encode_images(images, cfg, batch_size: int = 64) -> dict:
 
 
 def _dataset_features(ds, cfg, modality: str, column: str, model_name: str, tag: str, encode) -> dict:
-    """`encode` over the `column` of train + test rows, with their ids, cached per dataset content."""
+    """`encode` over the `column` of train + test rows, with their ids, cached per dataset content on disk in
+    resumable chunks (see `cached_arrays`) and read memory-mapped."""
     key = f"{modality}-{dataset_fingerprint(ds.data_dir, cfg.cache_dir)}-{model_name.replace('/', '_')}-{tag}"
-
-    def compute():
-        rows = all_rows(ds)
-        return {"ids": rows["id"].tolist(), **encode(rows[column].tolist()), "model": model_name}
-
-    return _cached(key, compute, cfg.cache_dir)
+    rows = all_rows(ds)
+    values = rows[column].tolist()
+    return cached_arrays(Path(cfg.cache_dir) / "features" / key, len(rows),
+                         lambda start, stop: encode(values[start:stop]),
+                         {"ids": rows["id"].tolist(), "model": model_name},
+                         f"encoding {modality} ({model_name}, {CHUNK_ROWS}-row chunks)")
 
 
 def text_features(ds, cfg) -> dict:

@@ -22,6 +22,19 @@ class PixelsToLogits(nn.Module):
         return self.model(batch)["cat3"]
 
 
+def text_inputs(model: nn.Module, tokens: dict) -> dict:
+    """The text side of one multimodal model for Grad-CAM's fixed inputs, computed by the model's own text tower
+    (frozen: its final states; trained end to end: the states below its trained layers, which it then runs), so
+    that the explanation is of the model as trained, in any training mode."""
+    tower = model.text
+    with torch.no_grad():
+        if tower.trains_top:
+            return {"text_bottom": tower.bottom(tokens["input_ids"], tokens["attention_mask"]),
+                    "text_mask": tokens["attention_mask"]}
+        states, mask = tower(tokens)
+        return {"text_final": states, "text_mask": mask}
+
+
 def image_tower(model: nn.Module):
     for attr in ("tower", "image"):
         tower = getattr(model, attr, None)
@@ -93,16 +106,18 @@ def heatmaps(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, 
 
 def explain(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, layer: str | None = None,
             method: str = "gradcam", batch_size: int = 16, desc: str = "Grad-CAM") -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps and predicted cat3 codes for many images, in chunks; the rows of `fixed` align with `pixels`."""
+    """Heatmaps and predicted cat3 codes for many images, in chunks, on the model's device (fp32: gradients
+    of half-precision activations would quantise the maps); the rows of `fixed` align with `pixels`."""
     from .progress import bar
 
+    device = next(model.parameters()).device
     maps, preds = [], []
     for start in bar(range(0, len(pixels), batch_size), desc):
         chunk = slice(start, start + batch_size)
-        part = {k: v[chunk] for k, v in fixed.items()} if fixed else None
+        part = {k: v[chunk].to(device) for k, v in fixed.items()} if fixed else None
         with torch.no_grad():
-            preds.append(PixelsToLogits(model, part)(pixels[chunk].clone()).argmax(1).numpy())
-        maps.append(heatmaps(model, pixels[chunk].clone(), part, layer, method))
+            preds.append(PixelsToLogits(model, part)(pixels[chunk].to(device)).argmax(1).cpu().numpy())
+        maps.append(heatmaps(model, pixels[chunk].to(device), part, layer, method))
     return np.concatenate(maps), np.concatenate(preds)
 
 

@@ -27,6 +27,7 @@ from .features import image_tensor
 from .images import probe_image
 from .io import read_json, write_json
 from .metrics import hierarchical_decode
+from .runtime import autocast, choose_precision, pick_device
 from .text import clean_overview
 
 MODEL_CARD = "predictor.json"
@@ -62,7 +63,7 @@ def check_inputs(images, texts) -> None:
 
 
 class Predictor:
-    def __init__(self, run_dir, device: str = "cpu"):
+    def __init__(self, run_dir, device: str = "auto"):
         from .backbones import frozen_backbone
         from .models import build_model
         from .training import load_checkpoint
@@ -79,11 +80,12 @@ class Predictor:
             self.cfg = Config.from_dict(card["cfg"])
         except (TypeError, ValueError) as exc:
             raise PredictionError(f"{card_path} was written by another version ({exc}); rerun ./run_all.sh 06") from exc
-        self.taxonomy, self.device = load_taxonomy(), device
+        self.taxonomy, self.device = load_taxonomy(), pick_device(device)
+        self.precision = choose_precision(self.device, self.cfg.precision)
         self.models = []
         for checkpoint in card["checkpoints"]:
-            model = build_model(card["kind"], self.cfg, self.taxonomy.sizes)
-            self.models.append(load_checkpoint(model, checkpoint).to(device).eval())
+            model = build_model(card["kind"], self.cfg, self.taxonomy.sizes, stage="kfold")
+            self.models.append(load_checkpoint(model, checkpoint).to(self.device).eval())
         self.text, self.image = frozen_backbone("text", self.cfg), frozen_backbone("image", self.cfg)
 
     def _frozen_states(self, batch: dict) -> dict:
@@ -111,12 +113,12 @@ class Predictor:
             batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
                                            for p in images[chunk]])
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.device, self.precision):
                 batch = self._frozen_states(batch)
                 mean = {}
                 for model in self.models:
                     for level, value in model(batch).items():
-                        mean[level] = mean.get(level, 0) + value.softmax(-1).cpu().numpy() / len(self.models)
+                        mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(self.models)
             for level, value in mean.items():
                 out.setdefault(level, []).append(value)
         return {level: np.concatenate(parts) for level, parts in out.items()}
@@ -169,7 +171,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run", default=None, help="the run folder to load (default: the most recent run under "
                                                      "--output-dir)")
     parser.add_argument("--output-dir", default=None, help="where ./run_all.sh wrote its runs (default outputs/)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda, cuda:1")
     args = parser.parse_args(argv)
     if not args.csv and not (args.image and args.text is not None):
         parser.error("give --image and --text, or --csv")

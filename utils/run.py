@@ -17,7 +17,7 @@ import pandas as pd
 from . import paths
 from .config import Config, build, bundled_data_dir, resolve, run_dir
 from .io import read_json, write_csv, write_json
-from .runtime import seed_everything
+from .runtime import pick_device, seed_everything
 
 CONFIG_JSON = "config.json"
 
@@ -47,6 +47,11 @@ class Run:
     def checkpoints(self) -> Path:
         """Checkpoints and histories of every training run (resumable, skipped when unchanged)."""
         return self.dir / "checkpoints"
+
+    @property
+    def device(self) -> str:
+        """Where this run's models run: the configured device (auto: a GPU when present)."""
+        return pick_device(self.cfg.device)
 
     @property
     def generated(self) -> bool:

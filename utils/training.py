@@ -44,6 +44,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) on the float inputs; 0 = off
     precision: str = "auto"  # auto (from the hardware), bf16, fp16 (with a GradScaler) or fp32
     layer_decay: float = 1.0  # layer-wise learning-rate decay of pretrained encoder layers (1: off)
+    steps_per_epoch: int = 0  # optimiser steps per epoch on a fresh random share of the rows (0: every row)
     compile: bool = False  # torch.compile, GPU only
     seed: int = 0
     device: str = "auto"
@@ -219,7 +220,10 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                                   and layer_lr.get(id(p), cfg.encoder_lr or cfg.lr) == lr], "lr": lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     labels = {level: data_labels(data, train_idx, level) for level in LEVELS}
-    steps_per_epoch = int(np.ceil(len(train_idx) / cfg.batch_size / cfg.grad_accum))
+    rows_per_epoch = len(train_idx)
+    if cfg.steps_per_epoch:
+        rows_per_epoch = min(rows_per_epoch, cfg.steps_per_epoch * cfg.batch_size * cfg.grad_accum)
+    steps_per_epoch = int(np.ceil(rows_per_epoch / cfg.batch_size / cfg.grad_accum))
     from transformers import get_cosine_schedule_with_warmup
 
     total = max(1, steps_per_epoch * cfg.epochs)
@@ -251,7 +255,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             break
         t0 = time.time()
         model.train()
-        order = train_idx[epoch_indices(labels["cat3"], cfg.sampling, rng)]
+        order = train_idx[epoch_indices(labels["cat3"], cfg.sampling, rng)][:rows_per_epoch]
         n_batches = int(np.ceil(len(order) / cfg.batch_size))
         total_loss, seen, correct = 0.0, 0, 0
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,49 @@
+"""The encoder-state cache: chunked, resumable, memory-mapped."""
+import numpy as np
+import pytest
+import torch
+
+from utils.config import build
+from utils.data import load_dataset
+from utils.features import cached_arrays, feature_data, text_features
+
+
+def _encoder(calls, fail_at=None):
+    """Fake encoder of rows [start, stop): a deterministic (rows, 4, 3) fp16 state and a (rows, 4) mask."""
+    def encode(start, stop):
+        if fail_at is not None and start == fail_at:
+            raise KeyboardInterrupt("interrupted by the user")
+        calls.append(start)
+        rows = np.arange(start, stop)[:, None, None]
+        return {"final": torch.from_numpy((rows * np.ones((1, 4, 3))).astype(np.float16)),
+                "mask": torch.from_numpy(np.tile(np.arange(4) < 3, (stop - start, 1)))}
+    return encode
+
+
+def test_an_interrupted_caching_pass_resumes_without_recomputing_finished_chunks(tmp_path):
+    folder, calls = tmp_path / "features" / "entry", []
+    with pytest.raises(KeyboardInterrupt):
+        cached_arrays(folder, 50, _encoder(calls, fail_at=30), {"ids": list(range(50))}, "test", chunk_rows=10)
+    assert calls == [0, 10, 20] and not folder.exists()  # nothing half-written looks finished
+    resumed_calls = []
+    got = cached_arrays(folder, 50, _encoder(resumed_calls), {"ids": list(range(50))}, "test", chunk_rows=10)
+    assert resumed_calls == [30, 40]  # only the chunks that were not finished
+    want = cached_arrays(tmp_path / "whole", 50, _encoder([]), {"ids": list(range(50))}, "test", chunk_rows=10)
+    assert torch.equal(got["final"], want["final"]) and torch.equal(got["mask"], want["mask"])
+    assert got["ids"] == list(range(50)) and float(got["final"][37, 0, 0]) == 37.0
+    assert not (tmp_path / "features" / "entry.partial").exists()
+    again = []
+    cached_arrays(folder, 50, _encoder(again), {}, "test", chunk_rows=10)
+    assert again == []  # a finished entry is read, not recomputed
+
+
+def test_cached_states_are_read_memory_mapped_and_match_a_fresh_encoding(tiny_data, tmp_path):
+    ds = load_dataset(tiny_data, progress=False, check_images=False)
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache")})
+    states = text_features(ds, cfg)
+    files = list((tmp_path / "cache" / "features").glob("text-*/final.npy"))
+    assert len(files) == 1
+    mapped = np.load(files[0], mmap_mode="r")
+    assert states["final"].shape == mapped.shape and np.array_equal(states["final"].numpy(), mapped)
+    data = feature_data(ds, cfg, ("text_final", "text_mask"))
+    assert len(data) == len(ds.train) + len(ds.test) and data.tensors["text_final"].dtype == torch.float16
