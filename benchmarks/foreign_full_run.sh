@@ -5,12 +5,13 @@
 # (Lite0's ImageNet weights exported in timm's format), and `--set` overrides that shorten the run.
 # Prints the wall time and the peak resident memory of the largest process (GNU time).
 #
-#   benchmarks/foreign_full_run.sh [WORK_DIR] [TRAIN_ROWS] [TEST_ROWS]
+#   benchmarks/foreign_full_run.sh [WORK_DIR] [TRAIN_ROWS] [TEST_ROWS] [STEP ...]   (steps: as run_all.sh's)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/foreign-full}"
 TRAIN_ROWS="${2:-600}"
 TEST_ROWS="${3:-150}"
+shift $(( $# < 3 ? $# : 3 ))
 PY="$REPO/.venv/bin/python"
 "$REPO/run_all.sh" --setup-only >/dev/null
 mkdir -p "$WORK"
@@ -40,5 +41,5 @@ SHORT=(--set max_len=32 --set image_size=64 --set batch_size=16 --set n_folds=2 
 cd "$REPO"
 /usr/bin/time -v ./run_all.sh --profile full --data-dir "$DATA" --output-dir "$WORK/outputs" \
   --cache-dir "$WORK/cache" --set text_model="$TEXT" --set image_model=tf_efficientnet_lite0 \
-  --set image_weights="$WEIGHTS" "${SHORT[@]}" 2> >(tee "$WORK/time-$TRAIN_ROWS.txt" >&2)
+  --set image_weights="$WEIGHTS" "${SHORT[@]}" "$@" 2> >(tee "$WORK/time-$TRAIN_ROWS.txt" >&2)
 grep -E "Elapsed|Maximum resident" "$WORK/time-$TRAIN_ROWS.txt"

@@ -117,12 +117,16 @@ def main(argv=None) -> int:
                 print(out.stdout[-3000:], out.stderr[-3000:], sep="\n")
                 return out.returncode or 1
             table += json.loads(lines[-1][len("RESULT "):])
+            _print(table)  # after each child, so that a long run shows what it has measured so far
+    return 0
+
+
+def _print(table: list[dict]) -> None:
     print("| size (rows) | mode | phase | peak anonymous MiB | VmHWM MiB | seconds |")
     print("|---|---|---|---|---|---|")
     for r in table:
         print(f"| {r['size']} ({r['rows']:,}) | {r['mode']} | {r['phase']} | {r['peak_anon_mib']:,} | "
-              f"{r['vm_hwm_mib']:,} | {r['seconds']} |")
-    return 0
+              f"{r['vm_hwm_mib']:,} | {r['seconds']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,19 @@ def test_sampling_rules():
     assert len(over) == 100 and (over == 2).sum() > 5 and (over == 0).sum() < 80
     under = labels[epoch_indices(labels, "under", rng)]
     assert np.bincount(under).tolist() == [15, 15, 5]
+
+
+def test_steps_per_epoch_caps_each_epoch_to_a_fresh_share_of_the_rows(tmp_path, monkeypatch):
+    drawn = []
+    original = training.batches
+
+    def counting(data, indices, batch_size, device="cpu"):
+        if len(indices) != len(VAL):  # training draws, not validation
+            drawn.append(np.asarray(indices).copy())
+        yield from original(data, indices, batch_size, device)
+
+    monkeypatch.setattr(training, "batches", counting)
+    fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "steps_per_epoch": 2}), tmp_path / "run",
+        verbose=False)
+    assert [len(d) for d in drawn] == [32, 32]  # 2 steps of 16 rows per epoch, not all 90
+    assert set(drawn[0]) <= set(TRAIN) and set(drawn[0]) != set(drawn[1])

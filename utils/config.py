@@ -8,8 +8,8 @@ the K-fold members of 02 and 06; `augmentation.epochs=20`: 03's experiments) or 
 The most specific scope wins: base < stage < kind < stage.kind.
 
 Demo shortcuts, each measured on the bundled data (see README): the fine-tunes train end to end for one epoch of
-8 optimiser steps (e5: 80 s for validation weighted F1 0.586 against the frozen model's 0.585; e5's token-embedding
-table fixed, twice the CPU speed); 25 epochs for K-fold members and the hybrid ViT; 6 for K-fold fusion models (5 cost 0.034 OOF F1);
+8 (e5) or 16 (Lite0) optimiser steps (e5: 80 s for validation weighted F1 0.587 against the frozen model's 0.587;
+Lite0: 46 s for 0.574 against 0.574; e5's token-embedding table fixed, twice the CPU speed); 25 epochs for K-fold members and the hybrid ViT; 6 for K-fold fusion models (5 cost 0.034 OOF F1);
 the fusion averages text tokens in pairs (`fusion_text_pool` 2): half its training time for -0.011 validation
 weighted F1 (6-epoch runs, 0.804 -> 0.793).
 
@@ -99,13 +99,13 @@ class Config:
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
                            "patience": 2, "warmup_ratio": 0.0},
-        "image_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
+        "image_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 16, "lr": 1e-4,
                             "patience": 2, "warmup_ratio": 0.0},
         "fusion_transformer": {"epochs": 10},
         "image_vit": {"epochs": 25},
         "kfold": {"epochs": 25},
         "kfold.fusion_transformer": {"epochs": 6},
-        "augmentation": {"epochs": 20},
+        "augmentation": {"epochs": 20, "training_mode": "cached"},  # 03 adds augmented copies as cached rows
     })
     # ---- K-fold ensemble (02's experts, 06)
     n_folds: int = 5
@@ -160,7 +160,7 @@ PROFILES: dict[str, dict] = {
         "fusion_width": 512, "fusion_ff": 2048, "fusion_text_pool": 1, "batch_size": 32,
         "schedules": {"text_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
-                      "fusion_transformer": {"epochs": 20}},
+                      "fusion_transformer": {"epochs": 20}, "augmentation": {"training_mode": "cached"}},
         "training_mode": "end_to_end", "text_augment": "span", "image_augment": True, "grad_accum": 2,
         "train_word_embeddings": True,
     },

@@ -1,6 +1,9 @@
 """Grad-CAM (pytorch-grad-cam) for the image models: CNN, ViT, and the image side of the multimodal model."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -55,7 +58,16 @@ def candidate_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 METHODS = ("gradcam", "gradcam++", "layercam")
-DEFAULT_EXPLAINER = {"cnn": ("stage -2", "gradcam"), "vit": ("block -1", "gradcam")}
+DEFAULTS_FILE = Path(__file__).with_name("gradcam_defaults.json")  # the calibration's winners, as measured
+
+
+def default_explainer(model_name: str, tower_kind: str) -> tuple[str, str]:
+    """(layer, method) for a model when there are no object boxes to choose on: the winner of 07's calibration on
+    the bundled data for that model (recorded with its measurement in gradcam_defaults.json), else its tower
+    kind's."""
+    measured = json.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+    entry = measured["models"].get(model_name) or measured["tower_kinds"][tower_kind]
+    return entry["layer"], entry["method"]
 
 
 def _cam_class(method: str):
@@ -88,13 +100,13 @@ def vit_reshape_transform(vit: nn.Module, input_size: int):
 def heatmaps(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, layer: str | None = None,
              method: str = "gradcam", input_size: int | None = None, targets=None) -> np.ndarray:
     """CAM maps (B, H, W) in [0, 1] at the input resolution, for the predicted cat3 unless `targets`.
-    `layer` names one of `candidate_layers` (default: DEFAULT_EXPLAINER for the tower's kind)."""
+    `layer` names one of `candidate_layers` (default: the measured default for the tower's kind)."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model.eval()
     tower = image_tower(model)
     layers = candidate_layers(model)
-    layer = layer or DEFAULT_EXPLAINER[tower.kind][0]
+    layer = layer or default_explainer("", tower.kind)[0]
     if layer not in layers:
         raise ValueError(f"unknown layer {layer!r} for a {tower.kind}; choose one of {sorted(layers)}")
     reshape = vit_reshape_transform(tower.model, input_size or pixels.shape[-1]) if tower.kind == "vit" else None
