@@ -64,7 +64,7 @@ def measure(size: str, mode: str, kind: str, steps: int, val_rows: int, cache_di
     from utils.run import start
     from utils.training import batches, fit
 
-    settings = {"data_size": size, "training_mode": mode, f"{kind}.training_mode": mode, "cache_dir": cache_dir}
+    settings = {"data_size": size, f"{kind}.training_mode": mode, "cache_dir": cache_dir}  # the kind's scope wins
     run = start("demo", "", tempfile.mkdtemp(), 0, "", settings)
     cfg, ds = run.cfg, run.dataset(check_images=False)
     train_idx = np.arange(len(ds.train) - val_rows)

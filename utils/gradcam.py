@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +62,16 @@ METHODS = ("gradcam", "gradcam++", "layercam")
 DEFAULTS_FILE = Path(__file__).with_name("gradcam_defaults.json")  # the calibration's winners, as measured
 
 
-def default_explainer(model_name: str, tower_kind: str) -> tuple[str, str]:
+@lru_cache(maxsize=1)
+def _measured_defaults() -> dict:
+    return json.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+
+
+def default_explainer(model_name: str | None, tower_kind: str) -> tuple[str, str]:
     """(layer, method) for a model when there are no object boxes to choose on: the winner of 07's calibration on
     the bundled data for that model (recorded with its measurement in gradcam_defaults.json), else its tower
-    kind's."""
-    measured = json.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
+    kind's. Layer and method always come as the pair that was measured together."""
+    measured = _measured_defaults()
     entry = measured["models"].get(model_name) or measured["tower_kinds"][tower_kind]
     return entry["layer"], entry["method"]
 
@@ -98,15 +104,17 @@ def vit_reshape_transform(vit: nn.Module, input_size: int):
 
 
 def heatmaps(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, layer: str | None = None,
-             method: str = "gradcam", input_size: int | None = None, targets=None) -> np.ndarray:
+             method: str | None = None, input_size: int | None = None, targets=None) -> np.ndarray:
     """CAM maps (B, H, W) in [0, 1] at the input resolution, for the predicted cat3 unless `targets`.
-    `layer` names one of `candidate_layers` (default: the measured default for the tower's kind)."""
+    `layer` names one of `candidate_layers`; either left out comes from the measured default pair for the
+    tower's kind (`default_explainer`)."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model.eval()
     tower = image_tower(model)
     layers = candidate_layers(model)
-    layer = layer or default_explainer("", tower.kind)[0]
+    default_layer, default_method = default_explainer(None, tower.kind)
+    layer, method = layer or default_layer, method or default_method
     if layer not in layers:
         raise ValueError(f"unknown layer {layer!r} for a {tower.kind}; choose one of {sorted(layers)}")
     reshape = vit_reshape_transform(tower.model, input_size or pixels.shape[-1]) if tower.kind == "vit" else None
@@ -117,7 +125,7 @@ def heatmaps(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, 
 
 
 def explain(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, layer: str | None = None,
-            method: str = "gradcam", batch_size: int = 16, desc: str = "Grad-CAM") -> tuple[np.ndarray, np.ndarray]:
+            method: str | None = None, batch_size: int = 16, desc: str = "Grad-CAM") -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps and predicted cat3 codes for many images, in chunks, on the model's device (fp32: gradients
     of half-precision activations would quantise the maps); the rows of `fixed` align with `pixels`."""
     from .progress import bar
