@@ -103,3 +103,77 @@ def test_layer_wise_learning_rates_decay_from_the_top():
     top, below = lrs[id(next(layers[-1].parameters()))], lrs[id(next(layers[-2].parameters()))]
     assert top == pytest.approx(1e-4) and below == pytest.approx(5e-5)
     assert lrs[id(model.tower.encoder.embeddings.word_embeddings.weight)] == pytest.approx(1e-4 * 0.5 ** len(layers))
+
+
+def test_layer_wise_heads_read_the_hidden_layers_they_claim(ds):
+    """Each level's block sees exactly transformers' hidden_states[depth] of its level (the 9th place's -5/-3/-1,
+    here -3/-2/-1 on the two-layer tiny encoder), from raw tokens and from cached states below the top."""
+    cfg = build("tiny", {"text_finetuned.training_mode": "end_to_end", "text_head": "layerwise",
+                         "layerwise_depths": "-3,-2,-1"})
+    model = build_model("text_finetuned", cfg, SIZES).eval()
+    seen = {}
+    for level, block in model.blocks.items():
+        block.register_forward_hook(lambda mod, args, kwargs, out, level=level: seen.__setitem__(level, args[0]),
+                                    with_kwargs=True)
+    rows = RawRows(ds, cfg, ("text",))
+    batch = next(iter(rows.loader(np.arange(4), 4, "cpu")))
+    with torch.no_grad():
+        model(batch)
+        hidden = model.tower.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     output_hidden_states=True).hidden_states
+    for level, depth in cfg.head_depths.items():
+        assert torch.allclose(seen[level], hidden[depth], atol=1e-5), f"{level} does not read hidden_states[{depth}]"
+    assert not torch.allclose(seen["cat1"], seen["cat3"])
+
+
+def test_layer_wise_heads_refuse_depths_below_the_trained_layers(ds, tmp_path):
+    cfg = build("tiny", {"text_head": "layerwise", "layerwise_depths": "-3,-2,-1", "text_top_layers": 1,
+                         "text_finetuned.training_mode": "cached", "cache_dir": str(tmp_path / "cache")})
+    model = build_model("text_finetuned", cfg, SIZES)
+    data = model_data(ds, cfg, ["text_finetuned"])
+    with pytest.raises(ValueError, match=r"depths \[-3\] are outside the 1 text layers"):
+        model(next(iter(batches_of(data))))
+
+
+def batches_of(data, n=4):
+    from utils.training import batches
+
+    return batches(data, np.arange(n), n)
+
+
+def test_loss_weights_reach_training_and_bad_ones_fail():
+    from utils.config import ConfigError
+
+    assert train_config("text_finetuned", build("full", {"data_dir": "/x"}), 0).loss_weights == (0.05, 0.15, 0.8)
+    assert train_config("text_finetuned", build("demo"), 0).loss_weights == (0.1, 0.1, 0.8)
+    for bad in ("0.1,0.9", "a,b,c", "-1,1,1"):
+        with pytest.raises(ConfigError, match="loss_weights"):
+            build("demo", {"loss_weights": bad})
+
+
+def test_kfold_stopped_by_the_time_budget_and_rerun_ends_with_the_same_oof(ds, tmp_path):
+    from utils.ensemble import kfold_predictions
+    from utils.splits import kfold
+    from utils.training import TimeBudgetExceeded
+
+    class Countdown:
+        hours = 0.001
+
+        def __init__(self, n):
+            self.n = n
+
+        def allows(self, seconds):
+            self.n -= 1
+            return self.n > 0
+
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.steps_per_epoch": 4})
+    folds = kfold(ds.labels("cat3"), 2, 0)
+    whole = kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "a", tmp_path / "a")
+    with pytest.raises(TimeBudgetExceeded, match=r"text_frozen: 4 of 4 units remain \(seed 0 fold 0, seed 0 fold 1"):
+        kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b", budget=Countdown(4))
+    with pytest.raises(TimeBudgetExceeded, match=r"2 of 4 units remain \(seed 1 fold 0, seed 1 fold 1\)"):
+        kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b", budget=Countdown(20))
+    again = kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b")
+    for level in SIZES:
+        assert np.allclose(whole["oof"][level], again["oof"][level], atol=1e-6)
+        assert np.allclose(whole["test"][level], again["test"][level], atol=1e-6)

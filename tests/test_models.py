@@ -229,3 +229,46 @@ def test_frozen_models_share_one_encoder_and_finetuned_ones_get_their_own():
     opt.step()
     assert all(torch.equal(x, y) for x, y in zip(before, a.image.model.parameters()))  # training one left the shared one
     assert not any(p.requires_grad for p in a.image.model.parameters())
+
+
+def _answers_from(model, seed=0):
+    """Per item, which modalities its training-mode output depends on (same random draws each call)."""
+    b = batch(n=16)
+    b["text_mask"][:] = 1
+    other_text, other_image = copy.deepcopy(b), copy.deepcopy(b)
+    other_text["text_final"] += 1.0
+    other_image["image_final"] += 1.0
+    outs = []
+    for x in (b, other_text, other_image):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            outs.append(model(x)["cat3"])
+    text = ~torch.isclose(outs[0], outs[1], atol=1e-5).all(1)
+    image = ~torch.isclose(outs[0], outs[2], atol=1e-5).all(1)
+    return text, image
+
+
+def test_modality_dropout_shows_each_training_item_one_modality_and_never_none():
+    model = make(FusionTransformer)
+    model.modality_dropout = 1.0
+    model.train()
+    text, image = _answers_from(model)
+    assert (text ^ image).all() and text.any() and image.any()  # each item exactly one; both kinds occur
+    model.eval()
+    text, image = _answers_from(model)
+    assert text.all() and image.all()  # inference sees both
+    model.modality_dropout = 0.0
+    model.train()
+    text, image = _answers_from(model)
+    assert text.all() and image.all()
+
+
+def test_an_absent_image_is_masked_out():
+    model = make(FusionTransformer)
+    b = batch()
+    b["image_present"] = torch.tensor([0, 1, 1])
+    changed = copy.deepcopy(b)
+    changed["image_final"] += 5.0
+    with torch.no_grad():
+        ref, out = model(b)["cat3"], model(changed)["cat3"]
+    assert torch.allclose(ref[0], out[0], atol=1e-5) and not torch.allclose(ref[1:], out[1:], atol=1e-3)

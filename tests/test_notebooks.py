@@ -71,6 +71,12 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert {"image_frozen", "image_vit", "fusion_transformer"} <= set(explained["peak_inside_object"])
     assert set(explained["explainers"]) == {"image_frozen", "image_vit", "fusion_transformer"}
     assert any((out / "figures").glob("gradcam_image_vit_*.png"))
+    # The predictor is the submission: every member with its weight, and the same labels on the test rows.
+    card = json.loads((out / "predictor.json").read_text(encoding="utf-8"))
+    weights = metrics["ensemble"]["kfold"]["weights"]
+    assert {m["kind"]: m["weight"] for m in card["members"]} == pytest.approx(weights)
+    assert all(len(m["units"]) == 3 for m in card["members"])  # the tiny profile's 3 folds, one seed
+    assert metrics["ensemble"]["predictor"]["same_cat3_as_submission"] >= 0.95
     image = str(tiny_data / "image/test/TEST_00000.jpg")
     cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(root)]
     ok = subprocess.run(cli + ["--image", image, "--text", "비빔밥 한식 맛집"], cwd=REPO, capture_output=True, text=True)
@@ -93,14 +99,15 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
         assert not pd.read_csv(out / name).equals(pd.read_csv(other / name))
     cards = {run: json.loads((run / "predictor.json").read_text(encoding="utf-8")) for run in (out, other)}
     for run, card in cards.items():
-        assert card["checkpoints"] and all(c.startswith(str(run / "checkpoints")) for c in card["checkpoints"])
+        units = [u for m in card["members"] for u in m["units"]]
+        assert units and all(u.startswith(str(run / "checkpoints")) for u in units)
         assert card["cfg"]["seed"] == (0 if run == out else 1)
 
     # Rerunning 06 with fewer folds never picks up the old folds.
     before = {p: p.stat().st_mtime_ns for p in other.rglob("*") if p.is_file() and "/notebooks/" not in str(p)}
     execute("06_kfold_ensemble.ipynb", tiny_data, root, **members, n_folds=2)
     card = json.loads((out / "predictor.json").read_text(encoding="utf-8"))
-    assert sorted(Path(c).parent.name for c in card["checkpoints"]) == ["fold0", "fold1"]
+    assert all(sorted(Path(u).parent.name for u in m["units"]) == ["fold0", "fold1"] for m in card["members"])
     assert pd.read_csv(out / "folds.csv")["fold"].max() == 1
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["n_folds"] == 2
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the seed-1 run was not touched

@@ -169,3 +169,27 @@ def test_kfold_members_follow_the_runs_validation_results():
     assert choose_members(results, margin=0.0)[0] == ["text_finetuned", "image_finetuned", "late_fusion"]
     with pytest.raises(ValueError, match="04 and 05"):
         choose_members(results.iloc[0:0], margin=0.01)
+
+
+def test_sum_decoding_lets_a_confident_child_outvote_an_unlikely_parent_where_product_does_not():
+    """cat3 a is likely (0.6) under a parent its cat2 head finds nearly impossible (0.001); cat3 b is unlikely
+    (0.05) under a plausible parent (0.5). The product (the most probable path) lets the parent veto a; the
+    9th place's sum keeps a. Both return consistent paths."""
+    parent2, parent1 = TAX.parent_of("cat3"), TAX.parent_of("cat2")
+    a = 0
+    b = next(i for i in range(len(parent2)) if parent2[i] != parent2[a])
+    other = next(c for c in range(len(TAX.cat2)) if c not in (parent2[a], parent2[b]))
+    p3 = np.zeros((1, len(parent2)))
+    p3[0, a], p3[0, b] = 0.6, 0.05
+    p3[0, [i for i in range(len(parent2)) if i not in (a, b)]] = 0.35 / (len(parent2) - 2)
+    p2 = np.zeros((1, len(TAX.cat2)))
+    p2[0, parent2[a]], p2[0, parent2[b]], p2[0, other] = 0.001, 0.5, 0.499
+    p1 = np.zeros((1, len(TAX.cat1)))
+    np.add.at(p1[0], [parent1[parent2[a]], parent1[parent2[b]]], 0.5)
+    probs = {"cat1": p1, "cat2": p2, "cat3": p3}
+    product, summed = hierarchical_decode(probs, TAX, "product"), hierarchical_decode(probs, TAX, "sum")
+    assert product["cat3"][0] == b and summed["cat3"][0] == a
+    for path in (product, summed):
+        assert path["cat2"][0] == parent2[path["cat3"][0]] and path["cat1"][0] == parent1[path["cat2"][0]]
+    with pytest.raises(ValueError, match="decode rule"):
+        hierarchical_decode(probs, TAX, "max")

@@ -81,6 +81,7 @@ class Config:
     fusion_layers: int = 2
     fusion_ff: int = 256          # feed-forward width of the fusion layers
     fusion_text_pool: int = 2     # text tokens averaged per fused token (1: none)
+    modality_dropout: float = 0.0  # training items shown only their text or only their image (half each)
     # ---- training: every model's schedule unless a scope in `schedules` overrides it
     batch_size: int = 64
     epochs: int = 40
@@ -95,6 +96,13 @@ class Config:
     train_word_embeddings: bool = False  # end_to_end: also train the text encoder's token embeddings (e5's 250k x 384
                                          # table halves CPU training speed; the full profile trains them)
     text_augment: str = ""        # end_to_end, training rows only: span (9th place's span deletion), swap, delete
+    text_head: str = "pooled"     # text_finetuned's heads: pooled (mean of the final tokens, one linear head per
+                                  # level) or layerwise (9th place: each level its own hidden layer and block)
+    layerwise_depths: str = "-5,-3,-1"  # layerwise: the hidden layers of cat1, cat2, cat3 (-1: the last)
+    loss_weights: str = "0.1,0.1,0.8"   # cat1, cat2, cat3 terms of every neural model's loss
+    decode: str = "product"       # a consistent cat1>cat2>cat3 path from the three levels' probabilities:
+                                  # product (the most probable path: p3 x p2(parent) x p1(grandparent)) or
+                                  # sum (9th place: parents' probabilities added to their children's)
     image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
@@ -112,6 +120,9 @@ class Config:
     kfold_models: str = "auto"   # auto: per family the best of 04/05's validation results (06 states the rule)
     kfold_margin: float = 0.01   # auto: among models this close to their family's best, the fastest to train
     kfold_seeds: str = ""         # comma-separated training seeds averaged per fold; empty: `seed`
+    time_budget_hours: float = 0.0  # training time one notebook may use (0: no limit): 06 stops cleanly before
+                                    # it runs out, saving where it was; rerunning the same command continues
+    checkpoint_minutes: float = 0.0  # also save a resumable checkpoint this often within an epoch (0: per epoch)
     # ---- notebook settings
     eda_sample_images: int = 12   # 01
     label_confidence: float = 0.95  # 02: how sure the out-of-fold experts must be to contradict a label
@@ -134,6 +145,14 @@ class Config:
         if self.kfold_models.strip() == "auto":
             return None
         return [k.strip() for k in self.kfold_models.split(",") if k.strip()]
+
+    @property
+    def head_depths(self) -> dict[str, int]:
+        return dict(zip(("cat1", "cat2", "cat3"), _numbers("layerwise_depths", self.layerwise_depths, int)))
+
+    @property
+    def level_loss_weights(self) -> tuple[float, float, float]:
+        return tuple(_numbers("loss_weights", self.loss_weights, float))
 
     @property
     def training_seeds(self) -> list[int]:
@@ -162,7 +181,8 @@ PROFILES: dict[str, dict] = {
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 20}, "augmentation": {"training_mode": "cached"}},
         "training_mode": "end_to_end", "text_augment": "span", "image_augment": True, "grad_accum": 2,
-        "train_word_embeddings": True,
+        "train_word_embeddings": True, "text_head": "layerwise", "loss_weights": "0.05,0.15,0.8",
+        "modality_dropout": 0.2,
     },
     "tiny": {
         "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image", "image_size": 64, "max_len": 32,
@@ -216,7 +236,25 @@ def _field_types() -> dict[str, type]:
             for f in fields(Config)}
 
 
-CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": PRECISIONS}
+DECODE_RULES = ("product", "sum")  # see metrics.hierarchical_decode
+CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": PRECISIONS, "text_head": ("pooled", "layerwise"),
+           "decode": DECODE_RULES}
+
+
+def _numbers(key: str, text: str, kind: type) -> list:
+    """Three comma-separated numbers, one per level (cat1, cat2, cat3)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [kind(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3 or (kind is float and min(values) < 0) or (kind is int and max(values) > -1):
+        what = "three weights >= 0" if kind is float else "three negative layer indices like -5,-3,-1"
+        raise ConfigError(f"--set {key}={text!r}: expected {what} (cat1,cat2,cat3)")
+    return values
+
+
+FORMATS = {"loss_weights": float, "layerwise_depths": int}
 
 
 def apply_settings(cfg: Config, settings: dict) -> Config:
@@ -227,6 +265,8 @@ def apply_settings(cfg: Config, settings: dict) -> Config:
             plain[key] = _coerce(key, value, types[key])
             if key in CHOICES and plain[key] not in CHOICES[key]:
                 raise ConfigError(f"--set {key}={value!r}: choose one of {', '.join(CHOICES[key])}")
+            if key in FORMATS:
+                _numbers(key, plain[key], FORMATS[key])
             continue
         parts = key.split(".")
         scope, name = ".".join(parts[:-1]), parts[-1]

@@ -12,14 +12,17 @@ from .experiments import fit_model, model_data
 from .io import atomic_path, write_csv
 from .metrics import hierarchical_decode, weighted_f1
 from .progress import bar
+from .training import TimeBudgetExceeded
 
 
-def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold") -> dict:
+def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold",
+                      budget=None) -> dict:
     """Out-of-fold probabilities for every train row and fold-averaged test probabilities.
 
     Every (seed, fold) unit lives in checkpoints_dir/<tag>/<kind>/seed<s>/fold<k>: rerunning skips finished
     units and resumes an interrupted one; a unit trained under other folds or settings is retrained, never
-    reused. Saved to <run>/oof/<tag>_<kind>.npz. `checkpoints` lists exactly this call's units."""
+    reused. Saved to <run>/oof/<tag>_<kind>.npz. `checkpoints` lists exactly this call's units.
+    `budget` (a training.TimeBudget): stop cleanly before it runs out, naming the units that remain."""
     n_train, n_test = len(ds.train), len(ds.test)
     sizes = ds.taxonomy.sizes
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
@@ -28,19 +31,25 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     data = model_data(ds, cfg, [kind])
     fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
-    for seed in seeds:
-        for k in bar(range(n_folds), f"{kind} seed {seed}: folds"):
-            train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-            trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, Path(checkpoints_dir) / tag / kind / f"seed{seed}",
-                                f"fold{k}", seed, stage="kfold")
-            val_probs, test_probs = trained.probabilities(val_idx), trained.probabilities(test_idx)
-            for level in LEVELS:
-                oof[level][val_idx] += val_probs[level] / len(seeds)
-                test[level] += test_probs[level] / (len(seeds) * n_folds)
-            pred = hierarchical_decode(val_probs, ds.taxonomy)["cat3"]
-            fold_scores.append(weighted_f1(ds.labels("cat3")[val_idx], pred))
-            if trained.checkpoint is not None:
-                checkpoints.append(trained.checkpoint)
+    units = [(seed, k) for seed in seeds for k in range(n_folds)]
+    for i, (seed, k) in enumerate(bar(units, f"{kind}: seeds x folds")):
+        train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        try:
+            trained = fit_model(kind, data, train_idx, val_idx, ds, cfg,
+                                Path(checkpoints_dir) / tag / kind / f"seed{seed}", f"fold{k}", seed,
+                                stage="kfold", budget=budget)
+        except TimeBudgetExceeded as exc:
+            left = ", ".join(f"seed {s} fold {f}" for s, f in units[i:])
+            raise TimeBudgetExceeded(f"{exc}. {kind}: {len(units) - i} of {len(units)} units remain ({left}); "
+                                     f"rerun the same command to continue") from None
+        val_probs, test_probs = trained.probabilities(val_idx), trained.probabilities(test_idx)
+        for level in LEVELS:
+            oof[level][val_idx] += val_probs[level] / len(seeds)
+            test[level] += test_probs[level] / (len(seeds) * n_folds)
+        pred = hierarchical_decode(val_probs, ds.taxonomy, cfg.decode)["cat3"]
+        fold_scores.append(weighted_f1(ds.labels("cat3")[val_idx], pred))
+        if trained.checkpoint is not None:
+            checkpoints.append(trained.checkpoint)
     path = Path(run_dir) / "oof" / f"{tag}_{kind}.npz"
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -97,16 +106,16 @@ def fit_weights(oof_members: list[dict], y3: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def fold_spread(probs: dict, y3: np.ndarray, folds: np.ndarray, taxonomy) -> tuple[float, float, float]:
+def fold_spread(probs: dict, y3: np.ndarray, folds: np.ndarray, taxonomy, rule: str = "product") -> tuple[float, float, float]:
     """Out-of-fold weighted F1 of cat3 over all rows, and its mean and standard deviation across folds."""
-    pred = hierarchical_decode(probs, taxonomy)["cat3"]
+    pred = hierarchical_decode(probs, taxonomy, rule)["cat3"]
     per_fold = [weighted_f1(y3[folds == k], pred[folds == k]) for k in range(int(folds.max()) + 1)]
     return weighted_f1(y3, pred), float(np.mean(per_fold)), float(np.std(per_fold))
 
 
-def write_submission(ds, test_probs: dict, path) -> pd.DataFrame:
+def write_submission(ds, test_probs: dict, path, rule: str = "product") -> pd.DataFrame:
     """`id,cat3` in test.csv order, every label one of the 128, written atomically."""
-    cat3 = ds.taxonomy.decode("cat3", hierarchical_decode(test_probs, ds.taxonomy)["cat3"])
+    cat3 = ds.taxonomy.decode("cat3", hierarchical_decode(test_probs, ds.taxonomy, rule)["cat3"])
     submission = pd.DataFrame({"id": ds.test["id"].to_numpy(), "cat3": cat3})
     assert list(submission["id"]) == list(ds.sample_submission["id"])
     assert submission["cat3"].isin(ds.taxonomy.cat3).all()

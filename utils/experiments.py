@@ -17,7 +17,7 @@ from .features import all_rows
 from .metrics import evaluate, lift_probs, record
 from .models import build_model
 from .text import prime_content_morphemes
-from .training import TrainConfig, data_labels, fit, load_checkpoint, predict
+from .training import TimeBudget, TrainConfig, data_labels, fit, load_checkpoint, predict
 
 
 @dataclass
@@ -40,7 +40,8 @@ def train_config(kind: str, cfg, seed: int, stage: str | None = None, **override
     base = TrainConfig(epochs=s.epochs, batch_size=cfg.batch_size, lr=s.lr, encoder_lr=s.encoder_lr,
                        warmup_ratio=s.warmup_ratio, patience=s.patience, grad_accum=cfg.grad_accum,
                        precision=cfg.precision, layer_decay=cfg.layer_decay, seed=seed, device=cfg.device,
-                       steps_per_epoch=s.steps_per_epoch, extra={"kind": kind, "training_mode": s.training_mode})
+                       steps_per_epoch=s.steps_per_epoch, loss_weights=cfg.level_loss_weights,
+                       extra={"kind": kind, "training_mode": s.training_mode})
     return replace(base, **overrides)
 
 
@@ -66,48 +67,67 @@ def labels_of(data, indices) -> dict[str, np.ndarray]:
     return {level: data_labels(data, indices, level) for level in LEVELS}
 
 
-def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, **_) -> Trained:
-    """TF-IDF + logistic regression on cat3 (cat1/cat2 summed from cat3); seconds to fit, so never cached."""
+def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="model", **_) -> Trained:
+    """TF-IDF + logistic regression on cat3 (cat1/cat2 summed from cat3); seconds to fit, so always refitted, and
+    saved (run_dir/name/model.joblib) for the predictor."""
+    import joblib
+
+    from .io import atomic_path
+
     started = time.time()
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
     labels3 = data_labels(data, np.arange(len(ds.train)))
     model = tfidf_logreg(seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
+    saved = Path(run_dir) / name / "model.joblib"
+    with atomic_path(saved) as tmp:
+        joblib.dump(model, tmp)
 
     def probabilities(rows):
         return lift_probs(full_proba(model, [texts[i] for i in rows], len(ds.taxonomy.cat3)), ds.taxonomy)
 
-    return Trained(kind, model, probabilities, time.time() - started,
+    return Trained(kind, model, probabilities, time.time() - started, checkpoint=saved,
                    config={"kind": "tfidf_logreg", "features": "Kiwi content morphemes + char 2-4-grams",
                            "classifier": "SGD log-loss, alpha 1e-5"})
 
 
 def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,
-                name="model", **overrides) -> Trained:
+                name="model", budget: TimeBudget | None = None, **overrides) -> Trained:
     tc = train_config(kind, cfg, seed, stage, **overrides)
     model = build_model(kind, cfg, ds.taxonomy.sizes, seed, stage)
     if init_from is not None:
         load_checkpoint(model, init_from, partial=True)
         tc.extra = {**tc.extra, "init_from": str(init_from)}
-    fitted = fit(model, data, train_idx, val_idx, tc, Path(run_dir) / name, name)
+    fitted = fit(model, data, train_idx, val_idx, tc, Path(run_dir) / name, name, budget=budget,
+                 checkpoint_minutes=cfg.checkpoint_minutes)
     described = {"kind": kind, **{k: v for k, v in asdict(tc).items() if k != "extra"},
                  "text_model": cfg.text_model, "image_model": cfg.image_model}
     return Trained(kind, fitted.model, lambda rows: predict(fitted.model, data, rows, device=cfg.device),
                    fitted.seconds, fitted.best_epoch, fitted.history, Path(run_dir) / name / "best.pt", described)
 
 
+def warm_start(kind: str, cfg, checkpoints_dir) -> Path | None:
+    """Where a fine-tune starts: its frozen model's trained head (04 trains that first), when the heads are the
+    same; layer-wise text heads have no frozen counterpart and start fresh."""
+    frozen = {"text_finetuned": "text_frozen", "image_finetuned": "image_frozen"}.get(kind)
+    if frozen is None or (kind == "text_finetuned" and cfg.text_head != "pooled"):
+        return None
+    return Path(checkpoints_dir) / frozen / "best.pt"
+
+
 TRAINERS = {"text_tfidf": _fit_tfidf}  # any other kind is a neural model of utils/models.py
 
 
 def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, seed: int = 0,
-              stage: str | None = None, init_from=None, **overrides) -> Trained:
+              stage: str | None = None, init_from=None, budget: TimeBudget | None = None, **overrides) -> Trained:
     """Fit (or reload, when unchanged) model `kind` on `train_idx`, early-stopping on `val_idx`.
-    `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head)."""
+    `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head).
+    `budget`: stop cleanly (TimeBudgetExceeded) before it runs out; a rerun continues."""
     trainer = TRAINERS.get(kind, _fit_neural)
     if hasattr(data, "for_training"):  # raw rows: augmentation reaches the rows this model trains on, no others
         data = data.for_training(train_idx)
     return trainer(kind, data, np.asarray(train_idx), np.asarray(val_idx), ds, cfg, run_dir, seed, stage=stage,
-                   init_from=init_from, name=name, **overrides)
+                   init_from=init_from, name=name, budget=budget, **overrides)
 
 
 def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, seed: int = 0,
@@ -116,7 +136,7 @@ def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name:
     Returns (result dict, validation probabilities, Trained)."""
     trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, run_dir, name, seed, stage, init_from, **overrides)
     probs = trained.probabilities(np.asarray(val_idx))
-    result = {**evaluate(probs, labels_of(data, val_idx), ds.taxonomy), "train_seconds": round(trained.seconds, 1),
+    result = {**evaluate(probs, labels_of(data, val_idx), ds.taxonomy, cfg.decode), "train_seconds": round(trained.seconds, 1),
               "best_epoch": trained.best_epoch + 1, "history": trained.history}
     if record_to is not None:
         record(name, result, trained.config, record_to, section)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from .config import DECODE_RULES
 from .data import LEVELS
 from .io import read_json, write_json
 
@@ -16,12 +17,19 @@ def weighted_f1(y_true, y_pred) -> float:
     return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
 
 
-def hierarchical_decode(probs: dict[str, np.ndarray], taxonomy) -> dict[str, np.ndarray]:
-    """The most probable consistent path: argmax over cat3 of log p3 + log p2(parent) + log p1(grandparent)."""
+def hierarchical_decode(probs: dict[str, np.ndarray], taxonomy, rule: str = "product") -> dict[str, np.ndarray]:
+    """A consistent path from the three levels' probabilities (the configuration's `decode`). `product`: the most
+    probable path, argmax over cat3 of log p3 + log p2(parent) + log p1(grandparent). `sum`: the 9th place's rule,
+    argmax of p3 + p2(parent) + p1(grandparent): a confident parent cannot veto a child as a product can."""
     parent2 = taxonomy.parent_of("cat3")
     parent1 = taxonomy.parent_of("cat2")[parent2]
-    eps = 1e-9
-    score = np.log(probs["cat3"] + eps) + np.log(probs["cat2"][:, parent2] + eps) + np.log(probs["cat1"][:, parent1] + eps)
+    if rule == "sum":
+        score = probs["cat3"] + probs["cat2"][:, parent2] + probs["cat1"][:, parent1]
+    elif rule == "product":
+        eps = 1e-9
+        score = np.log(probs["cat3"] + eps) + np.log(probs["cat2"][:, parent2] + eps) + np.log(probs["cat1"][:, parent1] + eps)
+    else:
+        raise ValueError(f"decode rule {rule!r}: choose product or sum")
     cat3 = score.argmax(1)
     return {"cat1": parent1[cat3], "cat2": parent2[cat3], "cat3": cat3}
 
@@ -40,13 +48,16 @@ def scores(y: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict[str, f
     return out
 
 
-def evaluate(probs: dict[str, np.ndarray], y: dict[str, np.ndarray], taxonomy) -> dict:
-    """Scores with flat argmax and with hierarchical decoding, and how often flat paths are inconsistent."""
+def evaluate(probs: dict[str, np.ndarray], y: dict[str, np.ndarray], taxonomy, rule: str = "product") -> dict:
+    """Scores with flat argmax and with hierarchical decoding (by `rule`, recorded as "hierarchical"; both rules'
+    weighted F1 on cat3 beside it), and how often flat paths are inconsistent."""
     flat = flat_decode(probs)
     parent2, parent1 = taxonomy.parent_of("cat3"), taxonomy.parent_of("cat2")
     consistent = (parent2[flat["cat3"]] == flat["cat2"]) & (parent1[flat["cat2"]] == flat["cat1"])
-    return {"flat": scores(y, flat), "hierarchical": scores(y, hierarchical_decode(probs, taxonomy)),
-            "flat_consistent_paths": float(consistent.mean())}
+    by_rule = {r: weighted_f1(y["cat3"], hierarchical_decode(probs, taxonomy, r)["cat3"]) for r in DECODE_RULES}
+    return {"flat": scores(y, flat), "hierarchical": scores(y, hierarchical_decode(probs, taxonomy, rule)),
+            "decode": rule, "weighted_f1_cat3_by_decode": by_rule, "flat_consistent_paths": float(consistent.mean())}
+
 
 
 def per_class_report(y_true, y_pred, taxonomy, level: str = "cat3") -> pd.DataFrame:

@@ -50,12 +50,15 @@ class TextTower(nn.Module):
 
     checkpointing = False  # end_to_end: recompute each layer's activations in backward (less GPU memory)
 
-    def _run(self, h, mask, layers):
+    def _run(self, h, mask, layers, every: bool = False):
+        """The states after `layers`; with `every`, the list of states before the first and after each layer."""
         extended = self._additive(mask, h.dtype)
+        states = [h]
         for layer in layers:
             out = _maybe_checkpoint(self, lambda x, layer=layer: layer(x, attention_mask=extended), h)
             h = out[0] if isinstance(out, tuple) else out
-        return h
+            states.append(h)
+        return states if every else h
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters bottom to top (embeddings, then each layer), for layer-wise learning-rate decay."""
@@ -67,6 +70,25 @@ class TextTower(nn.Module):
 
     def top(self, states, attention_mask):
         return self._run(states, attention_mask, self.encoder.encoder.layer[self.split:])
+
+    def hidden_states(self, batch, depths) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """Token states at `depths`, counted as transformers' `hidden_states` index (-1: the last layer's output,
+        -5: the input of the top four layers), and the mask. Every depth must lie within the layers this tower
+        runs (its top, or all of them from raw inputs): a cached state below it cannot be trained through."""
+        if "text_bottom" in batch:
+            start, mask = batch["text_bottom"].float(), batch["text_mask"]
+        elif "input_ids" in batch:
+            mask = batch["attention_mask"]
+            start = self.bottom(batch["input_ids"], mask)
+        else:
+            raise ValueError("layer-wise heads need the states below the top layers (text_bottom) or raw tokens")
+        states = self._run(start, mask, self.encoder.encoder.layer[self.split:], every=True)
+        reach = len(states)  # states[-1] is depth -1, states[0] depth -reach
+        bad = [d for d in depths if not -reach <= d <= -1]
+        if bad:
+            raise ValueError(f"hidden-state depths {bad} are outside the {reach - 1} text layers this model trains "
+                             f"(depths -1 to -{reach}): raise text_top_layers or train end to end")
+        return {d: states[d] for d in depths}, mask
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states (B, L, H) and the mask of real tokens (B, L)."""
@@ -234,6 +256,32 @@ class TextClassifier(nn.Module):
         return self.heads(self.norm(mean_pool(states, mask)))
 
 
+class LayerwiseTextClassifier(nn.Module):
+    """The 9th place's text heads (YiyuHong/dacon_tour2022, train_and_infer.py): each level reads the first token
+    of its own hidden layer (by default cat1 -5, cat2 -3, cat3 -1: coarse levels from lower layers) through a
+    small transformer block of its own, then a linear layer. There the blocks ran on the batch's first-token
+    vectors as one unbatched sequence (items of a batch attended to each other); here each block runs over its
+    layer's tokens of one item, padding masked, so that a prediction does not depend on its batch."""
+
+    def __init__(self, tower: TextTower, sizes, depths: dict[str, int], dropout: float = 0.1):
+        super().__init__()
+        self.tower, self.depths = tower, dict(depths)
+        width = tower.hidden_size
+        nhead = next(n for n in (8, 4, 2, 1) if width % n == 0)
+        self.blocks = nn.ModuleDict({level: nn.TransformerEncoderLayer(width, nhead, 2 * width, dropout,
+                                                                       batch_first=True, norm_first=True)
+                                     for level in LEVELS})
+        self.heads = Heads(width, sizes, dropout=dropout)
+
+    def forward(self, batch):
+        states, mask = self.tower.hidden_states(batch, sorted(set(self.depths.values())))
+        out = {}
+        for level in LEVELS:
+            tokens = self.blocks[level](states[self.depths[level]], src_key_padding_mask=~mask.bool())
+            out[level] = self.heads.heads[level](self.heads.trunk(tokens[:, 0]))
+        return out
+
+
 class ImageClassifier(nn.Module):
     """Global average pooling and the seed report's head: Dense 128, Dropout 0.5, Dense 32, Dropout 0.5."""
 
@@ -265,13 +313,18 @@ class FusionTransformer(nn.Module):
     `encoder_dropout` defaults to 0: on CPU, dropout's random masks cost a third of each step.
     `text_pool` > 1 averages that many neighbouring text tokens (padding left out) before fusing: attention
     cost falls with the square of the sequence, which the CPU demo needs (see utils/config.py).
+    `modality_dropout`: in training, that share of items sees only its text or only its image (half each),
+    the other modality's tokens masked out, so that a weak image tower cannot make the text side lazy and the
+    model answers from one modality alone. A batch's `image_present` (B,) masks the image of items without
+    one the same way, in training and inference.
     """
 
     def __init__(self, text: TextTower, image: ImageTower, sizes, d_model: int = 128, nhead: int = 4,
                  num_layers: int = 2, dim_feedforward: int = 256, dropout: float = 0.1, encoder_dropout: float = 0.0,
-                 text_pool: int = 1):
+                 text_pool: int = 1, modality_dropout: float = 0.0):
         super().__init__()
         self.text, self.image, self.text_pool = text, image, text_pool
+        self.modality_dropout = modality_dropout
         self.text_proj = nn.Sequential(nn.Linear(text.hidden_size, d_model), nn.LayerNorm(d_model))
         self.image_proj = nn.Sequential(nn.Linear(image.num_features, d_model), nn.LayerNorm(d_model))
         self.modality = nn.Parameter(torch.zeros(3, d_model))  # CLS, text, image
@@ -304,8 +357,21 @@ class FusionTransformer(nn.Module):
         image = self.image_proj(self.image(batch)) + self.modality[2]
         cls = self.cls.expand(text.shape[0], -1, -1) + self.modality[0]
         tokens = torch.cat([cls, text, image], dim=1)
-        keep = torch.cat([torch.ones_like(mask[:, :1]), mask, torch.ones_like(image[:, :, 0], dtype=mask.dtype)], 1)
-        return self.heads(self.norm(self._fuse(tokens, ~keep.bool())[:, 0]))
+        text_on, image_on = self._modalities(batch, len(tokens), tokens.device)
+        keep = torch.cat([torch.ones_like(mask[:, :1], dtype=torch.bool), mask.bool() & text_on[:, None],
+                          image_on[:, None].expand(-1, image.shape[1])], 1)
+        return self.heads(self.norm(self._fuse(tokens, ~keep)[:, 0]))
+
+    def _modalities(self, batch, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) booleans: whether each item's text and image take part (see the class docstring)."""
+        text_on = torch.ones(n, dtype=torch.bool, device=device)
+        image_on = batch.get("image_present", text_on).bool().to(device)
+        if self.training and self.modality_dropout > 0:
+            dropped = torch.rand(n, device=device) < self.modality_dropout
+            drop_text = dropped & (torch.rand(n, device=device) < 0.5) & image_on  # never leave an item empty
+            text_on = text_on & ~drop_text
+            image_on = image_on & ~(dropped & ~drop_text)
+        return text_on, image_on
 
     def _fuse(self, tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """(B, T, d) tokens, True where padding: attention within each item, never to its padding."""
@@ -375,6 +441,8 @@ def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0, stage: str
         if whole and tower is not None and cfg.grad_checkpointing:
             tower.checkpointing = True
     torch.manual_seed(seed)
+    if kind == "text_finetuned" and cfg.text_head == "layerwise":
+        return LayerwiseTextClassifier(text, sizes, cfg.head_depths)
     if kind.startswith("text"):
         return TextClassifier(text, sizes)
     if kind == "image_vit":
@@ -385,5 +453,6 @@ def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0, stage: str
         return LateFusion(text, image, sizes)
     if kind == "fusion_transformer":
         return FusionTransformer(text, image, sizes, d_model=cfg.fusion_width, num_layers=cfg.fusion_layers,
-                                 dim_feedforward=cfg.fusion_ff, text_pool=cfg.fusion_text_pool)
+                                 dim_feedforward=cfg.fusion_ff, text_pool=cfg.fusion_text_pool,
+                                 modality_dropout=cfg.modality_dropout)
     raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(INPUTS)}")

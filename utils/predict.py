@@ -4,7 +4,8 @@
     python -m utils.predict --csv path/to/test.csv --out predictions.csv   # id,img_path,overview (real layout)
     python -m utils.predict --run outputs/demo-generated-seed0 ...         # default: the most recent run
 
-Loads the models a run trained (the K-fold fusion models of notebook 06, described by <run>/predictor.json).
+Loads the submission's ensemble of a run (notebook 06's K-fold members and weights, described by
+<run>/predictor.json): `--csv` on the test set gives the submission's labels.
 
 The hashtag path is the most probable *consistent* path: each cat3's probability is weighed with those of its
 cat2 and cat1 parents from the model's cat2 and cat1 heads. When those heads disagree with the cat3 head, the
@@ -27,6 +28,7 @@ from .features import image_tensor
 from .images import probe_image
 from .io import read_json, write_json
 from .metrics import hierarchical_decode
+from .models import ImageTower, TextTower
 from .runtime import autocast, choose_precision, pick_device
 from .text import clean_overview
 
@@ -37,10 +39,12 @@ class PredictionError(ValueError):
     """A clear, user-facing reason why a prediction cannot be made."""
 
 
-def save_predictor(kind: str, cfg: Config, checkpoints: list[Path], run_dir) -> Path:
-    """Describe the trained models that `predict` should load (written by notebook 06)."""
-    card = {"kind": kind, "cfg": cfg.to_dict(), "checkpoints": [str(Path(c).resolve()) for c in checkpoints]}
-    return write_json(card, Path(run_dir) / MODEL_CARD)
+def save_predictor(cfg: Config, units: dict[str, list[Path]], weights: dict[str, float], run_dir) -> Path:
+    """Describe the submission's ensemble for `predict`: per member kind its weight and its K-fold units (one
+    checkpoint, or a TF-IDF model.joblib, per fold and seed), exactly those that made the submission (06)."""
+    members = [{"kind": kind, "weight": float(weights[kind]), "units": [str(Path(u).resolve()) for u in units[kind]]}
+               for kind in weights]
+    return write_json({"cfg": cfg.to_dict(), "members": members}, Path(run_dir) / MODEL_CARD)
 
 
 def latest_run(output_dir=None) -> Path:
@@ -63,17 +67,18 @@ def check_inputs(images, texts) -> None:
 
 
 class Predictor:
-    def __init__(self, run_dir, device: str = "auto"):
-        from .backbones import frozen_backbone
-        from .models import build_model
-        from .training import load_checkpoint
+    """The submission's ensemble as a model of new places: every member's fold and seed units, averaged per
+    member, then blended with the weights fitted out of fold (06), decoded by the run's rule."""
 
+    def __init__(self, run_dir, device: str = "auto"):
         self.run_dir = Path(run_dir)
         card_path = self.run_dir / MODEL_CARD
         card = read_json(card_path)
         if card is None:
             raise PredictionError(f"{card_path}: no trained model found; run ./run_all.sh (notebook 06) first")
-        missing = [c for c in card["checkpoints"] if not Path(c).exists()]
+        if "members" not in card:
+            raise PredictionError(f"{card_path} was written by an older version; rerun ./run_all.sh 06")
+        missing = [u for m in card["members"] for u in m["units"] if not Path(u).exists()]
         if missing:
             raise PredictionError(f"trained model file(s) missing: {missing}; rerun ./run_all.sh 06")
         try:
@@ -82,25 +87,55 @@ class Predictor:
             raise PredictionError(f"{card_path} was written by another version ({exc}); rerun ./run_all.sh 06") from exc
         self.taxonomy, self.device = load_taxonomy(), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
-        self.models = []
-        for checkpoint in card["checkpoints"]:
-            model = build_model(card["kind"], self.cfg, self.taxonomy.sizes, stage="kfold")
-            self.models.append(load_checkpoint(model, checkpoint).to(self.device).eval())
-        self.text, self.image = frozen_backbone("text", self.cfg), frozen_backbone("image", self.cfg)
+        self.members = [(m["kind"], m["weight"], [self._load(m["kind"], u) for u in m["units"]]) for m in card["members"]]
+        neural = [kind for kind, _, _ in self.members if kind != "text_tfidf"]
+        from .backbones import frozen_backbone
 
-    def _frozen_states(self, batch: dict) -> dict:
-        """The K fold models share their frozen encoders: run those once and hand every model the states."""
-        first = self.models[0]
-        text, image = getattr(first, "text", None), getattr(first, "image", None)
+        self.text = frozen_backbone("text", self.cfg) if any(k.startswith("text") or "fusion" in k for k in neural) else None
+        self.image = frozen_backbone("image", self.cfg) if any(k.startswith("image") or "fusion" in k for k in neural) else None
+
+    def _load(self, kind: str, unit: str):
+        if kind == "text_tfidf":
+            import joblib
+
+            return joblib.load(unit)
+        from .models import build_model
+        from .training import load_checkpoint
+
+        model = build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold")
+        return load_checkpoint(model, unit).to(self.device).eval()
+
+    @staticmethod
+    def _frozen_states(model, batch: dict) -> dict:
+        """A member's fold models share their frozen encoders: run those once and hand every fold the states."""
+        batch = dict(batch)
+        tower = getattr(model, "tower", None)
+        text = getattr(model, "text", tower if isinstance(tower, TextTower) else None)
+        image = getattr(model, "image", tower if isinstance(tower, ImageTower) else None)
         if text is not None and not text.trains_top:
             batch["text_final"], batch["text_mask"] = text(batch)
         if image is not None and not image.trains_top:
             batch["image_final"] = image(batch)
         return batch
 
+    def _member_probs(self, kind: str, units: list, batch: dict, texts: list[str]) -> dict[str, np.ndarray]:
+        """One member's probabilities for a chunk: the mean over its fold and seed units."""
+        if kind == "text_tfidf":
+            from .baselines import full_proba
+            from .metrics import lift_probs
+
+            return lift_probs(np.mean([full_proba(m, texts, len(self.taxonomy.cat3)) for m in units], 0), self.taxonomy)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            shared = self._frozen_states(units[0], batch)
+            mean = {}
+            for model in units:
+                for level, value in model(shared).items():
+                    mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(units)
+        return mean
+
     def probabilities(self, images, texts, batch_size: int = 32, check: bool = True) -> dict[str, np.ndarray]:
-        """Probabilities per level, averaged over the fold models; every input is checked before any work
-        (`check=False`: the caller already did, as the CLI does before loading the models)."""
+        """Probabilities per level: the members' fold means blended with the submission's weights; every input
+        is checked before any work (`check=False`: the caller already did, as the CLI does before loading)."""
         from .progress import bar
 
         images, texts = list(images), list(texts)
@@ -109,24 +144,25 @@ class Predictor:
         out = {}
         for start in bar(range(0, len(images), batch_size), "predicting"):
             chunk = slice(start, start + batch_size)
-            batch = self.text.tokenize(list(texts[chunk]), self.cfg.max_len)
-            batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
-                                           for p in images[chunk]])
+            batch = {}
+            if self.text is not None:
+                batch.update(self.text.tokenize(list(texts[chunk]), self.cfg.max_len))
+            if self.image is not None:
+                batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
+                                               for p in images[chunk]])
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            with torch.inference_mode(), autocast(self.device, self.precision):
-                batch = self._frozen_states(batch)
-                mean = {}
-                for model in self.models:
-                    for level, value in model(batch).items():
-                        mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(self.models)
-            for level, value in mean.items():
+            blended = {}
+            for kind, weight, units in self.members:
+                for level, value in self._member_probs(kind, units, batch, list(texts[chunk])).items():
+                    blended[level] = blended.get(level, 0) + weight * value
+            for level, value in blended.items():
                 out.setdefault(level, []).append(value)
         return {level: np.concatenate(parts) for level, parts in out.items()}
 
     def predict(self, images, texts, top_k: int = 3, check: bool = True) -> list[dict]:
         """Per item: the consistent best path as hashtags with its own probabilities, and the top-k cat3."""
         probs = self.probabilities(images, texts, check=check)
-        best = hierarchical_decode(probs, self.taxonomy)["cat3"]
+        best = hierarchical_decode(probs, self.taxonomy, self.cfg.decode)["cat3"]
         parent2, parent1 = self.taxonomy.parent_of("cat3"), self.taxonomy.parent_of("cat2")
         results = []
         for i, b in enumerate(best):

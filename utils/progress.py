@@ -9,6 +9,7 @@ import os
 from tqdm import tqdm
 
 
-def bar(iterable=None, desc: str = "", total: int | None = None, inner: bool = False, disable: bool = False):
+def bar(iterable=None, desc: str = "", total: int | None = None, inner: bool = False, disable: bool = False,
+        initial: int = 0):
     quiet = os.environ.get("PIPELINE_QUIET_BARS") == "1"
-    return tqdm(iterable, desc=desc, total=total, leave=not inner, disable=disable or (inner and quiet))
+    return tqdm(iterable, desc=desc, total=total, leave=not inner, disable=disable or (inner and quiet), initial=initial)

@@ -8,7 +8,7 @@ points and `predictor.json`. Caches that are safe to share between runs (keyed b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from . import paths
 from .config import Config, build, bundled_data_dir, resolve, run_dir
 from .io import read_json, write_csv, write_json
 from .runtime import pick_device, seed_everything
+from .training import TimeBudget
 
 CONFIG_JSON = "config.json"
 
@@ -26,6 +27,7 @@ CONFIG_JSON = "config.json"
 class Run:
     cfg: Config
     label_fixes: Path | None
+    budget: TimeBudget = field(default_factory=TimeBudget)  # this notebook's training time (time_budget_hours)
 
     @property
     def dir(self) -> Path:
@@ -117,7 +119,7 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
         ensure_dataset(Path(cfg.data_dir), seed=0, size=cfg.data_size)  # the bundled data is one fixed thing
     elif not Path(cfg.data_dir).is_dir():
         raise FileNotFoundError(f"{cfg.data_dir}: data folder not found")
-    run = Run(cfg, default_label_fixes(Path(cfg.data_dir), cfg.label_fixes))
+    run = Run(cfg, default_label_fixes(Path(cfg.data_dir), cfg.label_fixes), TimeBudget(cfg.time_budget_hours))
     run.dir.mkdir(parents=True, exist_ok=True)
     previous = read_json(run.dir / CONFIG_JSON)
     if previous and previous != cfg.to_dict():

@@ -71,6 +71,23 @@ class TensorData(Dataset):
         return TensorData(merged), np.arange(self.n, self.n + n_extra)
 
 
+class TimeBudgetExceeded(RuntimeError):
+    """Training stopped cleanly before the session's time budget ran out; rerunning the same command continues
+    from the checkpoint it saved."""
+
+
+class TimeBudget:
+    """A wall-clock budget (`time_budget_hours`; 0: none) counted from its creation: `allows(seconds)` says
+    whether that much work still fits."""
+
+    def __init__(self, hours: float = 0.0):
+        self.hours = hours
+        self.deadline = time.time() + hours * 3600 if hours > 0 else None
+
+    def allows(self, seconds: float) -> bool:
+        return self.deadline is None or time.time() + seconds < self.deadline
+
+
 @dataclass
 class FitResult:
     model: nn.Module
@@ -188,8 +205,13 @@ def predict(model: nn.Module, data: Dataset, indices=None, batch_size: int = 256
 
 
 def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, run_dir, name: str = "model",
-        verbose: bool = True) -> FitResult:
-    """Train `model` on rows `train_idx` of `data`, early-stopping on weighted F1 of cat3 on `val_idx`."""
+        verbose: bool = True, budget: TimeBudget | None = None, checkpoint_minutes: float = 0.0) -> FitResult:
+    """Train `model` on rows `train_idx` of `data`, early-stopping on weighted F1 of cat3 on `val_idx`.
+
+    `last.pt` is written after every epoch and, with `checkpoint_minutes`, every that many minutes within one
+    (long epochs on a session that may disconnect); a rerun resumes from it, mid-epoch included, with the same
+    batches and random draws as an uninterrupted run. `budget`: before each optimiser step, if twice the mean
+    step time no longer fits, save `last.pt` and raise TimeBudgetExceeded."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
@@ -235,6 +257,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # fp16 gradients underflow without it
 
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
+    within = None  # where an epoch stopped part-way: {"epoch", "step", "rng_now", "total_loss", "seen", "correct"}
     if (run_dir / "last.pt").exists():
         state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
         if state.get("config_hash") == key:
@@ -245,9 +268,18 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
             history, best, best_epoch, seconds = state["history"], state["best"], state["best_epoch"], state["seconds"]
-            start_epoch, resumed = state["epoch"] + 1, True
+            start_epoch, resumed, within = state["epoch"] + 1, True, state.get("within")
             if verbose:
-                print(f"{name}: resuming from epoch {start_epoch + 1} ({run_dir / 'last.pt'})")
+                where = f", step {within['step'] + 1}" if within else ""
+                print(f"{name}: resuming from epoch {start_epoch + 1}{where} ({run_dir / 'last.pt'})")
+
+    def save_last(epoch_done: int, rng_state, part=None, elapsed: float = 0.0):
+        with atomic_path(run_dir / "last.pt") as tmp:
+            torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state,
+                        "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+                        "best_epoch": best_epoch, "epoch": epoch_done, "seconds": seconds + elapsed,
+                        "within": part}, tmp)
 
     lw = dict(zip(LEVELS, cfg.loss_weights))
     for epoch in range(start_epoch, cfg.epochs):
@@ -255,13 +287,31 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             break
         t0 = time.time()
         model.train()
+        epoch_rng = rng.bit_generator.state  # a mid-epoch resume redraws this epoch's order from here
         order = train_idx[epoch_indices(labels["cat3"], cfg.sampling, rng)][:rows_per_epoch]
         n_batches = int(np.ceil(len(order) / cfg.batch_size))
-        total_loss, seen, correct = 0.0, 0, 0
+        total_loss, seen, correct, first = 0.0, 0, 0, 0
+        if within is not None and within["epoch"] == epoch:
+            first, total_loss, seen, correct = within["step"], within["total_loss"], within["seen"], within["correct"]
+            rng.bit_generator.state = within["rng_now"]
+        within, saved_at, step_started = None, time.time(), time.time()
         optimizer.zero_grad(set_to_none=True)
-        bar = progress_bar(batches(data, order, cfg.batch_size, device), f"{name} epoch {epoch + 1}/{cfg.epochs}", n_batches,
-                           inner=True)
-        for step, batch in enumerate(bar):
+        bar = progress_bar(batches(data, order[first * cfg.batch_size:], cfg.batch_size, device),
+                           f"{name} epoch {epoch + 1}/{cfg.epochs}", n_batches, inner=True, initial=first)
+        for step, batch in enumerate(bar, start=first):
+            if step > first and step % cfg.grad_accum == 0:  # between optimiser steps: a clean place to stop
+                mean_step = (time.time() - step_started) / (step - first)
+                late = checkpoint_minutes and time.time() - saved_at > checkpoint_minutes * 60
+                stop = budget is not None and not budget.allows(2 * mean_step * cfg.grad_accum)
+                if late or stop:
+                    save_last(epoch - 1, epoch_rng, {"epoch": epoch, "step": step, "rng_now": rng.bit_generator.state,
+                                                     "total_loss": total_loss, "seen": seen, "correct": correct},
+                              time.time() - t0)
+                    saved_at = time.time()
+                    if stop:
+                        raise TimeBudgetExceeded(f"{name}: stopped at epoch {epoch + 1}, step {step + 1} of {n_batches} "
+                                                 f"before the {budget.hours} h time budget ran out; saved "
+                                                 f"{run_dir / 'last.pt'}")
             batch = _to(batch, device)
             perm, lam = None, 1.0
             if cfg.mixup > 0:
@@ -302,11 +352,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             best, best_epoch = score, epoch
             with atomic_path(run_dir / "best.pt") as tmp:
                 torch.save(_trainable_state(model), tmp)
-        with atomic_path(run_dir / "last.pt") as tmp:
-            torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(), "history": history, "best": best,
-                        "best_epoch": best_epoch, "epoch": epoch, "seconds": seconds}, tmp)
+        save_last(epoch, rng.bit_generator.state)
         if verbose:
             print(f"{name} epoch {epoch + 1:>2}/{cfg.epochs}: train loss {record['train_loss']:.3f} "
                   f"acc {record['train_accuracy_cat3']:.3f} | val loss {val_loss:.3f} "
