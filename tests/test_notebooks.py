@@ -79,8 +79,11 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert metrics["ensemble"]["predictor"]["same_cat3_as_submission"] >= 0.95
     image = str(tiny_data / "image/test/TEST_00000.jpg")
     cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(root)]
-    ok = subprocess.run(cli + ["--image", image, "--text", "비빔밥 한식 맛집"], cwd=REPO, capture_output=True, text=True)
-    assert ok.returncode == 0 and ok.stdout.count("#") == 3 and "path p: cat1" in ok.stdout, ok.stderr
+    ok = subprocess.run(cli + ["--image", image, "--text", "비빔밥 한식 맛집. 성수동 꽃게찜"], cwd=REPO, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0 and "path p: cat1" in ok.stdout, ok.stderr
+    tags = ok.stdout.split(":", 1)[1].split("(path p")[0].split()
+    assert len(tags) >= 4 and "#성수동" in tags[3:] and "#꽃게찜" in tags[3:]  # three categories, then keywords
     assert f"loading run {out}" in ok.stderr
     empty = subprocess.run(cli + ["--image", image, "--text", "  "], cwd=REPO, capture_output=True, text=True)
     assert empty.returncode == 2 and "empty text" in empty.stderr

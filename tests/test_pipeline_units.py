@@ -193,3 +193,26 @@ def test_sum_decoding_lets_a_confident_child_outvote_an_unlikely_parent_where_pr
         assert path["cat2"][0] == parent2[path["cat3"][0]] and path["cat1"][0] == parent1[path["cat2"][0]]
     with pytest.raises(ValueError, match="decode rule"):
         hierarchical_decode(probs, TAX, "max")
+
+
+def test_keywords_never_repeat_a_category_name_or_a_stop_word():
+    from utils.keywords import STOP_WORDS, KeywordModel, candidates, category_words
+
+    texts = ["성수동 꽃게찜 한식 음식점. 방문객 주차 가능, 음식점 한식 맛집으로 인기.",
+             "박물관 유물 전시실. 박물관 관람 시간은 매주 월요일 휴무일.",
+             "한옥스테이 대청마루 온돌 한옥 숙박. 주변 경관 여행 일정."] + ["커피 디저트 브런치 카페거리."] * 60
+    model = KeywordModel(TAX).fit(texts)
+    found = model.keywords(texts[:3], k=5)
+    banned = category_words(TAX) | STOP_WORDS
+    assert all(found) and not {w for words in found for w in words} & banned
+    assert {"꽃게찜", "성수동"} <= set(found[0]) and "대청마루" in found[2]
+    raw = {w for t in texts[:3] for w in candidates(t)}
+    assert raw & category_words(TAX) and raw & STOP_WORDS  # unfiltered, both would have been hashtags
+    assert "커피" not in model.keywords(["커피 한잔과 꽃게찜"], 3)[0]  # in most of the corpus: generic here
+
+
+def test_hashtags_are_categories_then_keywords_without_spaces():
+    from utils.keywords import hashtags
+
+    assert hashtags(("관광지", "자연관광지", "자연생태관광지"), ["꽃게찜", "성수 동"]) == \
+        "#관광지 #자연관광지 #자연생태관광지 #꽃게찜 #성수동"

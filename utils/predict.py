@@ -39,12 +39,24 @@ class PredictionError(ValueError):
     """A clear, user-facing reason why a prediction cannot be made."""
 
 
-def save_predictor(cfg: Config, units: dict[str, list[Path]], weights: dict[str, float], run_dir) -> Path:
+def save_predictor(cfg: Config, units: dict[str, list[Path]], weights: dict[str, float], run_dir,
+                   keywords=None) -> Path:
     """Describe the submission's ensemble for `predict`: per member kind its weight and its K-fold units (one
-    checkpoint, or a TF-IDF model.joblib, per fold and seed), exactly those that made the submission (06)."""
+    checkpoint, or a TF-IDF model.joblib, per fold and seed), exactly those that made the submission (06);
+    and the keyword model (utils.keywords), saved beside it."""
+    import joblib
+
+    from .io import atomic_path
+
     members = [{"kind": kind, "weight": float(weights[kind]), "units": [str(Path(u).resolve()) for u in units[kind]]}
                for kind in weights]
-    return write_json({"cfg": cfg.to_dict(), "members": members}, Path(run_dir) / MODEL_CARD)
+    card = {"cfg": cfg.to_dict(), "members": members}
+    if keywords is not None:
+        path = Path(run_dir) / "keywords.joblib"
+        with atomic_path(path) as tmp:
+            joblib.dump(keywords, tmp)
+        card["keywords"] = str(path.resolve())
+    return write_json(card, Path(run_dir) / MODEL_CARD)
 
 
 def latest_run(output_dir=None) -> Path:
@@ -88,6 +100,11 @@ class Predictor:
         self.taxonomy, self.device = load_taxonomy(), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
         self.members = [(m["kind"], m["weight"], [self._load(m["kind"], u) for u in m["units"]]) for m in card["members"]]
+        self.keywords = None
+        if card.get("keywords"):
+            import joblib
+
+            self.keywords = joblib.load(card["keywords"])
         neural = [kind for kind, _, _ in self.members if kind != "text_tfidf"]
         from .backbones import frozen_backbone
 
@@ -159,17 +176,21 @@ class Predictor:
                 out.setdefault(level, []).append(value)
         return {level: np.concatenate(parts) for level, parts in out.items()}
 
-    def predict(self, images, texts, top_k: int = 3, check: bool = True) -> list[dict]:
-        """Per item: the consistent best path as hashtags with its own probabilities, and the top-k cat3."""
+    def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3) -> list[dict]:
+        """Per item: the consistent best path with its own probabilities, the top-k cat3, and the hashtags: the
+        path's categories followed by up to `n_keywords` keywords of the text."""
+        from .keywords import hashtags
+
         probs = self.probabilities(images, texts, check=check)
+        words = self.keywords.keywords(list(texts), n_keywords) if self.keywords and n_keywords else [[]] * len(probs["cat3"])
         best = hierarchical_decode(probs, self.taxonomy, self.cfg.decode)["cat3"]
         parent2, parent1 = self.taxonomy.parent_of("cat3"), self.taxonomy.parent_of("cat2")
         results = []
         for i, b in enumerate(best):
             cat1, cat2, cat3 = self.taxonomy.path(self.taxonomy.cat3[b])
             order = np.argsort(-probs["cat3"][i])[:top_k]
-            results.append({"cat1": cat1, "cat2": cat2, "cat3": cat3,
-                            "hashtags": " ".join("#" + name.replace(" ", "") for name in (cat1, cat2, cat3)),
+            results.append({"cat1": cat1, "cat2": cat2, "cat3": cat3, "keywords": words[i],
+                            "hashtags": hashtags((cat1, cat2, cat3), words[i]),
                             "path_probability": {"cat1": float(probs["cat1"][i, parent1[parent2[b]]]),
                                                  "cat2": float(probs["cat2"][i, parent2[b]]),
                                                  "cat3": float(probs["cat3"][i, b])},
@@ -228,7 +249,7 @@ def main(argv=None) -> int:
         import pandas as pd
 
         from .io import write_csv
-        write_csv(pd.DataFrame([{"id": i, "cat3": r["cat3"], "hashtags": r["hashtags"],
+        write_csv(pd.DataFrame([{"id": i, "cat3": r["cat3"], "hashtags": r["hashtags"], "keywords": " ".join(r["keywords"]),
                                  "path_probability_cat3": round(r["path_probability"]["cat3"], 4),
                                  "top_cat3": r["top_k"][0][0], "top_probability": round(r["top_k"][0][1], 4)}
                                 for i, r in zip(ids, results)]), args.out)
