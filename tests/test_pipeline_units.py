@@ -140,7 +140,7 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
         torch.save(_trainable_state(model), path)
         models.append(model)
         checkpoints.append(path)
-    save_predictor("fusion_transformer", cfg, checkpoints, tmp_path)
+    save_predictor(cfg, {"fusion_transformer": checkpoints}, {"fusion_transformer": 1.0}, tmp_path)
     predictor = Predictor(tmp_path)
     images = [str(tiny_data / "image/test/TEST_00000.jpg"), str(tiny_data / "image/test/TEST_00001.jpg")]
     texts = ["한식 맛집", "바닷가 캠핑장"]
