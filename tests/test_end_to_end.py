@@ -151,28 +151,18 @@ def test_loss_weights_reach_training_and_bad_ones_fail():
             build("demo", {"loss_weights": bad})
 
 
-def test_kfold_stopped_by_the_time_budget_and_rerun_ends_with_the_same_oof(ds, tmp_path):
+def test_kfold_stopped_by_the_time_budget_and_rerun_ends_with_the_same_oof(ds, tmp_path, countdown):
     from utils.ensemble import kfold_predictions
     from utils.splits import kfold
     from utils.training import TimeBudgetExceeded
-
-    class Countdown:
-        hours = 0.001
-
-        def __init__(self, n):
-            self.n = n
-
-        def allows(self, seconds):
-            self.n -= 1
-            return self.n > 0
 
     cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.steps_per_epoch": 4})
     folds = kfold(ds.labels("cat3"), 2, 0)
     whole = kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "a", tmp_path / "a")
     with pytest.raises(TimeBudgetExceeded, match=r"text_frozen: 4 of 4 units remain \(seed 0 fold 0, seed 0 fold 1"):
-        kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b", budget=Countdown(4))
+        kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b", budget=countdown(4))
     with pytest.raises(TimeBudgetExceeded, match=r"2 of 4 units remain \(seed 1 fold 0, seed 1 fold 1\)"):
-        kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b", budget=Countdown(20))
+        kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b", budget=countdown(20))
     again = kfold_predictions("text_frozen", ds, cfg, folds, [0, 1], tmp_path / "b", tmp_path / "b")
     for level in SIZES:
         assert np.allclose(whole["oof"][level], again["oof"][level], atol=1e-6)

@@ -107,22 +107,9 @@ def test_steps_per_epoch_caps_each_epoch_to_a_fresh_share_of_the_rows(tmp_path, 
     assert set(drawn[0]) <= set(TRAIN) and set(drawn[0]) != set(drawn[1])
 
 
-class Countdown:
-    """A time budget that runs out at its n-th look (a session limit, deterministically)."""
-
-    hours = 0.001
-
-    def __init__(self, n):
-        self.n = n
-
-    def allows(self, seconds):
-        self.n -= 1
-        return self.n > 0
-
-
-def test_time_budget_stops_mid_epoch_and_a_rerun_matches_an_uninterrupted_run(tmp_path):
+def test_time_budget_stops_mid_epoch_and_a_rerun_matches_an_uninterrupted_run(tmp_path, countdown):
     whole = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, mixup=0.2), tmp_path / "whole", verbose=False)
-    for budget in (Countdown(3), Countdown(7)):  # stops within epoch 1, then within epoch 2
+    for budget in (countdown(3), countdown(7)):  # stops within epoch 1, then within epoch 2
         with pytest.raises(training.TimeBudgetExceeded, match="time budget"):
             fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, mixup=0.2), tmp_path / "cut", verbose=False,
                 budget=budget)

@@ -21,6 +21,13 @@ def tfidf_logreg(alpha: float = 1e-5, seed: int = 0):
                                        n_jobs=-1))
 
 
+def tfidf_probabilities(model, texts, taxonomy) -> dict[str, np.ndarray]:
+    """Per level: cat3 from the model, cat1/cat2 summed from their children (the TF-IDF model has one head)."""
+    from .metrics import lift_probs
+
+    return lift_probs(full_proba(model, texts, len(taxonomy.cat3)), taxonomy)
+
+
 def full_proba(model, X, n_classes: int) -> np.ndarray:
     """predict_proba widened to all classes (a fold may lack some), columns in label-code order."""
     out = np.zeros((X.shape[0] if hasattr(X, "shape") else len(X), n_classes))

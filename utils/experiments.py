@@ -11,10 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from .baselines import full_proba, tfidf_logreg
+from .baselines import tfidf_logreg, tfidf_probabilities
 from .data import LEVELS
 from .features import all_rows
-from .metrics import evaluate, lift_probs, record
+from .metrics import evaluate, record
 from .models import build_model
 from .text import prime_content_morphemes
 from .training import TimeBudget, TrainConfig, data_labels, fit, load_checkpoint, predict
@@ -84,7 +84,7 @@ def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mod
         joblib.dump(model, tmp)
 
     def probabilities(rows):
-        return lift_probs(full_proba(model, [texts[i] for i in rows], len(ds.taxonomy.cat3)), ds.taxonomy)
+        return tfidf_probabilities(model, [texts[i] for i in rows], ds.taxonomy)
 
     return Trained(kind, model, probabilities, time.time() - started, checkpoint=saved,
                    config={"kind": "tfidf_logreg", "features": "Kiwi content morphemes + char 2-4-grams",

@@ -138,10 +138,10 @@ class Predictor:
     def _member_probs(self, kind: str, units: list, batch: dict, texts: list[str]) -> dict[str, np.ndarray]:
         """One member's probabilities for a chunk: the mean over its fold and seed units."""
         if kind == "text_tfidf":
-            from .baselines import full_proba
-            from .metrics import lift_probs
+            from .baselines import tfidf_probabilities
 
-            return lift_probs(np.mean([full_proba(m, texts, len(self.taxonomy.cat3)) for m in units], 0), self.taxonomy)
+            fold_probs = [tfidf_probabilities(m, texts, self.taxonomy) for m in units]
+            return {level: np.mean([p[level] for p in fold_probs], 0) for level in fold_probs[0]}
         with torch.inference_mode(), autocast(self.device, self.precision):
             shared = self._frozen_states(units[0], batch)
             mean = {}
