@@ -107,6 +107,7 @@ fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export NO_ALBUMENTATIONS_UPDATE=1
 export TQDM_MININTERVAL="${TQDM_MININTERVAL:-30}" PIPELINE_QUIET_BARS=1   # a few progress lines per loop in the logs, not thousands
+export PIPELINE_NO_APP=1   # executed copies do not start the page of 06's last cell (python -m utils.app does)
 export MPLBACKEND=Agg
 if [ "$PROFILE" != "full" ]; then export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; fi
 if [ "$MODE" = test ]; then

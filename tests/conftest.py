@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_MININTERVAL", "30")
 os.environ.setdefault("PIPELINE_QUIET_BARS", "1")
+os.environ.setdefault("PIPELINE_NO_APP", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from utils.generate import generate_dataset  # noqa: E402
 

@@ -1,4 +1,6 @@
 """The data layer on good inputs and on each bad input, with the clear error each must get."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from PIL import Image
@@ -163,3 +165,55 @@ def test_content_morphemes_are_kept_on_disk_for_the_next_process(tmp_path, monke
     monkeypatch.setattr(text, "kiwi", lambda: (_ for _ in ()).throw(AssertionError("Kiwi ran again")))
     text.prime_content_morphemes(texts, tmp_path)
     assert [text.content_morphemes(t) for t in texts] == first
+
+
+def _taxonomy_error(tmp_path, text: str) -> str:
+    path = tmp_path / "taxonomy.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataValidationError) as info:
+        load_taxonomy(path)
+    return str(info.value)
+
+
+def test_a_taxonomy_that_is_not_a_strict_tree_is_refused_naming_each_line(tmp_path):
+    msg = _taxonomy_error(tmp_path, "cat1,cat2,cat3\n패션,의류,티셔츠\n식품,의류,쌀\n패션,신발,티셔츠\n, 신발 ,구두\n")
+    assert "lines 2, 4: cat3 '티셔츠' is listed more than once" in msg
+    assert "lines 2, 3: cat2 '의류' is under more than one cat1 ['식품', '패션']" in msg
+    assert "line 5: column 'cat1' is empty" in msg and "line 5: column 'cat2' ' 신발 ' has spaces around it" in msg
+
+
+def test_a_taxonomy_without_its_columns_is_refused(tmp_path):
+    assert "taxonomy.csv: missing column(s) ['cat2']" in _taxonomy_error(tmp_path, "cat1,cat3\n식품,쌀\n")
+
+
+def test_a_data_folders_own_taxonomy_replaces_the_bundled_tree(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from foreign_data import write
+
+    folder = write(tmp_path / "products", n_train=40, n_test=10, tree="products")
+    ds = load_dataset(folder, progress=False)
+    assert ds.taxonomy.sizes == {"cat1": 3, "cat2": 5, "cat3": 10}
+    assert ds.taxonomy.path("사과,배") == ("식품", "식품", "사과,배")  # a shallower branch repeats its names
+    assert load_taxonomy().digest != ds.taxonomy.digest
+    (folder / "taxonomy.csv").unlink()  # without it the rows are not labels of the Dacon tree
+    assert "is not one of the 128 cat3 of the taxonomy" in _error(folder)
+
+
+def test_an_empty_img_path_means_no_photo_but_a_missing_file_stays_an_error(small_copy):
+    folder = small_copy()
+    _edit(folder, "train.csv", lambda f: f.__setitem__("img_path", [""] * 10 + list(f["img_path"][10:])))
+    _edit(folder, "test.csv", lambda f: f.__setitem__("img_path", [" "] + list(f["img_path"][1:])))
+    ds = load_dataset(folder, progress=False)
+    assert ds.photo_counts() == {"train": (20, 30), "test": (9, 10)} and ds.has_photos
+    assert ds.train["image_file"][:10].isna().all() and ds.train["image_file"][10:].notna().all()
+    (folder / "image/train/TRAIN_00012.jpg").unlink()
+    assert "row TRAIN_00012: column 'img_path' './image/train/TRAIN_00012.jpg': file not found" in _error(folder)
+
+
+def test_lines_with_an_unquoted_comma_are_named_not_shifted(tmp_path):
+    one = _taxonomy_error(tmp_path, "cat1,cat2,cat3\n패션,의류,티셔츠\n식품,과일,사과,배\n")
+    assert "Expected 3 fields in line 3, saw 4" in one and "must be quoted" in one
+    every = _taxonomy_error(tmp_path, "cat1,cat2,cat3\n식품,과일,사과,배\n")  # pandas would shift it into an index
+    assert "every line has more fields than the header" in every

@@ -272,3 +272,26 @@ def test_an_absent_image_is_masked_out():
     with torch.no_grad():
         ref, out = model(b)["cat3"], model(changed)["cat3"]
     assert torch.allclose(ref[0], out[0], atol=1e-5) and not torch.allclose(ref[1:], out[1:], atol=1e-3)
+
+
+@pytest.mark.parametrize("cls", [FusionTransformer, LateFusion])
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_a_missing_photo_or_text_is_masked_out(cls, modality):
+    """A place without a photo (empty img_path), or a photo given alone to the predictor: whatever stands in for
+    the missing input cannot change the answer for that item, and does for the others."""
+    model = make(FusionTransformer) if cls is FusionTransformer else _late_fusion()
+    b = batch()
+    b[f"{modality}_present"] = torch.tensor([0, 1, 1])
+    changed = copy.deepcopy(b)
+    changed[f"{modality}_final"] += 5.0
+    with torch.no_grad():
+        ref, out = model(b)["cat3"], model(changed)["cat3"]
+    assert torch.allclose(ref[0], out[0], atol=1e-5) and not torch.allclose(ref[1:], out[1:], atol=1e-3)
+    del b[f"{modality}_present"], changed[f"{modality}_present"]  # the check can fail: without the flags it does
+    with torch.no_grad():
+        assert not torch.allclose(model(b)["cat3"][0], model(changed)["cat3"][0], atol=1e-3)
+
+
+def _late_fusion():
+    torch.manual_seed(0)
+    return LateFusion(*towers(), SIZES, hidden=32, dropout=0.0).eval()

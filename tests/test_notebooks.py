@@ -32,14 +32,6 @@ def execute(name, data_dir, out_dir, seed=0, **settings) -> Path:
     return folder
 
 
-def test_01_eda_executes(tiny_data, tmp_path):
-    out = execute("01_eda.ipynb", tiny_data, tmp_path / "out")
-    assert out.name == "tiny-tiny-seed0" and (out / "config.json").exists()
-    figures = {p.stem for p in (out / "figures").glob("*.png")}
-    assert {"eda_cat1_cat2_counts", "eda_cat3_counts", "eda_hierarchy", "eda_overview_length",
-            "eda_image_sizes", "eda_sample_images"} <= figures
-
-
 def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path):
     """The whole chain on tiny settings: label fixing, augmentation, models, ensemble, Grad-CAM, predict."""
     import subprocess
@@ -85,8 +77,10 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     tags = ok.stdout.split(":", 1)[1].split("(path p")[0].split()
     assert len(tags) >= 4 and "#성수동" in tags[3:] and "#꽃게찜" in tags[3:]  # three categories, then keywords
     assert f"loading run {out}" in ok.stderr
-    empty = subprocess.run(cli + ["--image", image, "--text", "  "], cwd=REPO, capture_output=True, text=True)
-    assert empty.returncode == 2 and "empty text" in empty.stderr
+    alone = subprocess.run(cli + ["--image", image], cwd=REPO, capture_output=True, text=True)
+    assert alone.returncode == 0 and "the text carries most of the signal" in alone.stderr  # a photo alone: warned
+    empty = subprocess.run(cli + ["--text", "  "], cwd=REPO, capture_output=True, text=True)
+    assert empty.returncode == 2 and "no text and no photo" in empty.stderr
     missing = subprocess.run(cli + ["--image", str(tmp_path / "nope.jpg"), "--text", "한식"], cwd=REPO,
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "nope.jpg" in missing.stderr
@@ -116,12 +110,41 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the seed-1 run was not touched
 
 
-def test_pipeline_runs_on_data_it_was_not_tuned_on(tmp_path):
-    """A folder in the real layout written without the project's generator (CP949 CSV, PNG named .jpg...)."""
+@pytest.mark.parametrize("no_photo", [0.33, 1.0], ids=["a third without photos", "no photos"])
+def test_own_taxonomy_and_places_without_photos_through_every_notebook(tmp_path, no_photo):
+    """Data the pipeline was not tuned on: written without the project's generator (CP949 CSV, PNG named .jpg...),
+    with its own label tree (products, not places) and rows without photos, in part or all. Every notebook runs
+    without code changes; the submission, the predictor and its CSV mode speak that tree."""
+    import pandas as pd
     from foreign_data import write
 
-    data = write(tmp_path / "foreign", n_train=120, n_test=30)
-    for name in ("04_baseline.ipynb", "05_multimodal.ipynb"):
-        out = execute(name, data, tmp_path / "out")
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["models"]
-    assert {"text_tfidf", "fusion_transformer", "late_fusion"} <= set(metrics)
+    from utils.data import load_taxonomy
+    from utils.predict import Predictor, main
+
+    data = write(tmp_path / "products", n_train=120, n_test=30, tree="products", no_photo=no_photo)
+    for path in NOTEBOOKS:
+        out = execute(path.name, data, tmp_path / "out")
+    assert out.name == "tiny-products-seed0" and (out / "config.json").exists()
+    figures = {p.stem for p in (out / "figures").glob("*.png")}
+    assert {"eda_cat1_cat2_counts", "eda_cat3_counts", "eda_hierarchy", "eda_overview_length"} <= figures
+    assert ({"eda_image_sizes", "eda_sample_images"} <= figures) == (no_photo < 1)
+    tree = load_taxonomy(data / "taxonomy.csv")
+    assert set(pd.read_csv(out / "submission.csv")["cat3"]) <= set(tree.cat3)
+    card = json.loads((out / "predictor.json").read_text(encoding="utf-8"))
+    assert sorted(map(tuple, card["taxonomy"])) == sorted(map(tuple, tree.records()))
+    models = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["models"]
+    notebooks = {p.name: p.read_text(encoding="utf-8") for p in (out / "notebooks").glob("*.ipynb")}
+    if no_photo == 1.0:
+        assert not any("image" in name or "fusion" in name for name in models)  # text models only
+        assert "no photos in this dataset" in notebooks["07_gradcam.ipynb"]
+        assert "train: 0 of 120 rows have a photo" in notebooks["01_eda.ipynb"]
+    else:
+        assert {"image_frozen", "fusion_transformer"} <= set(models)
+        assert "have no photo and are left out" in notebooks["04_baseline.ipynb"]
+        assert (out / "gradcam_points.csv").exists()
+    result = Predictor(out).predict([None], ["반팔 면 라운드넥 가까운 곳입니다."])[0]
+    assert result["hashtags"].startswith("#패션 #의류 #티셔츠")
+    assert main(["--run", str(out), "--csv", str(data / "test.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = pd.read_csv(tmp_path / "p.csv")
+    assert len(predicted) == 30 and predicted["hashtags"].str.startswith("#").all()
+    assert (predicted["cat3"].to_numpy() == pd.read_csv(out / "submission.csv")["cat3"].to_numpy()).mean() >= 0.95

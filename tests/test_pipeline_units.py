@@ -140,7 +140,7 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
         torch.save(_trainable_state(model), path)
         models.append(model)
         checkpoints.append(path)
-    save_predictor(cfg, {"fusion_transformer": checkpoints}, {"fusion_transformer": 1.0}, tmp_path)
+    save_predictor(cfg, TAX, {"fusion_transformer": checkpoints}, {"fusion_transformer": 1.0}, tmp_path)
     predictor = Predictor(tmp_path)
     images = [str(tiny_data / "image/test/TEST_00000.jpg"), str(tiny_data / "image/test/TEST_00001.jpg")]
     texts = ["한식 맛집", "바닷가 캠핑장"]
@@ -216,3 +216,32 @@ def test_hashtags_are_categories_then_keywords_without_spaces():
 
     assert hashtags(("관광지", "자연관광지", "자연생태관광지"), ["꽃게찜", "성수 동"]) == \
         "#관광지 #자연관광지 #자연생태관광지 #꽃게찜 #성수동"
+
+
+def test_predictor_takes_text_alone_or_a_photo_alone_and_refuses_neither(tiny_data, tmp_path):
+    from utils.config import build
+    from utils.models import build_model
+    from utils.predict import PredictionError, Predictor, save_predictor
+    from utils.training import _trainable_state
+
+    cfg = build("tiny")
+    units = {}
+    for kind in ("fusion_transformer", "image_frozen"):
+        path = tmp_path / f"{kind}.pt"
+        torch.save(_trainable_state(build_model(kind, cfg, TAX.sizes, seed=1, stage="kfold")), path)
+        units[kind] = [path]
+    save_predictor(cfg, TAX, units, {"fusion_transformer": 0.5, "image_frozen": 0.5}, tmp_path)
+    predictor = Predictor(tmp_path)
+    photo = str(tiny_data / "image/test/TEST_00000.jpg")
+    both = predictor.probabilities([photo], ["한식 맛집"])
+    text_only = predictor.probabilities([None], ["한식 맛집"])
+    with pytest.warns(UserWarning, match="the text carries most of the signal"):
+        photo_only = predictor.probabilities([photo], [""])
+    assert not np.allclose(both["cat3"], text_only["cat3"]) and not np.allclose(both["cat3"], photo_only["cat3"])
+    image_member = predictor._member_probs("image_frozen", predictor.members[1][2],
+                                           {"image_present": torch.tensor([False]), "text_present": torch.tensor([True]),
+                                            "pixels": torch.zeros(1, 3, cfg.image_size, cfg.image_size)}, ["한식"])
+    assert np.allclose(image_member["cat3"], 1 / 128)  # no photo: an image-only member has no information
+    assert predictor.predict([None], ["서울 성수동 꽃게찜 맛집"])[0]["hashtags"].startswith("#")
+    with pytest.raises(PredictionError, match="no text and no photo"):
+        predictor.probabilities([None], ["  "])

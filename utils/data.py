@@ -79,17 +79,75 @@ class Taxonomy:
     def is_path(self, cat1: str, cat2: str, cat3: str) -> bool:
         return cat3 in self._paths and self._paths[cat3] == (cat1, cat2)
 
+    def records(self) -> list[list[str]]:
+        """The tree as `[cat1, cat2, cat3]` rows, for a predictor that must not depend on the data folder."""
+        return self.table[list(LEVELS)].values.tolist()
+
+    @classmethod
+    def from_records(cls, records) -> "Taxonomy":
+        return cls(pd.DataFrame(records, columns=list(LEVELS)))
+
+    @cached_property
+    def digest(self) -> str:
+        """Changes with any class name or parent: a model trained under another tree is never reused."""
+        import hashlib
+
+        return hashlib.sha1(repr(sorted(map(tuple, self.records()))).encode()).hexdigest()[:12]
+
     @cached_property
     def _paths(self) -> dict[str, tuple[str, str]]:
         """cat3 -> (cat1, cat2), built once: validation asks for every row."""
         return {r.cat3: (r.cat1, r.cat2) for r in self.table.itertuples()}
 
 
+TAXONOMY_COLUMNS = ["cat1", "cat2", "cat3"]  # and optionally "count": rows per cat3 in the training data
+DATA_TAXONOMY = "taxonomy.csv"  # a data folder's own label tree, used instead of the bundled Dacon tree
+
+
 def load_taxonomy(path=paths.TAXONOMY_CSV) -> Taxonomy:
-    table = _nfc(pd.read_csv(path, encoding="utf-8", dtype={"cat1": str, "cat2": str, "cat3": str}))
-    if table["cat3"].duplicated().any():
-        raise DataValidationError([f"{path}: cat3 names must be unique"], "taxonomy")
+    """A label tree from `cat1,cat2,cat3[,count]`, validated: a strict tree (every cat3 under one cat2, every
+    cat2 under one cat1), no empty names or names with spaces around them; every fault listed by line.
+    A shallower tree repeats names (`의류,의류,티셔츠` for two levels)."""
+    path = Path(path)
+    table = read_csv_any(path)
+    problems = check_columns(table, TAXONOMY_COLUMNS + ["count"] * ("count" in table.columns), path.name)
+    if problems:
+        raise DataValidationError(problems, f"taxonomy {path}")
+    if table.empty:
+        raise DataValidationError([f"{path.name}: no rows (only a header)"], f"taxonomy {path}")
+    for line, row in enumerate(table.to_dict("records"), start=2):
+        for level in TAXONOMY_COLUMNS:
+            value = row[level]
+            if not value.strip():
+                problems.append(f"{path.name} line {line}: column '{level}' is empty")
+            elif value != value.strip():
+                problems.append(f"{path.name} line {line}: column '{level}' {value!r} has spaces around it")
+        if not str(row.get("count", "0")).strip().isdigit():
+            problems.append(f"{path.name} line {line}: column 'count' {row['count']!r} is not a whole number >= 0")
+    for child, parent in (("cat3", "cat2"), ("cat2", "cat1")):
+        lines: dict[str, list[int]] = {}
+        for i, name in enumerate(table[child]):
+            lines.setdefault(name, []).append(i)
+        for name, rows in lines.items():
+            parents = table.loc[rows, parent].unique()
+            where = ", ".join(str(i + 2) for i in rows)
+            if child == "cat3" and len(rows) > 1:
+                problems.append(f"{path.name} lines {where}: cat3 {name!r} is listed more than once "
+                                f"(each cat3 is one row)")
+            elif len(parents) > 1:
+                problems.append(f"{path.name} lines {where}: {child} {name!r} is under more than one {parent} "
+                                f"{sorted(parents)}: the taxonomy must be a tree")
+    if problems:
+        raise DataValidationError(problems, f"taxonomy {path}")
+    if "count" in table.columns:
+        table["count"] = table["count"].astype(int)
     return Taxonomy(table)
+
+
+def dataset_taxonomy(data_dir) -> Taxonomy:
+    """The label tree of a data folder: its own taxonomy.csv when it has one, else the bundled Dacon tree."""
+    own = Path(data_dir) / DATA_TAXONOMY
+    return load_taxonomy(own if own.is_file() else paths.TAXONOMY_CSV)
 
 
 # ---------------------------------------------------------------- reading
@@ -117,11 +175,19 @@ def read_csv_any(path) -> pd.DataFrame:
         raise DataValidationError([f"{path.name}: the file looks like UTF-16 (as Excel's 'Unicode text' writes it); "
                                    "save it as 'CSV UTF-8' (or UTF-8 / CP949) and rerun"], str(path))
     errors = []
+    quoting = 'a value that contains a comma must be quoted ("야영장,오토캠핑장")'
     for encoding in ENCODINGS:
         try:
-            return _nfc(pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False))
+            frame = pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False)
         except UnicodeDecodeError as exc:
             errors.append(f"{encoding}: {exc.reason} at byte {exc.start}")
+            continue
+        except pd.errors.ParserError as exc:
+            raise DataValidationError([f"{path.name}: {exc}; {quoting}"], str(path)) from exc
+        if not isinstance(frame.index, pd.RangeIndex):  # pandas' reading of lines one field longer than the header
+            raise DataValidationError([f"{path.name}: every line has more fields than the header "
+                                       f"{list(frame.columns)}; {quoting}"], str(path))
+        return _nfc(frame)
     raise DataValidationError([f"{path.name}: cannot decode as " + "; ".join(errors)], str(path))
 
 
@@ -143,6 +209,16 @@ class Dataset:
         truth = paths.truth_dir(self.data_dir)
         return truth if truth.is_dir() else None
 
+    @property
+    def has_photos(self) -> bool:
+        """Whether any training row has a photo: without one, image models have nothing to learn from."""
+        return bool(self.train["image_file"].notna().any())
+
+    def photo_counts(self) -> dict[str, tuple[int, int]]:
+        """Rows with a photo and rows in all, per split."""
+        return {name: (int(frame["image_file"].notna().sum()), len(frame))
+                for name, frame in (("train", self.train), ("test", self.test))}
+
     def labels(self, level: str = "cat3", frame: pd.DataFrame | None = None) -> np.ndarray:
         frame = self.train if frame is None else frame
         return self.taxonomy.encode(level, frame[level])
@@ -154,7 +230,7 @@ def load_dataset(data_dir, check_images: bool = True, label_fixes=None, taxonomy
     data_dir = Path(data_dir).resolve()
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: data folder not found")
-    taxonomy = taxonomy or load_taxonomy()
+    taxonomy = taxonomy or dataset_taxonomy(data_dir)
     train = read_csv_any(data_dir / "train.csv")
     test = read_csv_any(data_dir / "test.csv")
     submission = read_csv_any(data_dir / "sample_submission.csv")
@@ -194,10 +270,14 @@ def check_columns_present(frame: pd.DataFrame, needed: list[str], name: str) -> 
 def resolve_image_paths(frame: pd.DataFrame, base: Path, name: str) -> tuple[list[str], list[str]]:
     """Absolute image files of `img_path` (relative to `base`, the folder holding the CSV), and a problem for
     every path that is absolute or resolves (symlinks followed) outside `base`, or names something that is not
-    a regular file: a dataset only ever opens its own files."""
+    a regular file: a dataset only ever opens its own files. An empty `img_path` means the place has no photo
+    (None); a path to a missing file stays an error."""
     base = Path(base).resolve()
     files, problems = [], []
     for rid, rel in zip(frame["id"], frame["img_path"]):
+        if not str(rel).strip():
+            files.append(None)
+            continue
         target = (base / rel).resolve()
         where = f"{name} row {rid}: column 'img_path' {rel!r}"
         if Path(rel).is_absolute() or not target.is_relative_to(base):

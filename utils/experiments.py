@@ -13,9 +13,9 @@ import numpy as np
 
 from .baselines import tfidf_logreg, tfidf_probabilities
 from .data import LEVELS
-from .features import all_rows
+from .features import all_rows, has_photo
 from .metrics import evaluate, record
-from .models import build_model
+from .models import build_model, modalities
 from .text import prime_content_morphemes
 from .training import TimeBudget, TrainConfig, data_labels, fit, load_checkpoint, predict
 
@@ -94,6 +94,7 @@ def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mod
 def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,
                 name="model", budget: TimeBudget | None = None, **overrides) -> Trained:
     tc = train_config(kind, cfg, seed, stage, **overrides)
+    tc.extra = {**tc.extra, "taxonomy": ds.taxonomy.digest}
     model = build_model(kind, cfg, ds.taxonomy.sizes, seed, stage)
     if init_from is not None:
         load_checkpoint(model, init_from, partial=True)
@@ -118,16 +119,60 @@ def warm_start(kind: str, cfg, checkpoints_dir) -> Path | None:
 TRAINERS = {"text_tfidf": _fit_tfidf}  # any other kind is a neural model of utils/models.py
 
 
+def runnable(kinds, ds) -> list[str]:
+    """`kinds` less the models that need photos when the dataset has none (said once, with why)."""
+    if ds.has_photos:
+        return list(kinds)
+    dropped = [k for k in kinds if "image" in modalities(k)]
+    if dropped:
+        print(f"no training row has a photo: skipping {', '.join(dropped)} (they read images); text models only")
+    return [k for k in kinds if k not in dropped]
+
+
+def _rows_with_photos(name: str, photo: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray):
+    """An image-only model trains and early-stops on the rows that have a photo; says how many it leaves out."""
+    keep_train, keep_val = train_idx[photo[train_idx]], val_idx[photo[val_idx]]
+    if len(keep_train) == 0 or len(keep_val) == 0:
+        raise ValueError(f"{name}: {len(keep_train)} training and {len(keep_val)} validation rows have a photo; an "
+                         f"image-only model needs both (leave it out of the run: see experiments.runnable)")
+    if len(keep_train) < len(train_idx) or len(keep_val) < len(val_idx):
+        print(f"{name}: {len(train_idx) - len(keep_train)} of {len(train_idx)} training and {len(val_idx) - len(keep_val)} "
+              f"of {len(val_idx)} validation rows have no photo and are left out; for a row without a photo this "
+              f"image-only model answers uniform probabilities (no information; the blend ranks by the others)")
+    return keep_train, keep_val
+
+
+def _uniform_without_photo(trained: Trained, photo: np.ndarray, sizes: dict[str, int]) -> Trained:
+    """`trained`, answering uniform probabilities for rows without a photo (the predictor does the same)."""
+    inner = trained.probabilities
+
+    def probabilities(rows):
+        rows = np.asarray(rows)
+        out = {level: np.full((len(rows), sizes[level]), 1.0 / sizes[level], dtype=np.float32) for level in LEVELS}
+        if photo[rows].any():
+            for level, value in inner(rows[photo[rows]]).items():
+                out[level][photo[rows]] = value
+        return out
+
+    return replace(trained, probabilities=probabilities)
+
+
 def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, seed: int = 0,
               stage: str | None = None, init_from=None, budget: TimeBudget | None = None, **overrides) -> Trained:
     """Fit (or reload, when unchanged) model `kind` on `train_idx`, early-stopping on `val_idx`.
     `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head).
     `budget`: stop cleanly (TimeBudgetExceeded) before it runs out; a rerun continues."""
     trainer = TRAINERS.get(kind, _fit_neural)
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    photo = None
+    if modalities(kind) == {"image"}:
+        photo = np.concatenate([has_photo(ds), np.ones(len(data) - len(ds.train) - len(ds.test), bool)])  # + copies
+        train_idx, val_idx = _rows_with_photos(name, photo, train_idx, val_idx)
     if hasattr(data, "for_training"):  # raw rows: augmentation reaches the rows this model trains on, no others
         data = data.for_training(train_idx)
-    return trainer(kind, data, np.asarray(train_idx), np.asarray(val_idx), ds, cfg, run_dir, seed, stage=stage,
-                   init_from=init_from, name=name, budget=budget, **overrides)
+    trained = trainer(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=stage, init_from=init_from,
+                      name=name, budget=budget, **overrides)
+    return trained if photo is None else _uniform_without_photo(trained, photo, ds.taxonomy.sizes)
 
 
 def train_and_score(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, seed: int = 0,

@@ -17,7 +17,7 @@ import torch
 
 from .backbones import frozen_backbone
 from .data import LEVELS
-from .images import load_image
+from .images import load_image, no_photo
 from .io import read_json, write_json
 from .models import ImageTower, TextTower
 from .progress import bar
@@ -173,7 +173,10 @@ def text_features(ds, cfg) -> dict:
 
 def image_tensor(path, size: int, mean, std) -> torch.Tensor:
     """Deterministic preprocessing shared by caching and prediction: RGB, square resize, normalise.
-    `path` may also be a PIL image (an augmented copy)."""
+    `path` may also be a PIL image (an augmented copy), or None for a place without a photo: zeros (the mean
+    colour), a placeholder that the models mask out (`image_present`)."""
+    if no_photo(path):
+        return torch.zeros(3, size, size)
     img = (path.convert("RGB") if hasattr(path, "convert") else load_image(path, size=size)).resize((size, size))
     array = (np.asarray(img, dtype=np.float32) / 255.0 - np.array(mean, np.float32)) / np.array(std, np.float32)
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
@@ -202,8 +205,15 @@ def feature_data(ds, cfg, keys, labels_frame=None):
         image = image_features(ds, cfg)
         tensors.update({"image_bottom": image["bottom"], "image_final": image["final"]})
     tensors = {k: v for k, v in tensors.items() if k in keys}
+    if any(k.startswith("image") for k in keys):
+        tensors["image_present"] = torch.tensor(has_photo(ds))
     tensors.update({level: torch.from_numpy(y) for level, y in row_labels(ds, labels_frame).items()})
     return TensorData(tensors)
+
+
+def has_photo(ds) -> np.ndarray:
+    """(N,) bool over train + test rows: which places have a photo (an empty img_path means none)."""
+    return all_rows(ds)["image_file"].notna().to_numpy()
 
 
 def row_labels(ds, labels_frame=None) -> dict[str, np.ndarray]:

@@ -37,8 +37,16 @@ def _open_reduced(img: Image.Image, size: int | None) -> Image.Image:
     return img
 
 
-def load_image(path, size: int | None = None) -> Image.Image:
-    """Open any decodable image as RGB; `size` lets JPEG decode at reduced scale (much faster)."""
+def no_photo(path) -> bool:
+    """Whether an image file value means "no photo": None or "" (an empty img_path), or NaN once pandas held it."""
+    return path is None or (isinstance(path, float) and path != path) or (isinstance(path, str) and not path.strip())
+
+
+def load_image(path, size: int | None = None) -> Image.Image | None:
+    """Open any decodable image as RGB; `size` lets JPEG decode at reduced scale (much faster). None for a
+    place without a photo (an empty img_path)."""
+    if no_photo(path):
+        return None
     with Image.open(path) as img:
         return _to_rgb(_open_reduced(img, size))
 
@@ -66,9 +74,10 @@ def image_size(path) -> tuple[int, int]:
 
 
 def image_sizes(frame, split: str):
-    """Width and height of every image of a split (header only, no decoding)."""
+    """Width and height of every image of a split (header only, no decoding); rows without a photo are left out."""
     import pandas as pd
 
+    frame = frame[frame["image_file"].notna()]
     sizes = [image_size(p) for p in frame["image_file"]]
     return pd.DataFrame({"id": frame["id"].to_numpy(), "split": split,
                          "width": [s[0] for s in sizes], "height": [s[1] for s in sizes]})

@@ -103,5 +103,7 @@ class KeywordModel:
 
 
 def hashtags(path: tuple[str, str, str], keywords: list[str]) -> str:
-    """`#cat1 #cat2 #cat3` followed by the keywords (spaces removed: a hashtag is one word)."""
-    return " ".join("#" + w.replace(" ", "") for w in (*path, *keywords))
+    """`#cat1 #cat2 #cat3` followed by the keywords (spaces removed: a hashtag is one word); a name repeated by
+    a shallower taxonomy (`의류,의류,티셔츠`) or by a keyword is tagged once."""
+    tags = ["#" + w.replace(" ", "") for w in (*path, *keywords)]
+    return " ".join(dict.fromkeys(tags))

@@ -294,7 +294,8 @@ class ImageClassifier(nn.Module):
 
 
 class LateFusion(nn.Module):
-    """Pooled text and pooled image vectors concatenated, then an MLP (the shopping-category seed)."""
+    """Pooled text and pooled image vectors concatenated, then an MLP (the shopping-category seed). A batch's
+    `image_present` / `text_present` (B,) zero the vector of a missing photo or text (see `present`)."""
 
     def __init__(self, text: TextTower, image: ImageTower, sizes, hidden: int = 256, dropout: float = 0.3):
         super().__init__()
@@ -303,7 +304,8 @@ class LateFusion(nn.Module):
 
     def forward(self, batch):
         states, mask = self.text(batch)
-        return self.heads(torch.cat([mean_pool(states, mask), self.image(batch).mean(1)], dim=-1))
+        text, image = mean_pool(states, mask), self.image(batch).mean(1)
+        return self.heads(torch.cat([text * present(batch, "text", text), image * present(batch, "image", image)], -1))
 
 
 class FusionTransformer(nn.Module):
@@ -316,7 +318,7 @@ class FusionTransformer(nn.Module):
     `modality_dropout`: in training, that share of items sees only its text or only its image (half each),
     the other modality's tokens masked out, so that a weak image tower cannot make the text side lazy and the
     model answers from one modality alone. A batch's `image_present` (B,) masks the image of items without
-    one the same way, in training and inference.
+    one the same way, in training and inference; `text_present` the text of a photo given alone (the predictor).
     """
 
     def __init__(self, text: TextTower, image: ImageTower, sizes, d_model: int = 128, nhead: int = 4,
@@ -364,18 +366,27 @@ class FusionTransformer(nn.Module):
 
     def _modalities(self, batch, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,) booleans: whether each item's text and image take part (see the class docstring)."""
-        text_on = torch.ones(n, dtype=torch.bool, device=device)
-        image_on = batch.get("image_present", text_on).bool().to(device)
+        every = torch.ones(n, dtype=torch.bool, device=device)
+        text_on = batch.get("text_present", every).bool().to(device)
+        image_on = batch.get("image_present", every).bool().to(device)
         if self.training and self.modality_dropout > 0:
             dropped = torch.rand(n, device=device) < self.modality_dropout
             drop_text = dropped & (torch.rand(n, device=device) < 0.5) & image_on  # never leave an item empty
             text_on = text_on & ~drop_text
-            image_on = image_on & ~(dropped & ~drop_text)
+            image_on = image_on & ~(dropped & ~drop_text & text_on)
         return text_on, image_on
 
     def _fuse(self, tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """(B, T, d) tokens, True where padding: attention within each item, never to its padding."""
         return self.fusion(tokens, src_key_padding_mask=padding)
+
+
+def present(batch: dict, modality: str, like: torch.Tensor) -> torch.Tensor:
+    """(B, 1) ones where the item has its `modality` (batch key `<modality>_present`; absent key: all do)."""
+    flags = batch.get(f"{modality}_present")
+    if flags is None:
+        return torch.ones(len(like), 1, dtype=like.dtype, device=like.device)
+    return flags.to(like.device, like.dtype)[:, None]
 
 
 # Which cached inputs each model kind reads (see utils/features.py); TF-IDF reads the raw text.
@@ -389,6 +400,11 @@ INPUTS = {
     "late_fusion": ("text_final", "text_mask", "image_final"),
     "fusion_transformer": ("text_final", "text_mask", "image_final"),
 }
+
+
+def modalities(kind: str) -> frozenset:
+    """What a model kind reads: {"text"}, {"image"} or both (TF-IDF reads the raw text)."""
+    return frozenset(key.split("_")[0] for key in INPUTS[kind]) or frozenset({"text"})
 
 
 def encoder_layer_lrs(model: nn.Module, encoder_lr: float, decay: float) -> dict[int, float]:

@@ -1,6 +1,7 @@
 """Hashtags for a new place: the consistent path `#cat1 #cat2 #cat3` and the top-k cat3 with probabilities.
 
     python -m utils.predict --image photo.jpg --text "서울 종로구의 한정식 식당 ..."
+    python -m utils.predict --text "..."            # a place without a photo; --image alone also works (weaker)
     python -m utils.predict --csv path/to/test.csv --out predictions.csv   # id,img_path,overview (real layout)
     python -m utils.predict --run outputs/demo-generated-seed0 ...         # default: the most recent run
 
@@ -23,12 +24,12 @@ import torch
 
 from . import paths
 from .config import Config
-from .data import DataValidationError, load_taxonomy, read_csv_any
+from .data import DataValidationError, Taxonomy, read_csv_any
 from .features import image_tensor
-from .images import probe_image
+from .images import no_photo, probe_image
 from .io import read_json, write_json
 from .metrics import hierarchical_decode
-from .models import ImageTower, TextTower
+from .models import ImageTower, TextTower, modalities
 from .runtime import autocast, choose_precision, pick_device
 from .text import clean_overview
 
@@ -39,18 +40,19 @@ class PredictionError(ValueError):
     """A clear, user-facing reason why a prediction cannot be made."""
 
 
-def save_predictor(cfg: Config, units: dict[str, list[Path]], weights: dict[str, float], run_dir,
+def save_predictor(cfg: Config, taxonomy: Taxonomy, units: dict[str, list[Path]], weights: dict[str, float], run_dir,
                    keywords=None) -> Path:
     """Describe the submission's ensemble for `predict`: per member kind its weight and its K-fold units (one
     checkpoint, or a TF-IDF model.joblib, per fold and seed), exactly those that made the submission (06);
-    and the keyword model (utils.keywords), saved beside it."""
+    the run's label tree (the data folder's own taxonomy.csv, or the bundled one), so that predicting needs
+    no data folder; and the keyword model (utils.keywords), saved beside it."""
     import joblib
 
     from .io import atomic_path
 
     members = [{"kind": kind, "weight": float(weights[kind]), "units": [str(Path(u).resolve()) for u in units[kind]]}
                for kind in weights]
-    card = {"cfg": cfg.to_dict(), "members": members}
+    card = {"cfg": cfg.to_dict(), "taxonomy": taxonomy.records(), "members": members}
     if keywords is not None:
         path = Path(run_dir) / "keywords.joblib"
         with atomic_path(path) as tmp:
@@ -68,14 +70,31 @@ def latest_run(output_dir=None) -> Path:
     return cards[-1].parent
 
 
-def check_inputs(images, texts) -> None:
-    """Every input checked before any model loads: a clear message for the first bad one."""
-    for path, text in zip(images, texts):
-        if not str(text).strip() or not clean_overview(text):
-            raise PredictionError(f"empty text for image {path}: a description is needed")
-        error = probe_image(path)
-        if error:
-            raise PredictionError(f"{path}: {error}")
+def has_text(text) -> bool:
+    return text is not None and bool(clean_overview(str(text)))
+
+
+def check_inputs(images, texts, ids=None) -> None:
+    """Every input checked before any model loads: a clear message for the first bad one. A place needs a text
+    or a photo (None or "" for the one it lacks); a photo alone gets a warning, since the text carries most
+    of the signal."""
+    ids = list(ids) if ids is not None else [f"item {i + 1}" for i in range(len(images))]
+    photo_only = []
+    for rid, path, text in zip(ids, images, texts):
+        if no_photo(path) and not has_text(text):
+            raise PredictionError(f"{rid}: no text and no photo; give a description, a photo, or both")
+        if not no_photo(path):
+            error = probe_image(path)
+            if error:
+                raise PredictionError(f"{rid}: {path}: {error}")
+        if not has_text(text):
+            photo_only.append(rid)
+    if photo_only:
+        import warnings
+
+        warnings.warn(f"{len(photo_only)} place(s) with a photo but no text ({', '.join(map(str, photo_only[:5]))}): "
+                      "the text carries most of the signal, so expect weaker categories and no keywords",
+                      stacklevel=2)
 
 
 class Predictor:
@@ -88,7 +107,7 @@ class Predictor:
         card = read_json(card_path)
         if card is None:
             raise PredictionError(f"{card_path}: no trained model found; run ./run_all.sh (notebook 06) first")
-        if "members" not in card:
+        if "members" not in card or "taxonomy" not in card:
             raise PredictionError(f"{card_path} was written by an older version; rerun ./run_all.sh 06")
         missing = [u for m in card["members"] for u in m["units"] if not Path(u).exists()]
         if missing:
@@ -97,7 +116,7 @@ class Predictor:
             self.cfg = Config.from_dict(card["cfg"])
         except (TypeError, ValueError) as exc:
             raise PredictionError(f"{card_path} was written by another version ({exc}); rerun ./run_all.sh 06") from exc
-        self.taxonomy, self.device = load_taxonomy(), pick_device(device)
+        self.taxonomy, self.device = Taxonomy.from_records(card["taxonomy"]), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
         self.members = [(m["kind"], m["weight"], [self._load(m["kind"], u) for u in m["units"]]) for m in card["members"]]
         self.keywords = None
@@ -136,18 +155,23 @@ class Predictor:
         return batch
 
     def _member_probs(self, kind: str, units: list, batch: dict, texts: list[str]) -> dict[str, np.ndarray]:
-        """One member's probabilities for a chunk: the mean over its fold and seed units."""
+        """One member's probabilities for a chunk: the mean over its fold and seed units; uniform (no information,
+        as in training, see experiments.fit_model) for an item that lacks every input the member reads."""
         if kind == "text_tfidf":
             from .baselines import tfidf_probabilities
 
             fold_probs = [tfidf_probabilities(m, texts, self.taxonomy) for m in units]
-            return {level: np.mean([p[level] for p in fold_probs], 0) for level in fold_probs[0]}
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            shared = self._frozen_states(units[0], batch)
-            mean = {}
-            for model in units:
-                for level, value in model(shared).items():
-                    mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(units)
+            mean = {level: np.mean([p[level] for p in fold_probs], 0) for level in fold_probs[0]}
+        else:
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                shared = self._frozen_states(units[0], batch)
+                mean = {}
+                for model in units:
+                    for level, value in model(shared).items():
+                        mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(units)
+        blind = ~np.any([batch[f"{m}_present"].cpu().numpy() for m in modalities(kind)], axis=0)
+        for level, value in mean.items():
+            value[blind] = 1.0 / value.shape[1]
         return mean
 
     def probabilities(self, images, texts, batch_size: int = 32, check: bool = True) -> dict[str, np.ndarray]:
@@ -155,13 +179,15 @@ class Predictor:
         is checked before any work (`check=False`: the caller already did, as the CLI does before loading)."""
         from .progress import bar
 
-        images, texts = list(images), list(texts)
+        images = [None if no_photo(p) else p for p in images]
+        texts = [t if has_text(t) else "" for t in texts]
         if check:
             check_inputs(images, texts)
         out = {}
         for start in bar(range(0, len(images), batch_size), "predicting"):
             chunk = slice(start, start + batch_size)
-            batch = {}
+            batch = {"text_present": torch.tensor([bool(t) for t in texts[chunk]]),
+                     "image_present": torch.tensor([p is not None for p in images[chunk]])}
             if self.text is not None:
                 batch.update(self.text.tokenize(list(texts[chunk]), self.cfg.max_len))
             if self.image is not None:
@@ -181,6 +207,7 @@ class Predictor:
         path's categories followed by up to `n_keywords` keywords of the text."""
         from .keywords import hashtags
 
+        texts = [t if has_text(t) else "" for t in texts]
         probs = self.probabilities(images, texts, check=check)
         words = self.keywords.keywords(list(texts), n_keywords) if self.keywords and n_keywords else [[]] * len(probs["cat3"])
         best = hierarchical_decode(probs, self.taxonomy, self.cfg.decode)["cat3"]
@@ -220,8 +247,9 @@ def main(argv=None) -> int:
         epilog="The hashtag path is the most probable consistent path of the taxonomy (cat3 weighed with its cat2 "
                "and cat1 parents); its own probabilities are printed beside it. Its cat3 can differ from the most "
                "probable single cat3 of the top-k list when the parent heads disagree with the cat3 head.")
-    parser.add_argument("--image", help="a photo of the place")
-    parser.add_argument("--text", help="its description (Korean overview)")
+    parser.add_argument("--image", help="a photo of the place (optional when --text is given)")
+    parser.add_argument("--text", help="its description (Korean overview; optional when --image is given, but the "
+                                       "text carries most of the signal)")
     parser.add_argument("--csv", help="many at once: a CSV in the real layout with id,img_path,overview")
     parser.add_argument("--out", help="with --csv: write the predictions here (default: print them)")
     parser.add_argument("--top-k", type=int, default=3)
@@ -230,14 +258,14 @@ def main(argv=None) -> int:
     parser.add_argument("--output-dir", default=None, help="where ./run_all.sh wrote its runs (default outputs/)")
     parser.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda, cuda:1")
     args = parser.parse_args(argv)
-    if not args.csv and not (args.image and args.text is not None):
-        parser.error("give --image and --text, or --csv")
+    if not args.csv and not (args.image or args.text):
+        parser.error("give --text and/or --image, or --csv")
     try:
         if args.csv:
             ids, images, texts = read_places(args.csv)
         else:
-            ids, images, texts = ["input"], [args.image], [args.text]
-        check_inputs(images, texts)
+            ids, images, texts = ["input"], [args.image], [args.text or ""]
+        check_inputs(images, texts, ids)
         run_dir = Path(args.run) if args.run else latest_run(args.output_dir)
         print(f"loading run {run_dir}", file=sys.stderr)
         predictor = Predictor(run_dir, args.device)

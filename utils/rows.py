@@ -15,7 +15,7 @@ from .augment import augment_image, augment_text_on_the_fly, image_pipeline
 from .backbones import frozen_backbone
 from .data import LEVELS
 from .features import all_rows, image_tensor, row_labels
-from .images import load_image
+from .images import load_image, no_photo
 
 
 class RawRows(Dataset):
@@ -24,7 +24,8 @@ class RawRows(Dataset):
     def __init__(self, ds, cfg, modalities=("text", "image"), labels_frame=None):
         rows = all_rows(ds)
         self.cfg, self.modalities = cfg, tuple(modalities)
-        self.texts, self.files = rows["overview"].tolist(), rows["image_file"].tolist()
+        self.texts = rows["overview"].tolist()
+        self.files = [None if no_photo(f) else f for f in rows["image_file"]]
         self.labels = row_labels(ds, labels_frame)
         self.text = frozen_backbone("text", cfg) if "text" in self.modalities else None
         self.image = frozen_backbone("image", cfg) if "image" in self.modalities else None
@@ -50,11 +51,12 @@ class RawRows(Dataset):
             text = self.texts[i]
             item["text"] = augment_text_on_the_fly(text, self.rng, self.text_ops) if augment and self.text_ops else text
         if self.image is not None:
-            size = self.cfg.image_size
-            img = load_image(self.files[i], size=size)
-            if augment and self.pipeline is not None:
+            size, file = self.cfg.image_size, self.files[i]
+            img = None if file is None else load_image(file, size=size)
+            if augment and self.pipeline is not None and img is not None:
                 img = augment_image(img, self.pipeline)
             item["pixels"] = image_tensor(img, size, self.image.mean, self.image.std)
+            item["image_present"] = file is not None
         return item
 
     def collate(self, items: list[dict]) -> dict:
@@ -63,6 +65,7 @@ class RawRows(Dataset):
             batch.update(self.text.tokenize([it["text"] for it in items], self.cfg.max_len))
         if self.image is not None:
             batch["pixels"] = torch.stack([it["pixels"] for it in items])
+            batch["image_present"] = torch.tensor([it["image_present"] for it in items])
         return batch
 
     def loader(self, indices, batch_size: int, device: str) -> DataLoader:

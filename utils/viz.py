@@ -110,13 +110,17 @@ def plot_image_sizes(sizes: pd.DataFrame) -> plt.Figure:
 
 
 def image_grid(images, titles, ncols: int = 4, size: float = 3.2, overlays=None) -> plt.Figure:
-    """A grid of images with wrapped titles; `overlays` (optional) are drawn on top as heatmaps."""
+    """A grid of images with wrapped titles; `overlays` (optional) are drawn on top as heatmaps. An image may be
+    None (a place without a photo): its cell says so."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.4)))
     for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis("off")
-        if i < n:
+        if i < n and images[i] is None:
+            ax.text(0.5, 0.5, "no photo", ha="center", va="center", color="0.5", transform=ax.transAxes)
+            ax.set_title("\n".join(textwrap.wrap(titles[i], 28)), fontsize=8)
+        elif i < n:
             ax.imshow(images[i])
             if overlays is not None:
                 ax.imshow(overlays[i], cmap="jet", alpha=0.45,
