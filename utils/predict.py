@@ -129,6 +129,13 @@ class Predictor:
 
         self.text = frozen_backbone("text", self.cfg) if any(k.startswith("text") or "fusion" in k for k in neural) else None
         self.image = frozen_backbone("image", self.cfg) if any(k.startswith("image") or "fusion" in k for k in neural) else None
+        # Members trained on cached encoder states get those states as the cache holds them (fp16), computed
+        # once per batch for all of them, so that they answer exactly as they did for the submission.
+        self.cached_kinds = {k for k in neural if self.cfg.schedule(k, "kfold").training_mode == "cached"}
+        from .features import cache_tower
+
+        self.cache_towers = {m: cache_tower(m, self.cfg, self.device)
+                             for m in sorted({m for k in self.cached_kinds for m in modalities(k)})}
 
     def _load(self, kind: str, unit: str):
         if kind == "text_tfidf":
@@ -140,6 +147,18 @@ class Predictor:
 
         model = build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold")
         return load_checkpoint(model, unit).to(self.device).eval()
+
+    def _cached_states(self, batch: dict) -> dict:
+        """The cached inputs of a batch (features.text_states / image_states), for the cached-mode members."""
+        from .features import image_states, text_states
+
+        out = {}
+        with torch.inference_mode():
+            if "text" in self.cache_towers:
+                out.update(text_states(self.cache_towers["text"], batch["input_ids"], batch["attention_mask"]))
+            if "image" in self.cache_towers:
+                out.update(image_states(self.cache_towers["image"], batch["pixels"]))
+        return out
 
     @staticmethod
     def _frozen_states(model, batch: dict) -> dict:
@@ -194,9 +213,11 @@ class Predictor:
                 batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
                                                for p in images[chunk]])
             batch = {k: v.to(self.device) for k, v in batch.items()}
+            cached = {**batch, **self._cached_states(batch)}
             blended = {}
             for kind, weight, units in self.members:
-                for level, value in self._member_probs(kind, units, batch, list(texts[chunk])).items():
+                inputs = cached if kind in self.cached_kinds else batch
+                for level, value in self._member_probs(kind, units, inputs, list(texts[chunk])).items():
                     blended[level] = blended.get(level, 0) + weight * value
             for level, value in blended.items():
                 out.setdefault(level, []).append(value)
