@@ -25,6 +25,8 @@ Options:
   --run-name NAME   the run's folder name (default: <profile>-<data folder>-seed<seed>).
   --output-dir PATH where runs go (default: outputs/). Also: OUTPUT_DIR=PATH.
   --cache-dir PATH  the shared, content-keyed cache (default: <output dir>/cache); same as --set cache_dir=PATH.
+  --processes N     K-fold units (fold x seed) trained at once, one process each, spread over the GPUs
+                    (default: one per GPU; 1 without a GPU); same as --set processes=N.
   --setup-only      only create/update .venv.
   --jupyter         set up, then open the notebooks in JupyterLab with the environment's kernel.
   --test            set up, then run the test suite (pytest tests/) instead of the notebooks.
@@ -63,6 +65,8 @@ while [ $# -gt 0 ]; do
     --run-name=*) RUN_NAME="${1#*=}"; shift ;;
     --cache-dir) SETS+=("cache_dir=$2"); shift 2 ;;
     --cache-dir=*) SETS+=("cache_dir=${1#*=}"); shift ;;
+    --processes) SETS+=("processes=$2"); shift 2 ;;
+    --processes=*) SETS+=("processes=${1#*=}"); shift ;;
     --set) SETS+=("$2"); shift 2 ;;
     --set=*) SETS+=("${1#*=}"); shift ;;
     [0-9][0-9]) STEPS+=("$1"); shift ;;

@@ -1,10 +1,11 @@
 """The README's picture of the page (utils.app) with a real prediction, taken in a headless Chromium.
 
-Playwright drives Debian's chromium (`apt-get install chromium`; no browser download). It is not in
-requirements.txt because only this script needs it: `pip install playwright` into any environment.
+Playwright drives Debian's chromium (`apt-get install chromium fonts-noto-cjk`: without a CJK font the Korean
+text shows as boxes; no browser download). It is not in requirements.txt because only this script needs it:
+`pip install playwright` into any environment.
 
     .venv/bin/python -m utils.app --run outputs/demo-generated-seed0 --port 7861 &
-    python docs/screenshot_app.py --url http://127.0.0.1:7861 --data data/generated --row TEST_00003 --out docs/app.png
+    python docs/screenshot_app.py --url http://127.0.0.1:7861 --data data/generated --row TEST_00000 --out docs/app.png
 """
 import argparse
 import csv
@@ -24,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:7861")
     parser.add_argument("--data", type=Path, default=Path("data/generated"))
-    parser.add_argument("--row", default="TEST_00003")
+    parser.add_argument("--row", default="TEST_00000")
     parser.add_argument("--out", type=Path, default=Path("docs/app.png"))
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()

@@ -1,4 +1,6 @@
 """The end-to-end engine (issue 10): raw rows, whole-encoder training, precision from the hardware."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -167,3 +169,47 @@ def test_kfold_stopped_by_the_time_budget_and_rerun_ends_with_the_same_oof(ds, t
     for level in SIZES:
         assert np.allclose(whole["oof"][level], again["oof"][level], atol=1e-6)
         assert np.allclose(whole["test"][level], again["test"][level], atol=1e-6)
+
+
+def test_distillation_students_learn_the_soft_test_labels_and_retrain_when_they_change(ds, tmp_path):
+    """Soft targets that put every test row in one class pull the students' test answers there (the teachers'
+    do not move), every unit also trains on the test rows, and other soft labels mean other students."""
+    from utils.ensemble import kfold_predictions
+    from utils.splits import kfold
+
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.epochs": 3})
+    folds = kfold(ds.labels("cat3"), 2, 0)
+    teacher = kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path, tmp_path)
+    c3 = int(np.argmin(teacher["test"]["cat3"].mean(0)))  # the class the teachers believe least in
+    c2, c1 = ds.taxonomy.parent_of("cat3")[c3], ds.taxonomy.parent_of("cat2")[ds.taxonomy.parent_of("cat3")[c3]]
+    n_test = len(ds.test)
+    soft = {level: np.eye(SIZES[level])[np.full(n_test, c)] for level, c in (("cat1", c1), ("cat2", c2), ("cat3", c3))}
+    student = kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path, tmp_path, tag="distill", soft_test=soft)
+    assert student["test"]["cat3"][:, c3].mean() > 5 * teacher["test"]["cat3"][:, c3].mean()
+    result = json.loads((tmp_path / "distill/text_frozen/seed0/fold0/result.json").read_text())
+    assert result["config"]["extra"]["soft_targets"]
+    stamp = (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns
+    kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path, tmp_path, tag="distill", soft_test=soft)
+    assert (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns == stamp  # same: reused
+    other = {level: np.full_like(p, 1.0 / p.shape[1]) for level, p in soft.items()}
+    kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path, tmp_path, tag="distill", soft_test=other)
+    assert (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns != stamp  # changed: retrained
+
+
+def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp_path):
+    """`--processes 2`: the units of a K-fold in two worker processes (on CPU, each on half the cores) give what one
+    process gives, unit by unit."""
+    from utils.ensemble import kfold_predictions, unit_processes
+    from utils.splits import kfold
+
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.epochs": 2})
+    folds = kfold(ds.labels("cat3"), 2, 0)
+    one = kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path / "one", tmp_path / "one")
+    two_cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.epochs": 2,
+                             "processes": 2})
+    assert unit_processes(two_cfg, 2) == 2 and unit_processes(cfg, 2) == 1
+    two = kfold_predictions("text_frozen", ds, two_cfg, folds, [0], tmp_path / "two", tmp_path / "two")
+    for level in SIZES:
+        assert np.allclose(one["oof"][level], two["oof"][level], atol=1e-5)
+        assert np.allclose(one["test"][level], two["test"][level], atol=1e-5)
+    assert [p.parent.name for p in two["checkpoints"]] == ["fold0", "fold1"]

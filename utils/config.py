@@ -63,6 +63,8 @@ class Config:
     seed: int = 0
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
     device: str = "auto"          # auto: cuda when present, else cpu
+    processes: int = 0            # K-fold units trained at once, one process each, spread over the GPUs (0: one per
+                                  # GPU, 1 without a GPU); ./run_all.sh --processes N
     precision: str = "auto"       # auto: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 with loss
                                   # scaling on older ones (T4, P100, V100), fp32 on CPU; or bf16, fp16, fp32
     training_mode: str = "cached"  # cached: frozen encoders' states computed once (CPU); end_to_end: from raw rows
@@ -119,6 +121,8 @@ class Config:
     n_folds: int = 5
     kfold_models: str = "auto"   # auto: per family the best of 04/05's validation results (06 states the rule)
     kfold_margin: float = 0.01   # auto: among models this close to their family's best, the fastest to train
+    distill: bool = False         # 06: students of each neural member, trained per fold also on the test rows with the
+                                  # ensemble's soft labels (9th place's last step); kept if they raise the OOF score
     kfold_seeds: str = ""         # comma-separated training seeds averaged per fold; empty: `seed`
     time_budget_hours: float = 0.0  # training time one notebook may use (0: no limit): 06 stops cleanly before
                                     # it runs out, saving where it was; rerunning the same command continues

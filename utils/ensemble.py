@@ -1,6 +1,7 @@
 """K-fold out-of-fold predictions, ensemble weights fitted on them, and the contest submission."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,46 +17,108 @@ from .training import TimeBudgetExceeded
 
 
 def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold",
-                      budget=None) -> dict:
+                      budget=None, soft_test: dict | None = None) -> dict:
     """Out-of-fold probabilities for every train row and fold-averaged test probabilities.
 
     Every (seed, fold) unit lives in checkpoints_dir/<tag>/<kind>/seed<s>/fold<k>: rerunning skips finished
     units and resumes an interrupted one; a unit trained under other folds or settings is retrained, never
     reused. Saved to <run>/oof/<tag>_<kind>.npz. `checkpoints` lists exactly this call's units.
-    `budget` (a training.TimeBudget): stop cleanly before it runs out, naming the units that remain."""
+    `budget` (a training.TimeBudget): stop cleanly before it runs out, naming the units that remain.
+    Units train `unit_processes(cfg)` at once, in worker processes spread over the GPUs (`processes`).
+    `soft_test` (per level, the ensemble's test probabilities): distillation, the 9th place's last step; every
+    unit also trains on all test rows with those soft targets (its out-of-fold rows never get one)."""
     n_train, n_test = len(ds.train), len(ds.test)
     sizes = ds.taxonomy.sizes
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
     test = {level: np.zeros((n_test, sizes[level])) for level in LEVELS}
     test_idx = np.arange(n_train, n_train + n_test)
     data = model_data(ds, cfg, [kind])
+    if soft_test is not None:
+        data = data.with_soft_labels(test_idx, soft_test)
     fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
     units = [(seed, k) for seed in seeds for k in range(n_folds)]
-    for i, (seed, k) in enumerate(bar(units, f"{kind}: seeds x folds")):
-        train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        try:
-            trained = fit_model(kind, data, train_idx, val_idx, ds, cfg,
-                                Path(checkpoints_dir) / tag / kind / f"seed{seed}", f"fold{k}", seed,
-                                stage="kfold", budget=budget)
-        except TimeBudgetExceeded as exc:
-            left = ", ".join(f"seed {s} fold {f}" for s, f in units[i:])
-            raise TimeBudgetExceeded(f"{exc}. {kind}: {len(units) - i} of {len(units)} units remain ({left}); "
+    jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test) for seed, k in units]
+    processes = unit_processes(cfg, len(units))
+    results = _run_parallel(jobs, processes) if processes > 1 else (_train_unit(job, data) for job in jobs)
+    for i, result in enumerate(bar(results, f"{kind}: seeds x folds ({processes} at once)", total=len(units))):
+        if isinstance(result, TimeBudgetExceeded):  # this unit and, in one process, every later one; in several, the
+            finished = isinstance(results, list)     # later ones that were stopped too
+            left = [f"seed {s} fold {f}" for j, (s, f) in enumerate(units)
+                    if j == i or (j > i and (not finished or isinstance(results[j], TimeBudgetExceeded)))]
+            raise TimeBudgetExceeded(f"{result}. {kind}: {len(left)} of {len(units)} units remain ({', '.join(left)}); "
                                      f"rerun the same command to continue") from None
-        val_probs, test_probs = trained.probabilities(val_idx), trained.probabilities(test_idx)
+        (seed, k), (val_probs, test_probs, checkpoint) = units[i], result
+        val_idx = np.flatnonzero(folds == k)
         for level in LEVELS:
             oof[level][val_idx] += val_probs[level] / len(seeds)
             test[level] += test_probs[level] / (len(seeds) * n_folds)
         pred = hierarchical_decode(val_probs, ds.taxonomy, cfg.decode)["cat3"]
         fold_scores.append(weighted_f1(ds.labels("cat3")[val_idx], pred))
-        if trained.checkpoint is not None:
-            checkpoints.append(trained.checkpoint)
+        if checkpoint is not None:
+            checkpoints.append(checkpoint)
     path = Path(run_dir) / "oof" / f"{tag}_{kind}.npz"
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **{f"oof_{k}": v for k, v in oof.items()}, **{f"test_{k}": v for k, v in test.items()},
                                 folds=folds, fold_scores=np.array(fold_scores))
     return {"oof": oof, "test": test, "fold_scores": fold_scores, "checkpoints": checkpoints}
+
+
+def unit_processes(cfg, n_units: int) -> int:
+    """How many K-fold units train at once: `processes`, or one per GPU (0), never more than the units."""
+    import torch
+
+    wanted = cfg.processes or (torch.cuda.device_count() if torch.cuda.is_available() else 1)
+    return max(1, min(wanted, n_units))
+
+
+def _train_unit(job, data=None, device: str | None = None):
+    """One K-fold unit (seed, fold): (validation probabilities, test probabilities, checkpoint), or the
+    TimeBudgetExceeded that stopped it (returned, so that the parent names every unit left)."""
+    kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test = job
+    if device is not None and device.startswith("cuda"):  # "cuda" now means this GPU; the unit's settings (and so
+        import torch                                      # its checkpoint's key) stay those of one process
+
+        torch.cuda.set_device(device)
+    test_idx = np.arange(len(ds.train), len(ds.train) + len(ds.test))
+    if data is None:  # a worker process: the cache the parent built, read memory-mapped
+        data = model_data(ds, cfg, [kind])
+        if soft_test is not None:
+            data = data.with_soft_labels(test_idx, soft_test)
+    train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+    if soft_test is not None:
+        train_idx = np.concatenate([train_idx, test_idx])
+    try:
+        trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, Path(checkpoints_dir) / tag / kind / f"seed{seed}",
+                            f"fold{k}", seed, stage="kfold", budget=budget)
+    except TimeBudgetExceeded as exc:
+        return exc
+    return trained.probabilities(val_idx), trained.probabilities(test_idx), trained.checkpoint
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_parallel(jobs, processes: int):
+    """The units in `processes` worker processes (spawned: safe with CUDA and from notebooks), the i-th unit on
+    GPU i mod the GPU count (or the CPU, its cores shared out); results in unit order. Units are independent
+    (each seeded, each its own resumable folder), so the answers equal those of one process at a time."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() and jobs[0][2].device != "cpu" else 0
+    devices = [f"cuda:{i % gpus}" if gpus else "cpu" for i in range(len(jobs))]
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(_train_unit, job, None, device) for job, device in zip(jobs, devices)]
+        return [f.result() for f in futures]
 
 
 FAMILIES = {"text": ("text_tfidf", "text_frozen", "text_finetuned"),
@@ -111,6 +174,30 @@ def fold_spread(probs: dict, y3: np.ndarray, folds: np.ndarray, taxonomy, rule: 
     pred = hierarchical_decode(probs, taxonomy, rule)["cat3"]
     per_fold = [weighted_f1(y3[folds == k], pred[folds == k]) for k in range(int(folds.max()) + 1)]
     return weighted_f1(y3, pred), float(np.mean(per_fold)), float(np.std(per_fold))
+
+
+def distill(kinds, members: dict, weights, ds, cfg, folds, seeds, checkpoints_dir, run_dir, budget=None):
+    """The 9th place's last step: for each neural member a student per fold and seed, trained like its teacher
+    and also on every test row with the ensemble's soft labels (`kfold_predictions(soft_test=...)`). Returns the
+    members with the students in their teachers' places, their weights (refitted out of fold), and the table of
+    out-of-fold scores, teacher against student, per member and for the ensemble. The students' OOF scores are a
+    little optimistic: the teachers behind the soft labels were trained on the rows the students are scored on."""
+    y3 = ds.labels("cat3")
+    soft = blend([members[k]["test"] for k in kinds], weights)
+    students = {k: kfold_predictions(k, ds, cfg, folds, seeds, checkpoints_dir, run_dir, tag="distill", budget=budget,
+                                     soft_test=soft) for k in kinds if k != "text_tfidf"}  # TF-IDF takes no soft labels
+    taught = {k: students.get(k, members[k]) for k in kinds}
+    taught_weights = fit_weights([taught[k]["oof"] for k in kinds], y3)
+
+    def score(probs):
+        return fold_spread(probs, y3, folds, ds.taxonomy, cfg.decode)[0]
+
+    rows = [{"model": k, "teacher OOF weighted F1 cat3": score(members[k]["oof"]),
+             "student OOF weighted F1 cat3": score(s["oof"])} for k, s in students.items()]
+    rows.append({"model": "ensemble",
+                 "teacher OOF weighted F1 cat3": score(blend([members[k]["oof"] for k in kinds], weights)),
+                 "student OOF weighted F1 cat3": score(blend([taught[k]["oof"] for k in kinds], taught_weights))})
+    return taught, taught_weights, pd.DataFrame(rows)
 
 
 def write_submission(ds, test_probs: dict, path, rule: str = "product") -> pd.DataFrame:

@@ -47,6 +47,8 @@ class RawRows(Dataset):
     def __getitem__(self, i):
         augment = int(i) in self.augment_rows
         item = {level: int(self.labels[level][i]) for level in LEVELS}
+        if self.soft is not None:
+            item["soft_targets"] = self.soft.get(int(i))
         if self.text is not None:
             text = self.texts[i]
             item["text"] = augment_text_on_the_fly(text, self.rng, self.text_ops) if augment and self.text_ops else text
@@ -61,6 +63,13 @@ class RawRows(Dataset):
 
     def collate(self, items: list[dict]) -> dict:
         batch = {level: torch.tensor([it[level] for it in items]) for level in LEVELS}
+        if self.soft is not None:
+            batch["soft"] = torch.tensor([it["soft_targets"] is not None for it in items])
+            for level in LEVELS:
+                width = len(next(iter(self.soft.values()))[level])
+                batch[f"soft_{level}"] = torch.stack([torch.as_tensor(it["soft_targets"][level], dtype=torch.float32)
+                                                      if it["soft_targets"] is not None else torch.zeros(width)
+                                                      for it in items])
         if self.text is not None:
             batch.update(self.text.tokenize([it["text"] for it in items], self.cfg.max_len))
         if self.image is not None:
@@ -79,6 +88,18 @@ class RawRows(Dataset):
         return DataLoader(Subset(self, [int(i) for i in indices]), batch_size=batch_size, shuffle=False,
                           num_workers=workers, pin_memory=str(device).startswith("cuda"), collate_fn=self.collate,
                           worker_init_fn=_seed_worker if workers else None)
+
+    def with_soft_labels(self, rows, soft: dict) -> "RawRows":
+        """A view whose `rows` train on soft targets instead of labels (see training.TensorData.with_soft_labels)."""
+        from .training import soft_digest
+
+        view = object.__new__(RawRows)
+        view.__dict__.update(self.__dict__)
+        view.soft = {int(r): {level: soft[level][i] for level in soft} for i, r in enumerate(rows)}
+        view.soft_digest = soft_digest(rows, soft)
+        return view
+
+    soft: dict | None = None
 
     def labels_of(self, indices, level: str = "cat3") -> np.ndarray:
         return self.labels[level][np.asarray(indices)]

@@ -64,6 +64,21 @@ class TensorData(Dataset):
     def __getitem__(self, i):
         return {k: v[i] for k, v in self.tensors.items()}
 
+    def with_soft_labels(self, rows, soft: dict[str, np.ndarray]) -> "TensorData":
+        """A copy whose `rows` train on soft targets (per level, (len(rows), classes) probabilities: the ensemble's
+        test predictions, for distillation) instead of their labels; see `soft_targets`."""
+        tensors = dict(self.tensors)
+        for level, probs in soft.items():
+            full = torch.zeros(self.n, probs.shape[1])
+            full[torch.as_tensor(np.asarray(rows))] = torch.as_tensor(probs, dtype=torch.float32)
+            tensors[f"soft_{level}"] = full
+        flags = torch.zeros(self.n, dtype=torch.bool)
+        flags[torch.as_tensor(np.asarray(rows))] = True
+        tensors["soft"] = flags
+        copy = TensorData(tensors)
+        copy.soft_digest = soft_digest(rows, soft)
+        return copy
+
     def extended(self, extra: dict[str, torch.Tensor]) -> tuple["TensorData", np.ndarray]:
         """A copy with `extra` rows appended (same keys), and the indices of those rows."""
         n_extra = len(next(iter(extra.values())))
@@ -97,6 +112,20 @@ class FitResult:
     seconds: float
     resumed: bool = False
     skipped: bool = False
+
+
+def soft_digest(rows, soft: dict[str, np.ndarray]) -> str:
+    """Changes with the soft targets: a student of other teachers is retrained, never reused."""
+    h = hashlib.sha1(np.asarray(rows, dtype=np.int64).tobytes())
+    for level in sorted(soft):
+        h.update(np.round(np.asarray(soft[level], dtype=np.float64), 6).tobytes())
+    return h.hexdigest()[:12]
+
+
+def soft_targets(batch: dict, level: str, n_classes: int) -> torch.Tensor:
+    """Per item of a batch: its soft target where it has one (`soft`), else the one-hot of its label."""
+    hard = nn.functional.one_hot(batch[level].clamp(min=0), n_classes).float()
+    return torch.where(batch["soft"][:, None], batch[f"soft_{level}"].float(), hard)
 
 
 def config_hash(cfg: TrainConfig, model: nn.Module) -> str:
@@ -221,7 +250,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     label_bytes = b"".join(data_labels(data, idx, level).tobytes() for idx in (train_idx, val_idx) for level in LEVELS)
     cfg.extra = {**cfg.extra, "train_rows": hashlib.sha1(train_idx.tobytes()).hexdigest()[:12],
                  "val_rows": hashlib.sha1(val_idx.tobytes()).hexdigest()[:12],
-                 "labels": hashlib.sha1(label_bytes).hexdigest()[:12]}  # corrected labels mean a new run
+                 "labels": hashlib.sha1(label_bytes).hexdigest()[:12],  # corrected labels mean a new run
+                 **({"soft_targets": data.soft_digest} if getattr(data, "soft_digest", None) else {})}
     key = config_hash(cfg, model)
     done = read_json(run_dir / "result.json")
     if done and done.get("config_hash") == key and (run_dir / "best.pt").exists():
@@ -321,6 +351,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                 loss = 0.0
                 for level in LEVELS:
                     target = batch[level]
+                    if "soft" in batch:  # distillation: soft targets for some rows (cross-entropy takes probabilities)
+                        target = soft_targets(batch, level, logits[level].shape[-1])
                     level_loss = losses[level](logits[level].float(), target)
                     if perm is not None:
                         level_loss = lam * level_loss + (1 - lam) * losses[level](logits[level].float(), target[perm.to(device)])
@@ -336,7 +368,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             n = len(batch["cat3"])
             total_loss += float(loss.detach()) * n
             seen += n
-            correct += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())
+            correct += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())  # rows with soft targets never count
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
         probs = predict(model, data, val_idx, device=cfg.device, desc="validating", precision=precision)
         y_val = data_labels(data, val_idx)
