@@ -213,3 +213,22 @@ def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp
         assert np.allclose(one["oof"][level], two["oof"][level], atol=1e-5)
         assert np.allclose(one["test"][level], two["test"][level], atol=1e-5)
     assert [p.parent.name for p in two["checkpoints"]] == ["fold0", "fold1"]
+
+
+def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds):
+    """Distillation's soft labels, end to end (raw rows) as in cached mode: the rows given one train on it, every
+    other row on the one-hot of its label."""
+    from utils.training import batches, soft_targets
+
+    cfg = build("tiny", {"training_mode": "end_to_end"})
+    rows = np.arange(len(ds.train), len(ds.train) + 3)  # three test rows
+    soft = {level: np.random.default_rng(0).dirichlet(np.ones(SIZES[level]), 3) for level in SIZES}
+    picked = np.array([0, 1, *rows])
+    for data in (RawRows(ds, cfg, ("text",)).with_soft_labels(rows, soft),
+                 feature_data(ds, cfg, INPUTS["text_frozen"]).with_soft_labels(rows, soft)):
+        batch = next(iter(batches(data, picked, 8)))
+        assert batch["soft"].tolist() == [False, False, True, True, True]
+        for level in SIZES:
+            target = soft_targets(batch, level, SIZES[level]).numpy()
+            assert np.allclose(target[2:], soft[level], atol=1e-6)
+            assert (target[:2].argmax(1) == ds.labels(level)[:2]).all() and np.allclose(target[:2].sum(1), 1)
