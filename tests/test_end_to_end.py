@@ -196,19 +196,21 @@ def test_distillation_students_learn_the_soft_test_labels_and_retrain_when_they_
     assert (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns != stamp  # changed: retrained
 
 
-def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp_path):
+@pytest.mark.parametrize("kind", ["text_frozen", "text_finetuned"])  # cached states; raw rows with augmentation
+def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp_path, kind):
     """`--processes 2`: the units of a K-fold in two worker processes (on CPU, each on half the cores) give what one
-    process gives, unit by unit."""
+    process gives, unit by unit, also where augmentation draws random numbers (each unit has its own generators)."""
     from utils.ensemble import kfold_predictions, unit_processes
     from utils.splits import kfold
 
-    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.epochs": 2})
+    settings = {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.epochs": 2,
+                "text_augment": "span,swap", "kfold.steps_per_epoch": 3}
+    cfg = build("tiny", settings)
     folds = kfold(ds.labels("cat3"), 2, 0)
-    one = kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path / "one", tmp_path / "one")
-    two_cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.epochs": 2,
-                             "processes": 2})
+    one = kfold_predictions(kind, ds, cfg, folds, [0], tmp_path / "one", tmp_path / "one")
+    two_cfg = build("tiny", {**settings, "processes": 2})
     assert unit_processes(two_cfg, 2) == 2 and unit_processes(cfg, 2) == 1
-    two = kfold_predictions("text_frozen", ds, two_cfg, folds, [0], tmp_path / "two", tmp_path / "two")
+    two = kfold_predictions(kind, ds, two_cfg, folds, [0], tmp_path / "two", tmp_path / "two")
     for level in SIZES:
         assert np.allclose(one["oof"][level], two["oof"][level], atol=1e-5)
         assert np.allclose(one["test"][level], two["test"][level], atol=1e-5)

@@ -169,7 +169,7 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
         photo = np.concatenate([has_photo(ds), np.ones(len(data) - len(ds.train) - len(ds.test), bool)])  # + copies
         train_idx, val_idx = _rows_with_photos(name, photo, train_idx, val_idx)
     if hasattr(data, "for_training"):  # raw rows: augmentation reaches the rows this model trains on, no others
-        data = data.for_training(train_idx)
+        data = data.for_training(train_idx, seed)
     trained = trainer(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=stage, init_from=init_from,
                       name=name, budget=budget, **overrides)
     return trained if photo is None else _uniform_without_photo(trained, photo, ds.taxonomy.sizes)

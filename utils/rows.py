@@ -37,11 +37,18 @@ class RawRows(Dataset):
     def __len__(self):
         return len(self.texts)
 
-    def for_training(self, train_idx) -> "RawRows":
-        """A view of the same rows whose augmentation applies to `train_idx` only."""
+    def for_training(self, train_idx, seed: int = 0) -> "RawRows":
+        """A view of the same rows whose augmentation applies to `train_idx` only, drawn from its own generators
+        seeded by `seed` and the rows: a K-fold unit's augmentations never depend on which units ran before it in
+        the same process, so one process and several give the same units."""
+        import zlib
+
         view = object.__new__(RawRows)
         view.__dict__.update(self.__dict__)
         view.augment_rows = frozenset(int(i) for i in train_idx)
+        rows_key = zlib.crc32(np.asarray(train_idx, dtype=np.int64).tobytes())
+        view.rng = np.random.default_rng([seed, rows_key])
+        view.pipeline = image_pipeline(seed + rows_key) if self.cfg.image_augment else None
         return view
 
     def __getitem__(self, i):
