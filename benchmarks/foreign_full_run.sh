@@ -5,7 +5,7 @@
 # (Lite0's ImageNet weights exported in timm's format), and `--set` overrides that shorten the run.
 # Prints the wall time and the peak resident memory of the largest process (GNU time).
 #
-#   benchmarks/foreign_full_run.sh [WORK_DIR] [TRAIN_ROWS] [TEST_ROWS] [STEP ...]   (steps: as run_all.sh's)
+#   benchmarks/foreign_full_run.sh [WORK_DIR] [TRAIN_ROWS] [TEST_ROWS] [run_all.sh arguments: STEP ..., --processes N, --set K=V]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/foreign-full}"
