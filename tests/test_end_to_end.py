@@ -217,12 +217,12 @@ def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp
     assert [p.parent.name for p in two["checkpoints"]] == ["fold0", "fold1"]
 
 
-def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds):
+def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds, cache_dir):
     """Distillation's soft labels, end to end (raw rows) as in cached mode: the rows given one train on it, every
     other row on the one-hot of its label."""
     from utils.training import batches, soft_targets
 
-    cfg = build("tiny", {"training_mode": "end_to_end"})
+    cfg = build("tiny", {"training_mode": "end_to_end", "cache_dir": str(cache_dir)})  # never the repository
     rows = np.arange(len(ds.train), len(ds.train) + 3)  # three test rows
     soft = {level: np.random.default_rng(0).dirichlet(np.ones(SIZES[level]), 3) for level in SIZES}
     picked = np.array([0, 1, *rows])

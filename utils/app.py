@@ -76,20 +76,21 @@ def answer(predictor, photo: str | None, text: str | None):
 
 def _photo_input():
     """gr.Image, except that a file it cannot decode still reaches `answer`, which says what is wrong with it
-    (gr.Image itself fails before any handler runs, with a generic error)."""
+    (gr.Image itself fails before any handler runs, with a generic error). Wrapped on the instance: a subclass
+    of a gradio component makes gradio write a .pyi file beside this module at import."""
     import gradio as gr
 
-    class Photo(gr.Image):
-        def get_block_name(self) -> str:
-            return "image"  # the same page component
+    photo = gr.Image(type="filepath", label="Photo (optional)")
+    decode = photo.preprocess
 
-        def preprocess(self, payload):
-            try:
-                return super().preprocess(payload)
-            except Exception:  # PIL raises many types for undecodable data
-                return getattr(payload, "path", None)
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except Exception:  # PIL raises many types for undecodable data
+            return getattr(payload, "path", None)
 
-    return Photo(type="filepath", label="Photo (optional)")
+    photo.preprocess = preprocess
+    return photo
 
 
 def build_app(predictor):

@@ -31,16 +31,13 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     sizes = ds.taxonomy.sizes
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
     test = {level: np.zeros((n_test, sizes[level])) for level in LEVELS}
-    test_idx = np.arange(n_train, n_train + n_test)
-    data = model_data(ds, cfg, [kind])
-    if soft_test is not None:
-        data = data.with_soft_labels(test_idx, soft_test)
+    data = _kfold_data(kind, ds, cfg, soft_test)  # in the parent also with several processes: it builds the cache
     fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
     units = [(seed, k) for seed in seeds for k in range(n_folds)]
     jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test) for seed, k in units]
     processes = unit_processes(cfg, len(units))
-    results = _run_parallel(jobs, processes) if processes > 1 else (_train_unit(job, data) for job in jobs)
+    results = _run_parallel(jobs, processes, cfg.device) if processes > 1 else (_train_unit(job, data) for job in jobs)
     for i, result in enumerate(bar(results, f"{kind}: seeds x folds ({processes} at once)", total=len(units))):
         if isinstance(result, TimeBudgetExceeded):  # this unit and, in one process, every later one; in several, the
             finished = isinstance(results, list)     # later ones that were stopped too
@@ -73,6 +70,14 @@ def unit_processes(cfg, n_units: int) -> int:
     return max(1, min(wanted, n_units))
 
 
+def _kfold_data(kind: str, ds, cfg, soft_test: dict | None):
+    """What a K-fold member trains on: its model data, with distillation's soft targets on the test rows."""
+    data = model_data(ds, cfg, [kind])
+    if soft_test is None:
+        return data
+    return data.with_soft_labels(np.arange(len(ds.train), len(ds.train) + len(ds.test)), soft_test)
+
+
 def _train_unit(job, data=None, device: str | None = None):
     """One K-fold unit (seed, fold): (validation probabilities, test probabilities, checkpoint), or the
     TimeBudgetExceeded that stopped it (returned, so that the parent names every unit left)."""
@@ -83,9 +88,7 @@ def _train_unit(job, data=None, device: str | None = None):
         torch.cuda.set_device(device)
     test_idx = np.arange(len(ds.train), len(ds.train) + len(ds.test))
     if data is None:  # a worker process: the cache the parent built, read memory-mapped
-        data = model_data(ds, cfg, [kind])
-        if soft_test is not None:
-            data = data.with_soft_labels(test_idx, soft_test)
+        data = _kfold_data(kind, ds, cfg, soft_test)
     train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
     if soft_test is not None:
         train_idx = np.concatenate([train_idx, test_idx])
@@ -103,7 +106,7 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_parallel(jobs, processes: int):
+def _run_parallel(jobs, processes: int, device: str):
     """The units in `processes` worker processes (spawned: safe with CUDA and from notebooks), the i-th unit on
     GPU i mod the GPU count (or the CPU, its cores shared out); results in unit order. Units are independent
     (each seeded, each its own resumable folder), so the answers equal those of one process at a time."""
@@ -112,7 +115,7 @@ def _run_parallel(jobs, processes: int):
 
     import torch
 
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() and jobs[0][2].device != "cpu" else 0
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() and device != "cpu" else 0
     devices = [f"cuda:{i % gpus}" if gpus else "cpu" for i in range(len(jobs))]
     threads = max(1, (os.cpu_count() or 1) // processes)
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,

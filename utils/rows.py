@@ -21,6 +21,8 @@ from .images import load_image, no_photo
 class RawRows(Dataset):
     """Train rows then test rows (the order of the cached features), with labels (-1 on test rows)."""
 
+    soft: dict | None = None  # distillation's soft targets by row (with_soft_labels)
+
     def __init__(self, ds, cfg, modalities=("text", "image"), labels_frame=None):
         rows = all_rows(ds)
         self.cfg, self.modalities = cfg, tuple(modalities)
@@ -43,8 +45,7 @@ class RawRows(Dataset):
         the same process, so one process and several give the same units."""
         import zlib
 
-        view = object.__new__(RawRows)
-        view.__dict__.update(self.__dict__)
+        view = self._view()
         view.augment_rows = frozenset(int(i) for i in train_idx)
         rows_key = zlib.crc32(np.asarray(train_idx, dtype=np.int64).tobytes())
         view.rng = np.random.default_rng([seed, rows_key])
@@ -73,10 +74,9 @@ class RawRows(Dataset):
         if self.soft is not None:
             batch["soft"] = torch.tensor([it["soft_targets"] is not None for it in items])
             for level in LEVELS:
-                width = len(next(iter(self.soft.values()))[level])
                 batch[f"soft_{level}"] = torch.stack([torch.as_tensor(it["soft_targets"][level], dtype=torch.float32)
-                                                      if it["soft_targets"] is not None else torch.zeros(width)
-                                                      for it in items])
+                                                      if it["soft_targets"] is not None
+                                                      else torch.zeros(self.soft_widths[level]) for it in items])
         if self.text is not None:
             batch.update(self.text.tokenize([it["text"] for it in items], self.cfg.max_len))
         if self.image is not None:
@@ -100,13 +100,17 @@ class RawRows(Dataset):
         """A view whose `rows` train on soft targets instead of labels (see training.TensorData.with_soft_labels)."""
         from .training import soft_digest
 
-        view = object.__new__(RawRows)
-        view.__dict__.update(self.__dict__)
+        view = self._view()
         view.soft = {int(r): {level: soft[level][i] for level in soft} for i, r in enumerate(rows)}
+        view.soft_widths = {level: soft[level].shape[1] for level in soft}
         view.soft_digest = soft_digest(rows, soft)
         return view
 
-    soft: dict | None = None
+    def _view(self) -> "RawRows":
+        """A shallow copy sharing the rows, encoders and labels, for views that change what training sees."""
+        view = object.__new__(RawRows)
+        view.__dict__.update(self.__dict__)
+        return view
 
     def labels_of(self, indices, level: str = "cat3") -> np.ndarray:
         return self.labels[level][np.asarray(indices)]
