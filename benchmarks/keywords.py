@@ -1,11 +1,13 @@
 """How informative the keyword hashtags are, on the bundled data, whose generator knows which words say something.
 
-    python benchmarks/keywords.py            # the bundled default-size data, 3 keywords per place
+    python benchmarks/keywords.py                 # the bundled default-size data, 3 keywords per place
+    python benchmarks/keywords.py --size second   # the second development dataset (other words, other sentences)
 
 The generator writes each overview from its classes' own words (hand-written dishes, facilities, activities,
 and coined class words), a region, a made-up name, and filler (generic praise, opening hours, notes). A keyword
 is counted *informative* when it contains one of its own place's class words or its region's words, a *name*
-when it is part of the place's name (the words before the first `은(는)`), *filler* otherwise.
+when it is part of the place's name (the opening sentence's name: the words before the first `은(는)` in the
+bundled data, between `소재` and the first full stop in the second dataset), *filler* otherwise.
 The keyword model is fitted on the train and test overviews (as 06 fits it) and asked for the test rows'.
 Prints the share of informative keywords, how many places got none, and examples; writes them as CSV.
 """
@@ -21,9 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="default", help="generated dataset: default (bundled) or second")
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--examples", type=int, default=8)
-    parser.add_argument("--out", default=str(ROOT / "outputs" / "benchmarks" / "keywords.csv"))
+    parser.add_argument("--out", default="", help="CSV of every keyword (default: outputs/benchmarks/keywords-SIZE.csv)")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -31,15 +34,16 @@ def main(argv=None) -> int:
     from utils import paths
     from utils.config import bundled_data_dir
     from utils.data import load_dataset
-    from utils.generate import REGIONS, ensure_dataset, vocabularies
+    from utils.generate import REGIONS, ensure_dataset, style_of, vocabularies
     from utils.io import write_csv
     from utils.keywords import KeywordModel
 
-    data_dir = bundled_data_dir("default")
-    ensure_dataset(data_dir, seed=0, size="default")
+    data_dir = bundled_data_dir(args.size)
+    ensure_dataset(data_dir, seed=0, size=args.size)
+    style = style_of(args.size)
     ds = load_dataset(data_dir, progress=False, check_images=False)
     truth = pd.read_csv(ds.truth_dir / "test_labels.csv", dtype=str).set_index("id").loc[ds.test["id"]]
-    vocab = vocabularies(ds.taxonomy.table)
+    vocab = vocabularies(ds.taxonomy.table, style)
     regions = {w for r in REGIONS for w in r.split()}
     model = KeywordModel(ds.taxonomy).fit(pd.concat([ds.train["overview"], ds.test["overview"]]).tolist())
     found = model.keywords(ds.test["overview"].tolist(), args.k)
@@ -47,7 +51,8 @@ def main(argv=None) -> int:
     for (place, text), words, (_, labels) in zip(ds.test[["id", "overview"]].itertuples(index=False), found,
                                                   truth.iterrows()):
         own = set(vocab[f"cat1:{labels.cat1}"] + vocab[f"cat2:{labels.cat2}"] + vocab[f"cat3:{labels.cat3}"]) | regions
-        name = text.split("은(는)")[0].replace(" ", "")
+        opening = text.split("은(는)")[0] if style.opening.startswith("{place}") else text.split("소재 ", 1)[-1]
+        name = opening.split(".")[0].replace(" ", "")
         for w in words:
             informative = any(v in w for v in own if len(v) > 1)
             rows.append({"id": place, "cat3": labels.cat3, "keyword": w, "informative": informative,
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
     examples = ds.test.head(args.examples)
     for (place, text), words in zip(examples[["id", "overview"]].itertuples(index=False), found):
         print(f"{place} [{truth.loc[place, 'cat3']}]: {' '.join('#' + w for w in words)}   <- {text[:70]}...")
-    write_csv(table, Path(args.out))
+    write_csv(table, Path(args.out or ROOT / "outputs" / "benchmarks" / f"keywords-{args.size}.csv"))
     return 0
 
 

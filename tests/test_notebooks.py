@@ -62,6 +62,7 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     explained = metrics["explanations"]["gradcam"]
     assert {"image_frozen", "image_vit", "fusion_transformer"} <= set(explained["peak_inside_object"])
     assert set(explained["explainers"]) == {"image_frozen", "image_vit", "fusion_transformer"}
+    assert set(explained["peak_inside_object_with_defaults"]) == set(explained["explainers"])  # what no-box data gets
     assert any((out / "figures").glob("gradcam_image_vit_*.png"))
     # The predictor is the submission: every member with its weight, and the same labels on the test rows.
     card = json.loads((out / "predictor.json").read_text(encoding="utf-8"))

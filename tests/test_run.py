@@ -41,6 +41,13 @@ def test_set_values_are_typed_and_unknown_keys_fail_listing_the_valid_ones():
         parse_settings(["kfold.nope.epochs=2"])
 
 
+def test_generated_datasets_are_named_by_size_and_an_unknown_size_fails():
+    assert Path(resolve(build("demo", {"data_size": "second"})).data_dir).name == "generated-second"
+    assert resolve(build("demo", {"data_size": "second"})).run_name == "demo-generated-second-seed0"
+    with pytest.raises(ConfigError, match="data_size 'huge': choose one of .*second"):
+        resolve(build("demo", {"data_size": "huge"}))
+
+
 def test_run_all_rejects_an_unknown_key_before_running_anything(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     out = subprocess.run([str(REPO / "run_all.sh"), "--profile", "tiny", "--output-dir", str(tmp_path),

@@ -56,7 +56,8 @@ class Config:
     # ---- the run: where data comes from and artifacts go
     profile: str = "demo"
     data_dir: str = ""            # empty: the bundled GENERATED dataset of `data_size`
-    data_size: str = "default"    # bundled dataset to generate: default, full (real sizes), tiny; "" = real data only
+    data_size: str = "default"    # generated dataset: default (bundled), full (real sizes), tiny, second (the second
+                                  # development dataset, made differently: utils/generate.py); "" = real data only
     output_dir: str = ""          # empty: outputs/ ; every run writes into <output_dir>/<run_name>/
     run_name: str = ""            # empty: <profile>-<data folder>-seed<seed>
     cache_dir: str = ""           # empty: <output_dir>/cache (content-keyed, shared by runs: encoder states, e5, Kiwi)
@@ -325,6 +326,10 @@ def resolve(cfg: Config) -> Config:
     if cfg.data_dir:
         data_dir = Path(cfg.data_dir).expanduser().resolve()
     elif cfg.data_size:
+        from .generate import SIZES
+
+        if cfg.data_size not in SIZES:
+            raise ConfigError(f"data_size {cfg.data_size!r}: choose one of {sorted(SIZES)}, or set data_dir")
         data_dir = bundled_data_dir(cfg.data_size).resolve()
     else:
         raise ConfigError(f"profile {cfg.profile!r} runs on the real data: pass DATA_DIR "

@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ from .progress import bar
 
 REAL_TRAIN_ROWS = 16986
 REAL_TEST_ROWS = 7280
-SIZES = {"tiny": (400, 100), "default": (4000, 1000), "full": (REAL_TRAIN_ROWS, REAL_TEST_ROWS)}
+SIZES = {"tiny": (400, 100), "default": (4000, 1000), "full": (REAL_TRAIN_ROWS, REAL_TEST_ROWS),
+         "second": (1334, 333)}
 GENERATOR_VERSION = 1
 
 # cat2 whose cat3 are told apart by the picture; every other cat2 is told apart by the text.
@@ -90,6 +92,95 @@ CAT2_WORDS = {
 SYLLABLES = list("가나다라마바사아자차카타파하람솔빛누리온새들채움결담별숲잎강산바람구름달해")
 
 
+@dataclass(frozen=True)
+class Style:
+    """How a generated dataset is made: words and sentence shapes, objects, colours and scenes, image sizes,
+    noise. The bundled data is `Style()`; `SECOND` is a second development dataset made differently, so that a
+    choice tuned on one of them shows when it does not hold on the other (README, "Results")."""
+    image_cat2: frozenset = frozenset(IMAGE_CAT2)
+    shapes: tuple = SHAPES
+    colors: tuple = COLORS
+    backgrounds: dict = field(default_factory=lambda: CAT1_BACKGROUND)
+    ramp: str = "vertical"              # the background's gradient: top to bottom, or left to right
+    texture_std: float = 12.0
+    width: tuple = (240, 420)           # image sizes, px
+    height: tuple = (180, 360)
+    object_radius: tuple = (0.16, 0.26)  # the class object's radius, share of the shorter side
+    distractors: tuple = (2, 5)          # grey shapes that decide nothing
+    grey: tuple = (90, 170)
+    jpeg_quality: tuple = (75, 95)
+    generic: tuple = tuple(GENERIC)
+    notes: tuple = tuple(NOTES)
+    templates: tuple = tuple(TEMPLATES)
+    opening: str = "{place}{w2}은(는) {region}에 위치해 있다."
+    naming: str = "{cat3} 전문으로 운영되는 곳이다."  # the sentence that names a text-decided cat3 outright
+    naming_rate: float = 0.5
+    sentences: tuple = (3, 6)
+    joins: tuple = (" ", "<br>", "<br />\n", "\n", " &nbsp;")
+    cat3_words: dict = field(default_factory=lambda: CAT3_WORDS)
+    cat2_words: dict = field(default_factory=lambda: CAT2_WORDS)
+    syllables: tuple = tuple(SYLLABLES)
+    vocab_seed: int = 4321
+    codes_seed: int = 1234
+    vague: float = 0.15                 # text-decided rows whose text names only the cat2
+    corrupt_rate: float = 0.03
+
+
+SECOND = Style(
+    image_cat2=frozenset({"육상 레포츠", "수상 레포츠", "자연관광지", "역사관광지", "쇼핑", "체험관광지", "문화시설",
+                          "레포츠소개"}),
+    shapes=("pentagon", "octagon", "ellipse", "frame", "pie", "dots", "tee", "chevron", "saltire", "kite"),
+    colors=((150, 30, 60), (0, 110, 110), (255, 150, 190), (110, 100, 20), (20, 30, 120), (255, 80, 0),
+            (150, 230, 80), (90, 50, 20), (10, 10, 10)),
+    backgrounds={"레포츠": ((200, 210, 160), (120, 150, 80)), "쇼핑": ((230, 210, 230), (160, 130, 160)),
+                 "숙박": ((210, 230, 240), (100, 130, 150)), "음식": ((250, 230, 200), (180, 150, 90)),
+                 "인문(문화/예술/역사)": ((220, 200, 170), (140, 110, 90)), "자연": ((190, 230, 200), (60, 110, 90))},
+    ramp="horizontal", texture_std=18.0, width=(320, 640), height=(280, 560), object_radius=(0.12, 0.2),
+    distractors=(3, 7), grey=(60, 200), jpeg_quality=(60, 90),
+    generic=("입구에서 안내 책자를 받을 수 있다", "아이와 함께 가기에 알맞다", "사진 찍기 좋은 장소가 많다",
+             "평일에는 비교적 한산하다", "주말에는 붐비는 편이다", "인근에 묵을 곳이 있다", "접근성이 뛰어나다",
+             "해질녘 풍경이 특히 좋다", "반려동물 동반이 가능하다", "재방문율이 높은 편이다"),
+    notes=("☎ 문의처 : 031-000-0000", "◎ 이용시간 : 09:00~18:00", "◎ 쉬는날 : 연중무휴", "▶ 주차 : 공영주차장 이용",
+           "※ 사전 예약 권장", "▶ 요금 : 무료"),
+    templates=("{w} 하면 이곳을 빼놓을 수 없다.", "방문객은 {w}에 대해 높은 만족을 보인다.", "{g}. 무엇보다 {w}이(가) 인상적이다.",
+               "{w}, {v} 모두 갖춘 명소.", "현지인 추천: {w}.", "{w}을(를) 중심으로 {v}까지 두루 살펴볼 수 있다.",
+               "여기서는 {w} 체험이 가능하며, {g}."),
+    opening="{region} 소재 {place}{w2}.", naming="이름 그대로 {cat3}을(를) 즐기는 곳.", naming_rate=0.35,
+    sentences=(2, 5), joins=(" ", "<br/>", "<p>", "\r\n", " &amp; ", "<br>"),
+    cat3_words={
+        "한식": ["삼계탕", "냉면", "보쌈", "잡채", "순두부", "칼국수", "떡갈비", "쌈밥"],
+        "서양식": ["버거", "그릴", "수제맥주", "감바스", "뇨끼", "바게트"],
+        "중식": ["마파두부", "깐풍기", "양장피", "꿔바로우", "울면"],
+        "일식": ["오마카세", "규동", "텐동", "야키토리", "소바"],
+        "바/까페": ["에스프레소", "베이커리", "빙수", "스콘", "밀크티"],
+        "펜션": ["글램핑", "캠프파이어", "복층", "오션뷰", "자쿠지"],
+        "한옥스테이": ["고택", "사랑채", "장독대", "툇마루", "아궁이"],
+        "모텔": ["무인텔", "파티룸", "월풀", "야간숙박", "주차타워"],
+        "상설시장": ["수산물", "반찬가게", "노점", "시장통", "어묵"],
+        "5일장": ["뻥튀기", "장돌뱅이", "약초", "난전", "잔치국수"],
+        "박물관": ["출토품", "기획전", "도록", "복원", "민속자료"],
+        "미술관/화랑": ["설치미술", "판화", "큐레이터", "갤러리", "미디어아트"],
+        "일반축제": ["퍼레이드", "버스킹", "야시장", "풍등", "개막식"],
+        "이색거리": ["야경", "루프탑", "빈티지", "골목길", "공방"],
+        "농.산.어촌 체험": ["감자캐기", "고구마", "치즈만들기", "승마", "염전"],
+    },
+    cat2_words={
+        "음식점": ["먹거리", "식사", "한끼", "주방"], "숙박시설": ["잠자리", "방", "하룻밤", "숙박객"],
+        "쇼핑": ["장보기", "가게", "물건"], "문화시설": ["관람객", "강좌", "전시관"],
+        "축제": ["잔치", "행사장", "프로그램"], "육상 레포츠": ["트레킹", "자전거", "레저"],
+        "수상 레포츠": ["카약", "래프팅", "서핑"], "자연관광지": ["숲길", "전망", "절경"],
+        "역사관광지": ["유적", "옛터", "사적"], "휴양관광지": ["힐링", "쉼터", "휴양림"],
+    },
+    syllables=tuple("고도로모보소오조초코토포호글밀빈솜실윤은진한결푸른노을샘"),
+    vocab_seed=8765, codes_seed=777, vague=0.25, corrupt_rate=0.05,
+)
+STYLES = {"second": SECOND}  # the style of a generated size; every other size is the bundled data's
+
+
+def style_of(size: str) -> Style:
+    return STYLES.get(size, Style())
+
+
 def class_counts(taxonomy_table: pd.DataFrame, n_rows: int, minimum: int) -> np.ndarray:
     """Real counts scaled to `n_rows`, each class at least `minimum` (the real data's rare tail)."""
     real = taxonomy_table["count"].to_numpy(dtype=float)
@@ -98,21 +189,23 @@ def class_counts(taxonomy_table: pd.DataFrame, n_rows: int, minimum: int) -> np.
     return np.maximum(minimum, np.round(real * n_rows / real.sum())).astype(int)
 
 
-def visual_codes(taxonomy_table: pd.DataFrame) -> dict[str, tuple[int, int]]:
+def visual_codes(taxonomy_table: pd.DataFrame, style: Style = Style()) -> dict[str, tuple[int, int]]:
     """(shape, colour) of the class-defining object: one per image-decided cat3, one per text cat2."""
-    pairs = [(s, c) for s in range(len(SHAPES)) for c in range(len(COLORS))]
-    order = np.random.default_rng(1234).permutation(len(pairs))
-    keys = [r.cat3 for r in taxonomy_table.itertuples() if r.cat2 in IMAGE_CAT2]
-    keys += sorted({"cat2:" + c for c in taxonomy_table["cat2"] if c not in IMAGE_CAT2})
+    pairs = [(s, c) for s in range(len(style.shapes)) for c in range(len(style.colors))]
+    order = np.random.default_rng(style.codes_seed).permutation(len(pairs))
+    keys = [r.cat3 for r in taxonomy_table.itertuples() if r.cat2 in style.image_cat2]
+    keys += sorted({"cat2:" + c for c in taxonomy_table["cat2"] if c not in style.image_cat2})
+    if len(keys) > len(pairs):
+        raise ValueError(f"{len(keys)} objects to tell apart but only {len(pairs)} shape and colour pairs")
     return {key: pairs[order[i]] for i, key in enumerate(keys)}
 
 
-def object_key(cat2: str, cat3: str) -> str:
-    return cat3 if cat2 in IMAGE_CAT2 else "cat2:" + cat2
+def object_key(cat2: str, cat3: str, style: Style = Style()) -> str:
+    return cat3 if cat2 in style.image_cat2 else "cat2:" + cat2
 
 
-def _coined(rng: np.random.Generator, n: int) -> list[str]:
-    return ["".join(rng.choice(SYLLABLES, size=rng.integers(2, 4))) for _ in range(n)]
+def _coined(rng: np.random.Generator, n: int, syllables) -> list[str]:
+    return ["".join(rng.choice(syllables, size=rng.integers(2, 4))) for _ in range(n)]
 
 
 def _name_words(name: str) -> list[str]:
@@ -121,44 +214,45 @@ def _name_words(name: str) -> list[str]:
     return [w for w in name.split() if len(w) > 1]
 
 
-def vocabularies(taxonomy_table: pd.DataFrame) -> dict[str, list[str]]:
-    """Class-specific words for every cat1/cat2/cat3, fixed for the taxonomy (not per seed)."""
-    rng = np.random.default_rng(4321)
+def vocabularies(taxonomy_table: pd.DataFrame, style: Style = Style()) -> dict[str, list[str]]:
+    """Class-specific words for every cat1/cat2/cat3, fixed for the taxonomy and style (not per seed)."""
+    rng = np.random.default_rng(style.vocab_seed)
     vocab = {}
     for level in ("cat1", "cat2", "cat3"):
         for name in sorted(taxonomy_table[level].unique()):
-            hand = (CAT3_WORDS if level == "cat3" else CAT2_WORDS if level == "cat2" else {}).get(name, [])
-            vocab[f"{level}:{name}"] = hand + _name_words(name) + _coined(rng, 4)
+            hand = (style.cat3_words if level == "cat3" else style.cat2_words if level == "cat2" else {}).get(name, [])
+            vocab[f"{level}:{name}"] = hand + _name_words(name) + _coined(rng, 4, style.syllables)
     return vocab
 
 
-def _sentence(rng, words: list[str], others: list[str]) -> str:
-    template = TEMPLATES[rng.integers(len(TEMPLATES))]
-    return template.format(w=rng.choice(words), v=rng.choice(others), g=rng.choice(GENERIC))
+def _sentence(rng, words: list[str], others: list[str], style: Style) -> str:
+    template = style.templates[rng.integers(len(style.templates))]
+    return template.format(w=rng.choice(words), v=rng.choice(others), g=rng.choice(style.generic))
 
 
-def write_overview(rng, cat1: str, cat2: str, cat3: str, vocab: dict) -> str:
+def write_overview(rng, cat1: str, cat2: str, cat3: str, vocab: dict, style: Style = Style()) -> str:
     """A Korean overview with the real data's noise: `<br>` tags, entities, newlines, `※` notes."""
     w1, w2, w3 = vocab[f"cat1:{cat1}"], vocab[f"cat2:{cat2}"], vocab[f"cat3:{cat3}"]
-    place = "".join(rng.choice(SYLLABLES, size=2)) + rng.choice(["", " ", "마을 "])
-    sentences = [f"{place}{rng.choice(w2)}은(는) {rng.choice(REGIONS)}에 위치해 있다."]
-    vague = rng.random() < 0.15
-    for _ in range(rng.integers(3, 6)):
-        if cat2 in IMAGE_CAT2:  # the text speaks of the cat2, rarely of the cat3
+    place = "".join(rng.choice(style.syllables, size=2)) + rng.choice(["", " ", "마을 "])
+    word2 = rng.choice(w2)
+    sentences = [style.opening.format(place=place, w2=word2, region=rng.choice(REGIONS))]
+    vague = rng.random() < style.vague
+    by_image = cat2 in style.image_cat2
+    for _ in range(rng.integers(*style.sentences)):
+        if by_image:  # the text speaks of the cat2, rarely of the cat3
             words = w3 if rng.random() < 0.08 else (w2 if rng.random() < 0.75 else w1)
         else:
             words = w2 if vague or rng.random() < 0.3 else w3
-        sentences.append(_sentence(rng, words, w2 + w1))
-    if cat2 not in IMAGE_CAT2 and not vague and rng.random() < 0.5:
-        sentences.insert(1, f"{cat3} 전문으로 운영되는 곳이다.")
+        sentences.append(_sentence(rng, words, w2 + w1, style))
+    if not by_image and not vague and rng.random() < style.naming_rate:
+        sentences.insert(1, style.naming.format(cat3=cat3))
     if rng.random() < 0.3:
-        sentences.append(f"&lt;{rng.choice(GENERIC)}&gt;")
+        sentences.append(f"&lt;{rng.choice(style.generic)}&gt;")
     if rng.random() < 0.5:
-        sentences.append(rng.choice(NOTES))
-    joins = [" ", "<br>", "<br />\n", "\n", " &nbsp;"]
+        sentences.append(rng.choice(style.notes))
     text = sentences[0]
     for s in sentences[1:]:
-        text += joins[rng.integers(len(joins))] + s
+        text += style.joins[rng.integers(len(style.joins))] + s
     return text
 
 
@@ -170,10 +264,19 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, angle: float):
             rad = radii[i % len(radii)]
             pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
         return pts
+
+    def turned(points):  # an outline in the square -1..1, turned by `angle` and scaled to lie within radius r
+        c, s, k = math.cos(angle), math.sin(angle), r / math.sqrt(2)
+        return [(cx + k * (x * c - y * s), cy + k * (x * s + y * c)) for x, y in points]
+
     return {"triangle": polygon(3, [r]), "diamond": polygon(4, [r]), "hexagon": polygon(6, [r]),
             "star": polygon(5, [r, r * 0.45]), "arrow": [(cx - r, cy - r * 0.35), (cx, cy - r * 0.35),
                                                           (cx, cy - r), (cx + r, cy), (cx, cy + r),
-                                                          (cx, cy + r * 0.35), (cx - r, cy + r * 0.35)]}.get(shape)
+                                                          (cx, cy + r * 0.35), (cx - r, cy + r * 0.35)],
+            "pentagon": polygon(5, [r]), "octagon": polygon(8, [r]), "kite": polygon(2, [r, r * 0.5]),
+            "tee": turned([(-1, -1), (1, -1), (1, -0.5), (0.25, -0.5), (0.25, 1), (-0.25, 1), (-0.25, -0.5),
+                           (-1, -0.5)]),
+            "chevron": turned([(-1, -0.2), (0, -1), (1, -0.2), (1, 0.4), (0, -0.4), (-1, 0.4)])}.get(shape)
 
 
 def draw_object(draw: ImageDraw.ImageDraw, shape: str, color, cx, cy, r, angle) -> None:
@@ -194,30 +297,55 @@ def draw_object(draw: ImageDraw.ImageDraw, shape: str, color, cx, cy, r, angle) 
         for k in range(4):
             y = cy - r + k * r / 2
             draw.rectangle((cx - r, y, cx + r, y + r / 4), fill=color)
+    elif shape == "ellipse":
+        draw.ellipse((cx - r, cy - r * 0.55, cx + r, cy + r * 0.55), fill=color, outline=(20, 20, 20))
+    elif shape == "frame":
+        draw.rectangle((cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85), outline=color,
+                       width=max(3, int(r * 0.3)))
+    elif shape == "pie":
+        start = math.degrees(angle)
+        draw.pieslice(box, start, start + 270, fill=color, outline=(20, 20, 20))
+    elif shape == "dots":
+        for i in (-1, 0, 1):
+            for j in (-1, 0, 1):
+                x, y = cx + i * r * 0.66, cy + j * r * 0.66
+                draw.ellipse((x - r * 0.28, y - r * 0.28, x + r * 0.28, y + r * 0.28), fill=color)
+    elif shape == "saltire":
+        c, s = math.cos(angle + math.pi / 4), math.sin(angle + math.pi / 4)
+        for dx, dy in ((c, s), (-s, c)):  # two bars at right angles
+            draw.polygon([(cx + r * (dx * u - dy * v), cy + r * (dy * u + dx * v))
+                          for u, v in ((-0.96, -0.25), (0.96, -0.25), (0.96, 0.25), (-0.96, 0.25))], fill=color)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
 
 
-def noise_texture(rng, side: int = 512) -> np.ndarray:
+def noise_texture(rng, style: Style = Style()) -> np.ndarray:
     """One texture per dataset; every image takes a random crop of it (fast, still varied)."""
-    return rng.normal(0, 12, size=(side, side, 3)).astype(np.float32)
+    side = max(512, style.width[1] + 1, style.height[1] + 1)
+    return rng.normal(0, style.texture_std, size=(side, side, 3)).astype(np.float32)
 
 
-def draw_image(rng, cat1: str, code: tuple[int, int], size: tuple[int, int], texture: np.ndarray):
+def draw_image(rng, cat1: str, code: tuple[int, int], size: tuple[int, int], texture: np.ndarray,
+               style: Style = Style()):
     """A scene: cat1-tinted gradient with texture and grey distractors, then the class object on top."""
     w, h = size
-    top, bottom = (np.array(c, dtype=np.float32) for c in CAT1_BACKGROUND[cat1])
-    ramp = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    top, bottom = (np.array(c, dtype=np.float32) for c in style.backgrounds[cat1])
+    if style.ramp == "vertical":
+        ramp = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    else:
+        ramp = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
     y, x = rng.integers(0, texture.shape[0] - h), rng.integers(0, texture.shape[1] - w)
     pixels = top * (1 - ramp) + bottom * ramp + texture[y:y + h, x:x + w]
     img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
-    for _ in range(rng.integers(2, 5)):  # distractors: shapes in grey, not class-defining
+    for _ in range(rng.integers(*style.distractors)):  # distractors: shapes in grey, not class-defining
         r = rng.uniform(0.05, 0.1) * min(w, h)
-        grey = int(rng.integers(90, 170))
-        draw_object(draw, SHAPES[rng.integers(len(SHAPES))], (grey, grey, grey),
+        grey = int(rng.integers(*style.grey))
+        draw_object(draw, style.shapes[rng.integers(len(style.shapes))], (grey, grey, grey),
                     rng.uniform(r, w - r), rng.uniform(r, h - r), r, rng.uniform(0, math.pi))
-    r = rng.uniform(0.16, 0.26) * min(w, h)
+    r = rng.uniform(*style.object_radius) * min(w, h)
     cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
-    draw_object(draw, SHAPES[code[0]], COLORS[code[1]], cx, cy, r, rng.uniform(0, math.pi))
+    draw_object(draw, style.shapes[code[0]], style.colors[code[1]], cx, cy, r, rng.uniform(0, math.pi))
     box = (max(0, int(cx - r)), max(0, int(cy - r)), min(w, int(math.ceil(cx + r))), min(h, int(math.ceil(cy + r))))
     return img, box
 
@@ -243,18 +371,21 @@ def corrupt_labels(rng, train: pd.DataFrame, taxonomy_table: pd.DataFrame, rate:
 
 
 def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int | None = None,
-                     n_test: int | None = None, corrupt_rate: float = 0.03, progress: bool = True) -> Path:
-    """Write a GENERATED dataset in the real layout to `out_dir` (replaced atomically) and return it."""
+                     n_test: int | None = None, corrupt_rate: float | None = None, progress: bool = True) -> Path:
+    """Write a GENERATED dataset in the real layout to `out_dir` (replaced atomically) and return it; the size
+    names its row counts and its style (`second`: the second development dataset, see `Style`)."""
     from .progress import bar
 
     started = time.time()
     out_dir = Path(out_dir)
     default_train, default_test = SIZES[size]
     n_train, n_test = n_train or default_train, n_test or default_test
+    style = style_of(size)
+    corrupt_rate = style.corrupt_rate if corrupt_rate is None else corrupt_rate
     table = load_taxonomy().table
     rng = np.random.default_rng(seed)
-    vocab, codes = vocabularies(table), visual_codes(table)
-    texture = noise_texture(rng)
+    vocab, codes = vocabularies(table, style), visual_codes(table, style)
+    texture = noise_texture(rng, style)
 
     train_labels = table.loc[table.index.repeat(class_counts(table, n_train, 2)), ["cat1", "cat2", "cat3"]]
     test_labels = table.loc[table.index.repeat(class_counts(table, n_test, 0)), ["cat1", "cat2", "cat3"]]
@@ -269,10 +400,11 @@ def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int
     for split, frame in (("train", train), ("test", test)):
         overviews = []
         for row in bar(frame.itertuples(), total=len(frame), desc=f"generating {split}", disable=not progress):
-            overviews.append(write_overview(rng, row.cat1, row.cat2, row.cat3, vocab))
-            size_wh = (int(rng.integers(240, 420)), int(rng.integers(180, 360)))
-            img, box = draw_image(rng, row.cat1, codes[object_key(row.cat2, row.cat3)], size_wh, texture)
-            img.save(work / row.img_path, format="JPEG", quality=int(rng.integers(75, 95)))
+            overviews.append(write_overview(rng, row.cat1, row.cat2, row.cat3, vocab, style))
+            size_wh = (int(rng.integers(*style.width)), int(rng.integers(*style.height)))
+            img, box = draw_image(rng, row.cat1, codes[object_key(row.cat2, row.cat3, style)], size_wh, texture,
+                                  style)
+            img.save(work / row.img_path, format="JPEG", quality=int(rng.integers(*style.jpeg_quality)))
             boxes.append({"id": row.id, "split": split, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
                           "width": size_wh[0], "height": size_wh[1]})
         frame["overview"] = overviews
@@ -292,7 +424,7 @@ def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int
     write_csv(pd.DataFrame(boxes), work / "truth/boxes.csv")
     meta = {"generated": True, "generator_version": GENERATOR_VERSION, "seed": seed, "size": size,
             "n_train": len(train), "n_test": len(test), "corrupted_labels": len(noise),
-            "image_decided_cat2": sorted(IMAGE_CAT2)}
+            "style": "second" if style == SECOND else "bundled", "image_decided_cat2": sorted(style.image_cat2)}
     with atomic_path(work / "truth/generation.json") as tmp:
         tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     (work / "GENERATED.txt").write_text(

@@ -1,0 +1,114 @@
+"""The README's headline numbers, one column per run, read from each run's metrics.json, and the targets that
+must hold on every development dataset (issue "What the pipeline learned on the bundled data must hold").
+
+    python benchmarks/results_table.py outputs/demo-generated-seed0 outputs/demo-generated-second-seed0
+
+The runs are made by `./run_all.sh` (the bundled data) and `./run_all.sh --set data_size=second` (the second
+development dataset, generated differently: utils/generate.py, `SECOND`). Prints a Markdown table and one line
+per target and run; exits 1 when a target is missed, so a regression shows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TARGET_LABEL_SUSPECTS = 0.6   # precision and recall of 02's label suspects
+TARGET_GRADCAM = 0.6          # share of the CNN's heatmap peaks inside the class object, with the recorded defaults
+
+
+def _get(metrics: dict, *keys, default=None):
+    for key in keys:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return default
+        metrics = metrics[key]
+    return metrics
+
+
+def headline(run_dir: Path) -> dict:
+    """Name -> number (or text) of one run; absent entries stay None."""
+    m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    rows = {}
+    meta = Path(cfg["data_dir"]) / "truth" / "generation.json"
+    if meta.exists():
+        g = json.loads(meta.read_text(encoding="utf-8"))
+        rows["rows (train / test), corrupted labels"] = f"{g['n_train']} / {g['n_test']}, {g['corrupted_labels']}"
+    singles = {kind: _get(v, "hierarchical", "weighted_f1_cat3") for kind, v in m.get("models", {}).items()}
+    singles = {k: v for k, v in singles.items() if v is not None}
+    for kind, value in singles.items():
+        rows[f"validation: {kind}"] = value
+    if singles:
+        best = max(singles, key=singles.get)
+        rows["best single model (validation)"] = f"{best} {singles[best]:.3f}"
+        rows["_best_single"] = singles[best]
+    for member in _get(m, "ensemble", "kfold", "models", default=[]):
+        rows[f"K-fold OOF: {member['model']}"] = member["OOF weighted F1 cat3"]
+    weights = _get(m, "ensemble", "kfold", "weights", default={})
+    rows["ensemble weights"] = ", ".join(f"{k} {v:.2f}" for k, v in weights.items() if v >= 0.005) or None
+    rows["submission (test, hidden labels)"] = _get(m, "ensemble", "submission", "test_weighted_f1_cat3")
+    rows["predictor = submission (share of test rows)"] = _get(m, "ensemble", "predictor", "same_cat3_as_submission")
+    fixing = _get(m, "data_quality", "label_fixing", default={})
+    rows["label suspects: flagged / corrupted"] = (f"{fixing['flagged']} / {fixing['corrupted']}"
+                                                   if "flagged" in fixing else None)
+    rows["label suspects: precision"] = fixing.get("precision")
+    rows["label suspects: recall"] = fixing.get("recall")
+    effect = _get(m, "data_quality", "label_fixing_effect", "delta_weighted_f1")
+    rows["label fixes applied: Δ weighted F1 (late fusion)"] = effect
+    for option in _get(m, "augmentation", "late_fusion", "rows", default=[]):
+        if option["option"] != "none":
+            rows[f"03, Δ weighted F1: {option['option']}"] = option["Δ weighted F1"]
+    cam = _get(m, "explanations", "gradcam", default={})
+    for name, value in cam.get("peak_inside_object", {}).items():
+        if not name.startswith("random"):
+            rows[f"Grad-CAM peak in object: {name} (chosen on boxes)"] = value
+            rows[f"Grad-CAM peak in object: {name} (recorded defaults)"] = _get(
+                cam, "peak_inside_object_with_defaults", name)
+    rows["Grad-CAM peak in object: random point"] = _get(cam, "peak_inside_object", "random point")
+    return rows
+
+
+def targets(name: str, rows: dict) -> list[tuple[bool, str]]:
+    out = []
+    sub, best = rows.get("submission (test, hidden labels)"), rows.get("_best_single")
+    if sub is not None and best is not None:
+        out.append((sub >= best, f"{name}: submission {sub:.3f} >= best single model's validation {best:.3f}"))
+    for what in ("precision", "recall"):
+        value = rows.get(f"label suspects: {what}")
+        if value is not None:
+            out.append((value >= TARGET_LABEL_SUSPECTS, f"{name}: label suspects {what} {value:.3f} >= "
+                        f"{TARGET_LABEL_SUSPECTS}"))
+    cam = rows.get("Grad-CAM peak in object: image_frozen (recorded defaults)")
+    if cam is not None:
+        out.append((cam >= TARGET_GRADCAM, f"{name}: Grad-CAM (CNN, recorded defaults, no boxes used) {cam:.3f} >= "
+                    f"{TARGET_GRADCAM}"))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run folders (outputs/<run name>)")
+    args = parser.parse_args(argv)
+    runs = {Path(r).name: headline(Path(r)) for r in args.runs}
+    names = list(runs)
+    keys = list(dict.fromkeys(k for rows in runs.values() for k in rows if not k.startswith("_")))
+
+    def cell(value):
+        return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    print("| | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for key in keys:
+        print(f"| {key} | " + " | ".join(cell(runs[n].get(key)) for n in names) + " |")
+    print()
+    missed = 0
+    for name, rows in runs.items():
+        for ok, line in targets(name, rows):
+            print(("met    " if ok else "MISSED ") + line)
+            missed += not ok
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
