@@ -215,6 +215,9 @@ def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp
         assert np.allclose(one["oof"][level], two["oof"][level], atol=1e-5)
         assert np.allclose(one["test"][level], two["test"][level], atol=1e-5)
     assert [p.parent.name for p in two["checkpoints"]] == ["fold0", "fold1"]
+    if kind == "text_finetuned":  # as in 04, each unit starts from the frozen head trained on its own fold's rows
+        start = json.loads((tmp_path / "one/kfold/text_finetuned/seed0/fold1/result.json").read_text())
+        assert start["config"]["extra"]["init_from"].startswith(f"{tmp_path}/one/kfold/text_frozen/seed0/fold1/best.pt@")
 
 
 def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds, cache_dir):

@@ -107,6 +107,19 @@ def test_steps_per_epoch_caps_each_epoch_to_a_fresh_share_of_the_rows(tmp_path, 
     assert set(drawn[0]) <= set(TRAIN) and set(drawn[0]) != set(drawn[1])
 
 
+def test_min_steps_gives_a_smaller_dataset_more_epochs(tmp_path):
+    """A schedule sized in optimiser steps trains as much on a third of the rows: 90 rows in batches of 16 are 6
+    steps an epoch, so 2 epochs with min_steps 30 become 5; a dataset big enough keeps its epochs."""
+    few = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "min_steps": 30}), tmp_path / "a",
+              verbose=False)
+    assert len(few.history) == 5
+    enough = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "min_steps": 12}),
+                 tmp_path / "b", verbose=False)
+    assert len(enough.history) == 2
+    assert build("demo").schedule("fusion_transformer", "kfold").min_steps == 300
+    assert build("demo").schedule("image_frozen", "kfold").min_steps == 1250
+
+
 def test_time_budget_stops_mid_epoch_and_a_rerun_matches_an_uninterrupted_run(tmp_path, countdown):
     whole = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, mixup=0.2), tmp_path / "whole", verbose=False)
     for budget in (countdown(3), countdown(7)):  # stops within epoch 1, then within epoch 2

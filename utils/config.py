@@ -28,7 +28,7 @@ from . import paths
 from .runtime import PRECISIONS
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
-                   "steps_per_epoch": int, "training_mode": str}
+                   "steps_per_epoch": int, "min_steps": int, "training_mode": str}
 STAGES = ("kfold", "augmentation")
 MODEL_KINDS = ("text_tfidf", "text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "image_vit",
                "late_fusion", "fusion_transformer")
@@ -48,6 +48,7 @@ class Schedule:
     patience: int
     warmup_ratio: float
     steps_per_epoch: int
+    min_steps: int
     training_mode: str
 
 
@@ -93,6 +94,9 @@ class Config:
     patience: int = 5
     warmup_ratio: float = 0.1
     steps_per_epoch: int = 0      # optimiser steps per epoch, each epoch on a fresh random share of the rows (0: all)
+    min_steps: int = 0            # at least this many optimiser steps: a smaller dataset gets more epochs, so a
+                                  # schedule sized for a time budget trains as much on any data (early stopping
+                                  # still applies)
     grad_accum: int = 1           # batches per optimiser step
     layer_decay: float = 1.0      # end_to_end: each encoder layer's learning rate times this per layer from the top
     grad_checkpointing: bool = False  # end_to_end: recompute encoder activations in backward (less GPU memory)
@@ -114,8 +118,8 @@ class Config:
                             "patience": 2, "warmup_ratio": 0.0},
         "fusion_transformer": {"epochs": 10},
         "image_vit": {"epochs": 25},
-        "kfold": {"epochs": 25},
-        "kfold.fusion_transformer": {"epochs": 6},
+        "kfold": {"epochs": 25, "min_steps": 1250},  # 25 epochs of the bundled data's 4 folds (51 steps each)
+        "kfold.fusion_transformer": {"epochs": 6, "min_steps": 300},
         "augmentation": {"epochs": 20, "training_mode": "cached"},  # 03 adds augmented copies as cached rows
     })
     # ---- K-fold ensemble (02's experts, 06)

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from .data import LEVELS
-from .experiments import fit_model, model_data
+from .experiments import fit_model, frozen_counterpart, model_data
 from .io import atomic_path, write_csv
 from .metrics import hierarchical_decode, weighted_f1
 from .progress import bar
@@ -93,11 +93,25 @@ def _train_unit(job, data=None, device: str | None = None):
     if soft_test is not None:
         train_idx = np.concatenate([train_idx, test_idx])
     try:
+        init = _warm_start_unit(kind, ds, cfg, train_idx, val_idx, Path(checkpoints_dir) / tag, seed, k, budget,
+                                soft_test)
         trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, Path(checkpoints_dir) / tag / kind / f"seed{seed}",
-                            f"fold{k}", seed, stage="kfold", budget=budget)
+                            f"fold{k}", seed, stage="kfold", init_from=init, budget=budget)
     except TimeBudgetExceeded as exc:
         return exc
     return trained.probabilities(val_idx), trained.probabilities(test_idx), trained.checkpoint
+
+
+def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int, k: int, budget, soft_test):
+    """A fine-tune's K-fold unit starts, as in 04, from its frozen model's head trained on the same rows: that
+    frozen unit (the member's own when the frozen kind is a member too, else trained here, once). Without it
+    the demo's short fine-tunes start from a random head and stay near chance."""
+    frozen = frozen_counterpart(kind, cfg)
+    if frozen is None:
+        return None
+    fit_model(frozen, _kfold_data(frozen, ds, cfg, soft_test), train_idx, val_idx, ds, cfg,
+              tag_dir / frozen / f"seed{seed}", f"fold{k}", seed, stage="kfold", budget=budget)
+    return tag_dir / frozen / f"seed{seed}" / f"fold{k}" / "best.pt"
 
 
 def _worker_init(threads: int) -> None:

@@ -4,6 +4,7 @@ Every kind, TF-IDF included, goes through `fit_model`, which returns a `Trained`
 any rows of the run's data (train rows then test rows, the order of `features.feature_data`)."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -40,7 +41,7 @@ def train_config(kind: str, cfg, seed: int, stage: str | None = None, **override
     base = TrainConfig(epochs=s.epochs, batch_size=cfg.batch_size, lr=s.lr, encoder_lr=s.encoder_lr,
                        warmup_ratio=s.warmup_ratio, patience=s.patience, grad_accum=cfg.grad_accum,
                        precision=cfg.precision, layer_decay=cfg.layer_decay, seed=seed, device=cfg.device,
-                       steps_per_epoch=s.steps_per_epoch, loss_weights=cfg.level_loss_weights,
+                       steps_per_epoch=s.steps_per_epoch, min_steps=s.min_steps, loss_weights=cfg.level_loss_weights,
                        extra={"kind": kind, "training_mode": s.training_mode})
     return replace(base, **overrides)
 
@@ -98,7 +99,8 @@ def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=No
     model = build_model(kind, cfg, ds.taxonomy.sizes, seed, stage)
     if init_from is not None:
         load_checkpoint(model, init_from, partial=True)
-        tc.extra = {**tc.extra, "init_from": str(init_from)}
+        digest = hashlib.sha1(Path(init_from).read_bytes()).hexdigest()[:12]  # a retrained start retrains this
+        tc.extra = {**tc.extra, "init_from": f"{init_from}@{digest}"}
     fitted = fit(model, data, train_idx, val_idx, tc, Path(run_dir) / name, name, budget=budget,
                  checkpoint_minutes=cfg.checkpoint_minutes)
     described = {"kind": kind, **{k: v for k, v in asdict(tc).items() if k != "extra"},
@@ -107,13 +109,19 @@ def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=No
                    fitted.seconds, fitted.best_epoch, fitted.history, Path(run_dir) / name / "best.pt", described)
 
 
-def warm_start(kind: str, cfg, checkpoints_dir) -> Path | None:
-    """Where a fine-tune starts: its frozen model's trained head (04 trains that first), when the heads are the
-    same; layer-wise text heads have no frozen counterpart and start fresh."""
+def frozen_counterpart(kind: str, cfg) -> str | None:
+    """The frozen model whose trained head a fine-tune starts from, when the heads are the same; layer-wise text
+    heads have no frozen counterpart and start fresh."""
     frozen = {"text_finetuned": "text_frozen", "image_finetuned": "image_frozen"}.get(kind)
     if frozen is None or (kind == "text_finetuned" and cfg.text_head != "pooled"):
         return None
-    return Path(checkpoints_dir) / frozen / "best.pt"
+    return frozen
+
+
+def warm_start(kind: str, cfg, checkpoints_dir) -> Path | None:
+    """Where 04's fine-tune starts: its frozen model's trained head (04 trains that first)."""
+    frozen = frozen_counterpart(kind, cfg)
+    return None if frozen is None else Path(checkpoints_dir) / frozen / "best.pt"
 
 
 TRAINERS = {"text_tfidf": _fit_tfidf}  # any other kind is a neural model of utils/models.py

@@ -127,15 +127,14 @@ class Style:
 
 
 SECOND = Style(
-    image_cat2=frozenset({"육상 레포츠", "수상 레포츠", "자연관광지", "역사관광지", "쇼핑", "체험관광지", "문화시설",
-                          "레포츠소개"}),
+    image_cat2=frozenset({"육상 레포츠", "수상 레포츠", "자연관광지", "역사관광지", "쇼핑", "건축/조형물", "관광자원"}),
     shapes=("pentagon", "octagon", "ellipse", "frame", "pie", "dots", "tee", "chevron", "saltire", "kite"),
     colors=((150, 30, 60), (0, 110, 110), (255, 150, 190), (110, 100, 20), (20, 30, 120), (255, 80, 0),
             (150, 230, 80), (90, 50, 20), (10, 10, 10)),
     backgrounds={"레포츠": ((200, 210, 160), (120, 150, 80)), "쇼핑": ((230, 210, 230), (160, 130, 160)),
                  "숙박": ((210, 230, 240), (100, 130, 150)), "음식": ((250, 230, 200), (180, 150, 90)),
                  "인문(문화/예술/역사)": ((220, 200, 170), (140, 110, 90)), "자연": ((190, 230, 200), (60, 110, 90))},
-    ramp="horizontal", texture_std=18.0, width=(320, 640), height=(280, 560), object_radius=(0.12, 0.2),
+    ramp="horizontal", texture_std=18.0, width=(320, 640), height=(280, 560), object_radius=(0.15, 0.25),
     distractors=(3, 7), grey=(60, 200), jpeg_quality=(60, 90),
     generic=("입구에서 안내 책자를 받을 수 있다", "아이와 함께 가기에 알맞다", "사진 찍기 좋은 장소가 많다",
              "평일에는 비교적 한산하다", "주말에는 붐비는 편이다", "인근에 묵을 곳이 있다", "접근성이 뛰어나다",
@@ -145,7 +144,7 @@ SECOND = Style(
     templates=("{w} 하면 이곳을 빼놓을 수 없다.", "방문객은 {w}에 대해 높은 만족을 보인다.", "{g}. 무엇보다 {w}이(가) 인상적이다.",
                "{w}, {v} 모두 갖춘 명소.", "현지인 추천: {w}.", "{w}을(를) 중심으로 {v}까지 두루 살펴볼 수 있다.",
                "여기서는 {w} 체험이 가능하며, {g}."),
-    opening="{region} 소재 {place}{w2}.", naming="이름 그대로 {cat3}을(를) 즐기는 곳.", naming_rate=0.35,
+    opening="{region} 소재 {place}{w2}.", naming="이름 그대로 {cat3}을(를) 즐기는 곳.", naming_rate=0.4,
     sentences=(2, 5), joins=(" ", "<br/>", "<p>", "\r\n", " &amp; ", "<br>"),
     cat3_words={
         "한식": ["삼계탕", "냉면", "보쌈", "잡채", "순두부", "칼국수", "떡갈비", "쌈밥"],
@@ -172,7 +171,7 @@ SECOND = Style(
         "역사관광지": ["유적", "옛터", "사적"], "휴양관광지": ["힐링", "쉼터", "휴양림"],
     },
     syllables=tuple("고도로모보소오조초코토포호글밀빈솜실윤은진한결푸른노을샘"),
-    vocab_seed=8765, codes_seed=777, vague=0.25, corrupt_rate=0.05,
+    vocab_seed=8765, codes_seed=777, vague=0.2, corrupt_rate=0.05,
 )
 STYLES = {"second": SECOND}  # the style of a generated size; every other size is the bundled data's
 

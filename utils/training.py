@@ -45,6 +45,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (from the hardware), bf16, fp16 (with a GradScaler) or fp32
     layer_decay: float = 1.0  # layer-wise learning-rate decay of pretrained encoder layers (1: off)
     steps_per_epoch: int = 0  # optimiser steps per epoch on a fresh random share of the rows (0: every row)
+    min_steps: int = 0  # at least this many optimiser steps in all: more epochs on a smaller dataset
     compile: bool = False  # torch.compile, GPU only
     seed: int = 0
     device: str = "auto"
@@ -278,7 +279,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     steps_per_epoch = int(np.ceil(rows_per_epoch / cfg.batch_size / cfg.grad_accum))
     from transformers import get_cosine_schedule_with_warmup
 
-    total = max(1, steps_per_epoch * cfg.epochs)
+    epochs = max(cfg.epochs, int(np.ceil(cfg.min_steps / max(1, steps_per_epoch))))
+    total = max(1, steps_per_epoch * epochs)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     weights = {level: (_class_weights(labels[level], model.heads.heads[level].out_features).to(device)
                        if cfg.class_weight == "balanced" else None) for level in LEVELS}
@@ -312,7 +314,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                         "within": part}, tmp)
 
     lw = dict(zip(LEVELS, cfg.loss_weights))
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, epochs):
         if best_epoch >= 0 and epoch - best_epoch > cfg.patience:
             break
         t0 = time.time()
@@ -327,7 +329,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
         within, saved_at, step_started = None, time.time(), time.time()
         optimizer.zero_grad(set_to_none=True)
         bar = progress_bar(batches(data, order[first * cfg.batch_size:], cfg.batch_size, device),
-                           f"{name} epoch {epoch + 1}/{cfg.epochs}", n_batches, inner=True, initial=first)
+                           f"{name} epoch {epoch + 1}/{epochs}", n_batches, inner=True, initial=first)
         for step, batch in enumerate(bar, start=first):
             if step > first and step % cfg.grad_accum == 0:  # between optimiser steps: a clean place to stop
                 mean_step = (time.time() - step_started) / (step - first)
@@ -386,7 +388,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                 torch.save(_trainable_state(model), tmp)
         save_last(epoch, rng.bit_generator.state)
         if verbose:
-            print(f"{name} epoch {epoch + 1:>2}/{cfg.epochs}: train loss {record['train_loss']:.3f} "
+            print(f"{name} epoch {epoch + 1:>2}/{epochs}: train loss {record['train_loss']:.3f} "
                   f"acc {record['train_accuracy_cat3']:.3f} | val loss {val_loss:.3f} "
                   f"weighted F1 {score:.4f}{' *' if improved else ''} ({record['seconds']:.1f}s)")
 
