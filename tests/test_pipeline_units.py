@@ -68,6 +68,20 @@ def test_text_evidence_and_suspects():
     assert set(fixes["field"]) == {"cat3"} and len(fixes) == 2
 
 
+def test_a_class_name_that_other_classes_say_too_is_no_evidence():
+    """`전시관` said by five museum rows and one 전시관 row is an ordinary word here: naming it is not evidence
+    against the museums' labels; a name said once (as above) still is."""
+    texts = ["유물 전시관 관람"] * 5 + ["전시관 안내", "정통 한식 전문 식당"]
+    labels = ["박물관"] * 5 + ["전시관", "서양식"]
+    parents = TAX.table.set_index("cat3")
+    train = pd.DataFrame({"id": [f"R{i}" for i in range(7)], "overview": texts, "cat3": labels,
+                          "cat1": parents.loc[labels, "cat1"].to_numpy(), "cat2": parents.loc[labels, "cat2"].to_numpy()})
+    common = labelfix.common_names(train, TAX)
+    assert set(common) == {"전시관"} and common["전시관"] == (6, pytest.approx(1 / 6))
+    assert set(labelfix.text_evidence(train, TAX)["id"]) == {"R0", "R1", "R2", "R3", "R4", "R6"}
+    assert list(labelfix.text_evidence(train, TAX, ignore=common)["id"]) == ["R6"]
+
+
 def test_product_of_experts_sharpens_agreeing_experts():
     labels = np.array([0, 1, 2, 0])
     a = np.array([[0.6, 0.3, 0.1]] * 4)

@@ -28,9 +28,27 @@ def class_name_patterns(taxonomy) -> dict[str, re.Pattern]:
     return patterns
 
 
-def text_evidence(train: pd.DataFrame, taxonomy) -> pd.DataFrame:
-    """Rows whose overview names another cat3 outright and never its own (e.g. `한식 전문` labelled 서양식)."""
+def common_names(train: pd.DataFrame, taxonomy, min_rows: int = 4) -> dict[str, tuple[int, float]]:
+    """cat3 whose name is a common word in this data, not evidence: at least `min_rows` overviews say it and
+    fewer than half of them carry that label (`전시관` said by every museum and gallery). Name -> (rows that say
+    it, share of them labelled with it). Measured on the data itself, since which names are ordinary words
+    depends on how its texts are written."""
     patterns = class_name_patterns(taxonomy)
+    texts = [clean_overview(t) for t in train["overview"]]
+    labels = train["cat3"].to_numpy()
+    common = {}
+    for name, pattern in patterns.items():
+        said = np.array([bool(pattern.search(t)) for t in texts], dtype=bool)
+        own = float(np.mean(labels[said] == name)) if said.any() else 1.0
+        if said.sum() >= min_rows and own < 0.5:
+            common[name] = (int(said.sum()), own)
+    return common
+
+
+def text_evidence(train: pd.DataFrame, taxonomy, ignore=()) -> pd.DataFrame:
+    """Rows whose overview names another cat3 outright and never its own (e.g. `한식 전문` labelled 서양식);
+    names in `ignore` (see `common_names`) are not evidence."""
+    patterns = {name: p for name, p in class_name_patterns(taxonomy).items() if name not in set(ignore)}
     rows = []
     for row in train.itertuples(index=False):
         text = clean_overview(row.overview)
