@@ -89,12 +89,12 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
                                "--image", image, "--text", "한식"], cwd=REPO, capture_output=True, text=True)
     assert no_model.returncode == 2 and "no run with a trained predictor" in no_model.stderr
 
-    # A second run with another seed into the same outputs folder: its own folder, folds, split and predictor.
+    # A second run with another seed into the same outputs folder: its own folder, folds and predictor (06 with
+    # named members needs no 04 results).
     members = {"kfold_models": "text_tfidf,fusion_transformer"}
-    other = execute("04_baseline.ipynb", tiny_data, root, seed=1)
-    assert execute("06_kfold_ensemble.ipynb", tiny_data, root, seed=1, **members) == other != out
-    for name in ("folds.csv", "validation_split.csv"):
-        assert not pd.read_csv(out / name).equals(pd.read_csv(other / name))
+    other = execute("06_kfold_ensemble.ipynb", tiny_data, root, seed=1, **members)
+    assert other.name == "tiny-tiny-seed1" and other != out
+    assert not pd.read_csv(out / "folds.csv").equals(pd.read_csv(other / "folds.csv"))
     cards = {run: json.loads((run / "predictor.json").read_text(encoding="utf-8")) for run in (out, other)}
     for run, card in cards.items():
         units = [u for m in card["members"] for u in m["units"]]
