@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     device = pick_device(args.device)
-    cfg = resolve(build(args.profile, {"device": device}))
+    cached_mode = {f"{kind}.training_mode": "cached" for kind in ("text_finetuned", "image_finetuned")}
+    cfg = resolve(build(args.profile, {"device": device, **cached_mode}))  # every model on cached states, as timed
     bs, L, size = args.batch_size, cfg.max_len, cfg.image_size
     torch.manual_seed(0)
     print(f"machine: {machine_description()}; device used: {device}; torch threads {torch.get_num_threads()}")
