@@ -29,7 +29,7 @@ Options:
                     (default: one per GPU; 1 without a GPU); same as --set processes=N.
   --setup-only      only create/update .venv.
   --jupyter         set up, then open the notebooks in JupyterLab with the environment's kernel.
-  --test            set up, then run the test suite (pytest tests/) instead of the notebooks.
+  --test            set up, then run the test suite (pytest -n 2 tests/) instead of the notebooks.
   -h, --help        this help.
   STEP ...          run only these steps, by number: ./run_all.sh 04 05
 
@@ -115,7 +115,7 @@ export PIPELINE_NO_APP=1   # executed copies do not start the page of 06's last 
 export MPLBACKEND=Agg
 if [ "$PROFILE" != "full" ]; then export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; fi
 if [ "$MODE" = test ]; then
-  cd "$REPO" && exec "$PY" -m pytest -q tests
+  cd "$REPO" && exec "$PY" -m pytest -q -n 2 --maxschedchunk 1 tests   # 2 workers of one thread each (conftest)
 fi
 if [ "$MODE" = jupyter ]; then
   cd "$REPO" && exec "$PY" -m jupyter lab --notebook-dir "$REPO/notebooks"

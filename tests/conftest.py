@@ -17,8 +17,23 @@ os.environ.setdefault("TQDM_MININTERVAL", "30")
 os.environ.setdefault("PIPELINE_QUIET_BARS", "1")
 os.environ.setdefault("PIPELINE_NO_APP", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: each worker (and the notebook kernels it starts) on one
+    os.environ["OMP_NUM_THREADS"] = "1"   # thread, so N workers share the cores instead of fighting for them
+    import torch
+
+    torch.set_num_threads(1)
 
 from utils.generate import generate_dataset  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "long: a papermill chain of notebooks (minutes); scheduled first")
+
+
+def pytest_collection_modifyitems(items):
+    """The long chains first: with `-n 2 --maxschedchunk 1` (run_all.sh --test) each worker starts on one and
+    the short tests fill in around them, instead of the chains meeting at the end on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(scope="session")

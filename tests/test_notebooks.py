@@ -32,6 +32,7 @@ def execute(name, data_dir, out_dir, seed=0, **settings) -> Path:
     return folder
 
 
+@pytest.mark.long
 def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path):
     """The whole chain on tiny settings: label fixing, augmentation, models, ensemble, Grad-CAM, predict."""
     import subprocess
@@ -111,6 +112,7 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # the seed-1 run was not touched
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("no_photo", [0.33, 1.0], ids=["a third without photos", "no photos"])
 def test_own_taxonomy_and_places_without_photos_through_every_notebook(tmp_path, no_photo):
     """Data the pipeline was not tuned on: written without the project's generator (CP949 CSV, PNG named .jpg...),
