@@ -47,7 +47,7 @@ def main(argv=None) -> int:
             seconds = time.time() - began
         oof, mean, std = fold_spread(result["oof"], y3, folds, ds.taxonomy, run.cfg.decode)
         epochs = run.cfg.schedule(args.kind, "kfold").epochs
-        print(f"{args.size}: {args.kind} K-fold, min_steps {steps} (epochs {epochs} at least): OOF weighted F1 "
+        print(f"{args.size}: {args.kind} K-fold, {epochs} epochs or {steps} steps, whichever is more: OOF weighted F1 "
               f"{oof:.3f} (folds {mean:.3f} ± {std:.3f}), {seconds:.0f} s for {run.cfg.n_folds} folds")
     return 0
 
