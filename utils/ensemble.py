@@ -109,9 +109,8 @@ def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int
     frozen = frozen_counterpart(kind, cfg)
     if frozen is None:
         return None
-    fit_model(frozen, _kfold_data(frozen, ds, cfg, soft_test), train_idx, val_idx, ds, cfg,
-              tag_dir / frozen / f"seed{seed}", f"fold{k}", seed, stage="kfold", budget=budget)
-    return tag_dir / frozen / f"seed{seed}" / f"fold{k}" / "best.pt"
+    return fit_model(frozen, _kfold_data(frozen, ds, cfg, soft_test), train_idx, val_idx, ds, cfg,
+                     tag_dir / frozen / f"seed{seed}", f"fold{k}", seed, stage="kfold", budget=budget).checkpoint
 
 
 def _worker_init(threads: int) -> None:

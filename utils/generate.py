@@ -423,7 +423,7 @@ def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int
     write_csv(pd.DataFrame(boxes), work / "truth/boxes.csv")
     meta = {"generated": True, "generator_version": GENERATOR_VERSION, "seed": seed, "size": size,
             "n_train": len(train), "n_test": len(test), "corrupted_labels": len(noise),
-            "style": "second" if style == SECOND else "bundled", "image_decided_cat2": sorted(style.image_cat2)}
+            "style": size if size in STYLES else "bundled", "image_decided_cat2": sorted(style.image_cat2)}
     with atomic_path(work / "truth/generation.json") as tmp:
         tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     (work / "GENERATED.txt").write_text(

@@ -48,7 +48,8 @@ def common_names(train: pd.DataFrame, taxonomy, min_rows: int = 4) -> dict[str, 
 def text_evidence(train: pd.DataFrame, taxonomy, ignore=()) -> pd.DataFrame:
     """Rows whose overview names another cat3 outright and never its own (e.g. `한식 전문` labelled 서양식);
     names in `ignore` (see `common_names`) are not evidence."""
-    patterns = {name: p for name, p in class_name_patterns(taxonomy).items() if name not in set(ignore)}
+    ignore = set(ignore)
+    patterns = {name: p for name, p in class_name_patterns(taxonomy).items() if name not in ignore}
     rows = []
     for row in train.itertuples(index=False):
         text = clean_overview(row.overview)
