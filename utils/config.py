@@ -111,6 +111,8 @@ class Config:
                                   # product (the most probable path: p3 x p2(parent) x p1(grandparent)) or
                                   # sum (9th place: parents' probabilities added to their children's)
     image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
+    tfidf_alpha: float = 1e-4     # text_tfidf's L2 penalty (04's baseline, 02's text expert, 06's member): measured
+                                  # in utils/baselines.py
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
                            "patience": 2, "warmup_ratio": 0.0},
@@ -134,7 +136,7 @@ class Config:
     checkpoint_minutes: float = 0.0  # also save a resumable checkpoint this often within an epoch (0: per epoch)
     # ---- notebook settings
     eda_sample_images: int = 12   # 01
-    label_confidence: float = 0.95  # 02: how sure the out-of-fold experts must be to contradict a label
+    label_confidence: float = 0.9   # 02: how sure the out-of-fold experts must be to contradict a label
     text_ops: str = "swap,delete"   # 03: EDA operations (add synonym,insert to try the meaning-changing ones)
     gallery_size: int = 8           # 02, 07
     gradcam_explain: int = 120      # 07: validation images explained and scored per model

@@ -79,7 +79,7 @@ def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mod
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
     labels3 = data_labels(data, np.arange(len(ds.train)))
-    model = tfidf_logreg(seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
+    model = tfidf_logreg(alpha=cfg.tfidf_alpha, seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
     saved = Path(run_dir) / name / "model.joblib"
     with atomic_path(saved) as tmp:
         joblib.dump(model, tmp)
@@ -89,7 +89,7 @@ def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mod
 
     return Trained(kind, model, probabilities, time.time() - started, checkpoint=saved,
                    config={"kind": "tfidf_logreg", "features": "Kiwi content morphemes + char 2-4-grams",
-                           "classifier": "SGD log-loss, alpha 1e-5"})
+                           "classifier": f"SGD log-loss, alpha {cfg.tfidf_alpha:g}"})
 
 
 def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,
