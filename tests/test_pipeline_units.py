@@ -61,11 +61,30 @@ def test_text_evidence_and_suspects():
     p[1, TAX.cat3.index("서양식")] = 0.9
     p[2, TAX.cat3.index("중식")] = 0.99
     p /= p.sum(1, keepdims=True)
-    suspects = labelfix.find_suspects(train["id"], given, p, evidence, TAX, confidence=0.95)
+    suspects = labelfix.find_suspects(train["id"], given, p, evidence, TAX, confidence=0.95, min_class_rows=1)
     assert list(suspects["id"]) == ["C", "A"]
     assert dict(zip(suspects["id"], suspects["suggested_cat3"])) == {"C": "중식", "A": "한식"}
     fixes = labelfix.fixes_from_suspects(suspects, train, TAX, "test")
     assert set(fixes["field"]) == {"cat3"} and len(fixes) == 2
+
+
+def test_a_class_too_rare_to_learn_is_contradicted_on_text_evidence_only():
+    """C is the only 한식 row: out of fold, no expert saw a 한식 row, so their confident 중식 is no evidence.
+    A (서양식, two rows) is below three rows too, but its text names 한식, which still flags it."""
+    train = pd.DataFrame({"id": ["A", "B", "C"], "overview": ["정통 한식 전문 식당", "파스타 서양식 레스토랑", "그냥 식당"],
+                          "cat1": ["음식"] * 3, "cat2": ["음식점"] * 3, "cat3": ["서양식", "서양식", "한식"]})
+    given = TAX.encode("cat3", train["cat3"])
+    p = np.full((3, 128), 1e-4)
+    p[0, TAX.cat3.index("한식")] = 0.99
+    p[1, TAX.cat3.index("서양식")] = 0.9
+    p[2, TAX.cat3.index("중식")] = 0.99
+    p /= p.sum(1, keepdims=True)
+    evidence = labelfix.text_evidence(train, TAX)
+    by_rule = {rows: list(labelfix.find_suspects(train["id"], given, p, evidence, TAX, 0.95, rows)["id"])
+               for rows in (1, 2, 3)}
+    assert by_rule == {1: ["A", "C"], 2: ["A"], 3: ["A"]}
+    no_text = labelfix.find_suspects(train["id"], given, p, evidence.iloc[:0], TAX, 0.95, 3)
+    assert no_text.empty
 
 
 def test_a_class_name_that_other_classes_say_too_is_no_evidence():

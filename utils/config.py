@@ -137,6 +137,7 @@ class Config:
     # ---- notebook settings
     eda_sample_images: int = 12   # 01
     label_confidence: float = 0.9   # 02: how sure the out-of-fold experts must be to contradict a label
+    label_min_class_rows: int = 3   # 02: a class with fewer train rows is contradicted on text evidence only
     text_ops: str = "swap,delete"   # 03: EDA operations (add synonym,insert to try the meaning-changing ones)
     gallery_size: int = 8           # 02, 07
     gradcam_explain: int = 120      # 07: validation images explained and scored per model

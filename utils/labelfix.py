@@ -76,11 +76,15 @@ def product_of_experts(probs: list[np.ndarray], labels: np.ndarray, n_classes: i
 
 
 def find_suspects(ids, given: np.ndarray, oof_p3: np.ndarray, evidence: pd.DataFrame, taxonomy,
-                  confidence: float = 0.95) -> pd.DataFrame:
+                  confidence: float = 0.9, min_class_rows: int = 3) -> pd.DataFrame:
     """Rows whose given label the out-of-fold models confidently contradict, ranked.
 
     Flagged: the out-of-fold prediction differs from the given label with probability >= `confidence`,
     or the text names another class and the models prefer that class to the given one.
+    Rows of a class with fewer than `min_class_rows` train rows are flagged on text evidence only: holding
+    one out leaves its experts one row or none of that class to learn from, so they contradict it whatever
+    its label is worth (on the second development dataset the 14 rows ranked most suspect were all such
+    correctly labelled rows).
     score = 1 - cleanlab's label quality (self-confidence) of the given label; suggested = the
     predicted class (for text evidence, the class the text names)."""
     from cleanlab.rank import get_label_quality_scores
@@ -88,7 +92,8 @@ def find_suspects(ids, given: np.ndarray, oof_p3: np.ndarray, evidence: pd.DataF
     ids = np.asarray(ids)
     score = 1.0 - get_label_quality_scores(given, oof_p3, method="self_confidence")
     suggested = oof_p3.argmax(1)
-    flagged = (suggested != given) & (oof_p3.max(1) >= confidence)
+    learnable = np.bincount(given, minlength=oof_p3.shape[1])[given] >= min_class_rows
+    flagged = (suggested != given) & (oof_p3.max(1) >= confidence) & learnable
     reason = np.where(flagged, "model", "").astype(object)
     position = {rid: i for i, rid in enumerate(ids)}
     index = {name: i for i, name in enumerate(taxonomy.cat3)}
