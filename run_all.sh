@@ -25,8 +25,9 @@ Options:
   --run-name NAME   the run's folder name (default: <profile>-<data folder>-seed<seed>).
   --output-dir PATH where runs go (default: outputs/). Also: OUTPUT_DIR=PATH.
   --cache-dir PATH  the shared, content-keyed cache (default: <output dir>/cache); same as --set cache_dir=PATH.
-  --processes N     K-fold units (fold x seed) trained at once, one process each, spread over the GPUs
-                    (default: one per GPU; 1 without a GPU); same as --set processes=N.
+  --processes N     processes per training, spread over the GPUs (default: one per GPU; 1 without a GPU):
+                    K-fold units (fold x seed) trained at once, one process each, and one end-to-end
+                    model's data-parallel processes (DDP); same as --set processes=N.
   --setup-only      only create/update .venv.
   --jupyter         set up, then open the notebooks in JupyterLab with the environment's kernel.
   --test            set up, then run the test suite (pytest -n 2 tests/) instead of the notebooks.

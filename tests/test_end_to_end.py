@@ -118,7 +118,7 @@ def test_layer_wise_heads_read_the_hidden_layers_they_claim(ds):
         block.register_forward_hook(lambda mod, args, kwargs, out, level=level: seen.__setitem__(level, args[0]),
                                     with_kwargs=True)
     rows = RawRows(ds, cfg, ("text",))
-    batch = next(iter(rows.loader(np.arange(4), 4, "cpu")))
+    batch = next(iter(rows.loader([np.arange(4)], "cpu")))
     with torch.no_grad():
         model(batch)
         hidden = model.tower.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -237,3 +237,52 @@ def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds,
             target = soft_targets(batch, level, SIZES[level]).numpy()
             assert np.allclose(target[2:], soft[level], atol=1e-6)
             assert (target[:2].argmax(1) == ds.labels(level)[:2]).all() and np.allclose(target[:2].sum(1), 1)
+
+
+class CountingRows(RawRows):
+    """Raw rows that note which rows this process fetched (a data-parallel process should fetch only its share)."""
+
+    def __getitem__(self, i):
+        self.__dict__.setdefault("fetched", []).append(int(i))
+        return super().__getitem__(i)
+
+
+def _fit_without_dropout(data_dir: str, cache: str, out: str) -> None:
+    """One process of a data-parallel fit of an end-to-end fine-tune (or the single process), dropout off so that
+    the only difference between one process and two is how each batch is split. Writes what this process
+    fetched and, from process 0, its predictions on test rows."""
+    from pathlib import Path
+
+    from utils import distributed
+
+    rank, _ = distributed.world()
+    data_set = load_dataset(data_dir, progress=False, check_images=False)
+    cfg = build("tiny", {"text_finetuned.training_mode": "end_to_end", "cache_dir": cache, "batch_size": 8})
+    model = build_model("text_finetuned", cfg, SIZES)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    rows = CountingRows(data_set, cfg, ("text",))
+    tc = train_config("text_finetuned", cfg, 0, epochs=1, lr=1e-2, encoder_lr=1e-3, warmup_ratio=0.0)
+    fit(model, rows, np.arange(21), np.arange(21, 28), tc, Path(out) / "run", verbose=False)  # batches 8, 8, 5
+    fetched = list(rows.fetched)
+    (Path(out) / f"fetched{rank}.json").write_text(json.dumps(fetched))
+    if rank == 0:
+        test_rows = np.arange(len(data_set.train), len(data_set.train) + 6)
+        np.save(Path(out) / "probs.npy", predict(model, rows, test_rows, device="cpu")["cat3"])
+
+
+def test_two_data_parallel_processes_train_one_model_as_one_process_does(tiny_data, cache_dir, tmp_path):
+    """DistributedDataParallel on the CPU (gloo), as on two GPUs (nccl): each process fetches only its share of
+    every batch, training and validation rows alike (together, every row once), and the trained model predicts
+    what one process with whole batches trains (the last batch, 5 rows, splits 3 / 2: gradients weighed by share)."""
+    from utils import distributed
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    _fit_without_dropout(str(tiny_data), str(cache_dir), str(one))
+    distributed.launch(_fit_without_dropout, 2, (str(tiny_data), str(cache_dir), str(two)), "cpu")
+    shares = [json.loads((two / f"fetched{r}.json").read_text()) for r in (0, 1)]
+    assert sorted(shares[0] + shares[1]) == list(range(28)) and [len(s) for s in shares] == [11 + 4, 10 + 3]
+    assert sorted(json.loads((one / "fetched0.json").read_text())) == list(range(28))
+    assert np.allclose(np.load(one / "probs.npy"), np.load(two / "probs.npy"), atol=1e-5)

@@ -95,10 +95,10 @@ def test_steps_per_epoch_caps_each_epoch_to_a_fresh_share_of_the_rows(tmp_path, 
     drawn = []
     original = training.batches
 
-    def counting(data, indices, batch_size, device="cpu"):
+    def counting(data, indices, batch_size, device="cpu", rank=0, world=1):
         if len(indices) != len(VAL):  # training draws, not validation
             drawn.append(np.asarray(indices).copy())
-        yield from original(data, indices, batch_size, device)
+        yield from original(data, indices, batch_size, device, rank, world)
 
     monkeypatch.setattr(training, "batches", counting)
     fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "steps_per_epoch": 2}), tmp_path / "run",

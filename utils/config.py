@@ -65,8 +65,9 @@ class Config:
     seed: int = 0
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
     device: str = "auto"          # auto: cuda when present, else cpu
-    processes: int = 0            # K-fold units trained at once, one process each, spread over the GPUs (0: one per
-                                  # GPU, 1 without a GPU); ./run_all.sh --processes N
+    processes: int = 0            # processes per training, spread over the GPUs (0: one per GPU, 1 without a GPU):
+                                  # K-fold units trained at once, one process each; one end-to-end model's
+                                  # data-parallel processes (utils/distributed.py); ./run_all.sh --processes N
     precision: str = "auto"       # auto: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 with loss
                                   # scaling on older ones (T4, P100, V100), fp32 on CPU; or bf16, fp16, fp32
     training_mode: str = "cached"  # cached: frozen encoders' states computed once (CPU); end_to_end: from raw rows

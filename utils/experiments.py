@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import distributed
 from .baselines import tfidf_logreg, tfidf_probabilities
 from .data import LEVELS
 from .features import all_rows, has_photo
@@ -109,6 +110,11 @@ def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=No
                    fitted.seconds, fitted.best_epoch, fitted.history, Path(run_dir) / name / "best.pt", described)
 
 
+def _fit_in_group(args: tuple, overrides: dict) -> None:
+    """One process of a data-parallel fit (utils/distributed.py); process 0 writes the run folder."""
+    _fit_neural(*args, **overrides)
+
+
 def frozen_counterpart(kind: str, cfg) -> str | None:
     """The frozen model whose trained head a fine-tune starts from, when the heads are the same; layer-wise text
     heads have no frozen counterpart and start fresh."""
@@ -178,6 +184,12 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
         train_idx, val_idx = _rows_with_photos(name, photo, train_idx, val_idx)
     if hasattr(data, "for_training"):  # raw rows: augmentation reaches the rows this model trains on, no others
         data = data.for_training(train_idx, seed)
+    processes = distributed.processes_for(cfg)
+    if trainer is _fit_neural and hasattr(data, "loader") and stage != "kfold" and processes > 1 \
+            and distributed.world()[1] == 1:  # one model end to end on every GPU; K-fold units have one each
+        distributed.launch(_fit_in_group, processes, ((kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage,
+                                                       init_from, name, budget), overrides), cfg.device)
+        # below, this process finds what they trained under the same configuration and loads it
     trained = trainer(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=stage, init_from=init_from,
                       name=name, budget=budget, **overrides)
     return trained if photo is None else _uniform_without_photo(trained, photo, ds.taxonomy.sizes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from .augment import augment_image, augment_text_on_the_fly, image_pipeline
 from .backbones import frozen_backbone
@@ -84,17 +84,29 @@ class RawRows(Dataset):
             batch["image_present"] = torch.tensor([it["image_present"] for it in items])
         return batch
 
-    def loader(self, indices, batch_size: int, device: str) -> DataLoader:
-        """Batches of `indices` in order; worker processes and pinned memory on a GPU (auto: up to 4 workers),
-        none on the CPU, where workers would take the cores the model trains on."""
+    def loader(self, groups, device: str) -> DataLoader:
+        """One batch per group of row indices, in order; worker processes and pinned memory on a GPU (auto: up
+        to 4 workers), none on the CPU, where workers would take the cores the model trains on."""
         workers = self.cfg.num_workers
         if workers < 0:
             import os
 
             workers = min(4, os.cpu_count() or 1) if str(device).startswith("cuda") else 0
-        return DataLoader(Subset(self, [int(i) for i in indices]), batch_size=batch_size, shuffle=False,
-                          num_workers=workers, pin_memory=str(device).startswith("cuda"), collate_fn=self.collate,
+        return DataLoader(self, batch_sampler=[[int(i) for i in g] for g in groups], num_workers=workers,
+                          pin_memory=str(device).startswith("cuda"), collate_fn=self.collate,
                           worker_init_fn=_seed_worker if workers else None)
+
+    def __getstate__(self):
+        """Sent to a data-parallel process without the frozen encoders, which it loads itself (utils/distributed.py)."""
+        state = dict(self.__dict__)
+        state["text"] = state["text"] is not None
+        state["image"] = state["image"] is not None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.text = frozen_backbone("text", self.cfg) if state["text"] else None
+        self.image = frozen_backbone("image", self.cfg) if state["image"] else None
 
     def with_soft_labels(self, rows, soft: dict) -> "RawRows":
         """A view whose `rows` train on soft targets instead of labels (see training.TensorData.with_soft_labels)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from .io import atomic_path, read_json, write_json
 from .data import LEVELS
@@ -188,17 +188,19 @@ def epoch_indices(labels: np.ndarray, sampling: str | None, rng: np.random.Gener
     raise ValueError(f"sampling must be None, 'over' or 'under', not {sampling!r}")
 
 
-def batches(data: Dataset, indices, batch_size: int, device: str = "cpu"):
-    """Batches of the given rows, in order. Cached tensors are sliced directly (no per-row Python work)."""
+def batches(data: Dataset, indices, batch_size: int, device: str = "cpu", rank: int = 0, world: int = 1):
+    """Batches of the given rows, in order. Cached tensors are sliced directly (no per-row Python work).
+    Data-parallel (`world` processes): this process's share of each batch, its rows rank, rank + world, ..."""
     indices = np.asarray(indices)
+    groups = [indices[start:start + batch_size][rank::world] for start in range(0, len(indices), batch_size)]
     if isinstance(data, TensorData):
-        for start in range(0, len(indices), batch_size):
-            chunk = torch.from_numpy(indices[start:start + batch_size])
+        for group in groups:
+            chunk = torch.from_numpy(group)
             yield {k: v[chunk] for k, v in data.tensors.items()}
     elif hasattr(data, "loader"):  # raw rows (end to end): decoded and tokenized per batch, in worker processes
-        yield from data.loader(indices, batch_size, device)
+        yield from data.loader(groups, device)
     else:
-        yield from DataLoader(Subset(data, indices.tolist()), batch_size=batch_size, shuffle=False)
+        yield from DataLoader(data, batch_sampler=[g.tolist() for g in groups])
 
 
 def _to(batch: dict, device) -> dict:
@@ -242,11 +244,17 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     (long epochs on a session that may disconnect); a rerun resumes from it, mid-epoch included, with the same
     batches and random draws as an uninterrupted run. `budget`: before each optimiser step, if twice the mean
     step time no longer fits, save `last.pt` and raise TimeBudgetExceeded."""
+    from . import distributed
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = distributed.world()  # data-parallel: process `rank` of `world` (see utils/distributed.py)
+    main = rank == 0                   # the one that prints and writes
+    verbose = verbose and main
     device = pick_device(cfg.device)
     precision = choose_precision(device, cfg.precision)
-    announce_precision(device, precision)
+    if main:
+        announce_precision(device, precision)
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     label_bytes = b"".join(data_labels(data, idx, level).tobytes() for idx in (train_idx, val_idx) for level in LEVELS)
     cfg.extra = {**cfg.extra, "train_rows": hashlib.sha1(train_idx.tobytes()).hexdigest()[:12],
@@ -285,7 +293,13 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     weights = {level: (_class_weights(labels[level], model.heads.heads[level].out_features).to(device)
                        if cfg.class_weight == "balanced" else None) for level in LEVELS}
     losses = {level: nn.CrossEntropyLoss(weight=weights[level]) for level in LEVELS}
-    step_model = torch.compile(model) if cfg.compile and device == "cuda" else model
+    step_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
+                                             find_unused_parameters=True)
+    step_model = torch.compile(step_model) if cfg.compile and device == "cuda" else step_model
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # fp16 gradients underflow without it
 
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
@@ -306,6 +320,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                 print(f"{name}: resuming from epoch {start_epoch + 1}{where} ({run_dir / 'last.pt'})")
 
     def save_last(epoch_done: int, rng_state, part=None, elapsed: float = 0.0):
+        if not main:
+            return
         with atomic_path(run_dir / "last.pt") as tmp:
             torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state,
@@ -321,6 +337,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
         model.train()
         epoch_rng = rng.bit_generator.state  # a mid-epoch resume redraws this epoch's order from here
         order = train_idx[epoch_indices(labels["cat3"], cfg.sampling, rng)][:rows_per_epoch]
+        if 0 < len(order) % cfg.batch_size < world:  # every process needs a row of the last batch
+            order = order[:len(order) - len(order) % cfg.batch_size]
         n_batches = int(np.ceil(len(order) / cfg.batch_size))
         total_loss, seen, correct, first = 0.0, 0, 0, 0
         if within is not None and within["epoch"] == epoch:
@@ -328,13 +346,15 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             rng.bit_generator.state = within["rng_now"]
         within, saved_at, step_started = None, time.time(), time.time()
         optimizer.zero_grad(set_to_none=True)
-        bar = progress_bar(batches(data, order[first * cfg.batch_size:], cfg.batch_size, device),
-                           f"{name} epoch {epoch + 1}/{epochs}", n_batches, inner=True, initial=first)
+        bar = progress_bar(batches(data, order[first * cfg.batch_size:], cfg.batch_size, device, rank, world),
+                           f"{name} epoch {epoch + 1}/{epochs}", n_batches, inner=True, initial=first, disable=not main)
         for step, batch in enumerate(bar, start=first):
             if step > first and step % cfg.grad_accum == 0:  # between optimiser steps: a clean place to stop
                 mean_step = (time.time() - step_started) / (step - first)
                 late = checkpoint_minutes and time.time() - saved_at > checkpoint_minutes * 60
                 stop = budget is not None and not budget.allows(2 * mean_step * cfg.grad_accum)
+                if budget is not None or checkpoint_minutes:
+                    late, stop = distributed.agree(late), distributed.agree(stop)
                 if late or stop:
                     save_last(epoch - 1, epoch_rng, {"epoch": epoch, "step": step, "rng_now": rng.bit_generator.state,
                                                      "total_loss": total_loss, "seen": seen, "correct": correct},
@@ -359,7 +379,11 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                     if perm is not None:
                         level_loss = lam * level_loss + (1 - lam) * losses[level](logits[level].float(), target[perm.to(device)])
                     loss = loss + lw[level] * level_loss
-            scaler.scale(loss / cfg.grad_accum).backward()
+            share = 1.0
+            if world > 1:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
+                in_batch = len(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+                share = len(batch["cat3"]) * world / in_batch
+            scaler.scale(loss * share / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches:
                 scaler.unscale_(optimizer)  # clip the true gradients
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -372,7 +396,9 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             seen += n
             correct += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())  # rows with soft targets never count
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-        probs = predict(model, data, val_idx, device=cfg.device, desc="validating", precision=precision)
+        total_loss, seen, correct = distributed.total([total_loss, seen, correct])
+        probs = distributed.gather_rows(predict(model, data, val_idx[rank::world], device=cfg.device,
+                                                desc="validating", precision=precision))
         y_val = data_labels(data, val_idx)
         val_loss = float(np.mean(-np.log(probs["cat3"][np.arange(len(val_idx)), y_val] + 1e-9)))
         score = weighted_f1(y_val, probs["cat3"].argmax(1))
@@ -384,18 +410,22 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
-            with atomic_path(run_dir / "best.pt") as tmp:
-                torch.save(_trainable_state(model), tmp)
+            if main:
+                with atomic_path(run_dir / "best.pt") as tmp:
+                    torch.save(_trainable_state(model), tmp)
         save_last(epoch, rng.bit_generator.state)
         if verbose:
             print(f"{name} epoch {epoch + 1:>2}/{epochs}: train loss {record['train_loss']:.3f} "
                   f"acc {record['train_accuracy_cat3']:.3f} | val loss {val_loss:.3f} "
                   f"weighted F1 {score:.4f}{' *' if improved else ''} ({record['seconds']:.1f}s)")
 
+    distributed.barrier()  # process 0 has written best.pt
     load_checkpoint(model, run_dir / "best.pt")
-    write_json({"config_hash": key, "history": history, "best_score": best, "best_epoch": best_epoch,
-                "seconds": seconds, "config": asdict(cfg)}, run_dir / "result.json")
-    (run_dir / "last.pt").unlink(missing_ok=True)
+    if main:
+        write_json({"config_hash": key, "history": history, "best_score": best, "best_epoch": best_epoch,
+                    "seconds": seconds, "config": asdict(cfg)}, run_dir / "result.json")
+        (run_dir / "last.pt").unlink(missing_ok=True)
+    distributed.barrier()
     return FitResult(model, history, best, best_epoch, seconds, resumed=resumed)
 
 
