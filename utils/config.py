@@ -112,8 +112,7 @@ class Config:
                                   # product (the most probable path: p3 x p2(parent) x p1(grandparent)) or
                                   # sum (9th place: parents' probabilities added to their children's)
     image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
-    tfidf_alpha: float = 1e-4     # text_tfidf's L2 penalty (04's baseline, 02's text expert, 06's member): measured
-                                  # in utils/baselines.py
+    tfidf_alpha: float = 1e-5     # text_tfidf's L2 penalty (04's baseline, 06's member); 02's expert: below
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
                            "patience": 2, "warmup_ratio": 0.0},
@@ -138,6 +137,7 @@ class Config:
     # ---- notebook settings
     eda_sample_images: int = 12   # 01
     label_confidence: float = 0.9   # 02: how sure the out-of-fold experts must be to contradict a label
+    label_tfidf_alpha: float = 1e-4  # 02: the TF-IDF expert's L2 penalty (less confident than the member's: README)
     label_min_class_rows: int = 3   # 02: a class with fewer train rows is contradicted on text evidence only
     text_ops: str = "swap,delete"   # 03: EDA operations (add synonym,insert to try the meaning-changing ones)
     gallery_size: int = 8           # 02, 07

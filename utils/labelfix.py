@@ -65,6 +65,13 @@ def text_evidence(train: pd.DataFrame, taxonomy, ignore=()) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "given_cat3", "named_cat3", "all_named", "snippet"])
 
 
+def expert_config(cfg):
+    """The run's settings for 02's out-of-fold experts: the TF-IDF expert with `label_tfidf_alpha`."""
+    from dataclasses import replace
+
+    return replace(cfg, tfidf_alpha=cfg.label_tfidf_alpha)
+
+
 def product_of_experts(probs: list[np.ndarray], labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Combine per-modality probabilities as independent experts: p ∝ Π p_m(c) / prior(c)^(M-1).
 
