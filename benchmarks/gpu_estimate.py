@@ -118,7 +118,6 @@ def main(argv=None) -> int:
     parser.add_argument("--train-rows", type=int, default=16986)
     parser.add_argument("--test-rows", type=int, default=7280)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per fold (the full profile's fine-tunes: 5)")
     parser.add_argument("--mfu-t4", type=float, default=0.3)
     parser.add_argument("--mfu-a100", type=float, default=0.4)
     parser.add_argument("--mfu-h100", type=float, default=0.35)
@@ -145,32 +144,52 @@ def main(argv=None) -> int:
     rate = image_path_rate()
     print(f"image data path, 384 px with augmentation: {rate:.1f} items/s per CPU core (bundled images)")
 
+    from utils.config import build
+
+    full = build("full")
     t, i = measured["text"], measured["image"]
     def checkpointed(act: float, tokens: int) -> float:  # 24 layers of width 1024 in both encoders
         return 24 * tokens * 1024 * 2 + act / 24
 
     t_ckpt, i_ckpt = checkpointed(t["act"]["half"], 256), checkpointed(i["act"]["half"], 145)
-    models = {"text_finetuned (RoBERTa-large, 256 tokens)": (t["flops"], t["params"], t["act"]["half"], t_ckpt),
-              "image_finetuned (ViT-L/32, 384 px)": (i["flops"], i["params"], i["act"]["half"], i_ckpt),
-              "fusion_transformer (both, end to end)": (t["flops"] + i["flops"], t["params"] + i["params"],
-                                                        t["act"]["half"] + i["act"]["half"], t_ckpt + i_ckpt)}
+    # kind: (FLOPs per training item, trained parameters, activations, checkpointed activations); a frozen model
+    # trained end to end (the full profile's training_mode) runs its frozen encoder forward only, every epoch
+    models = {"text_finetuned": (t["flops"], t["params"], t["act"]["half"], t_ckpt),
+              "image_finetuned": (i["flops"], i["params"], i["act"]["half"], i_ckpt),
+              "fusion_transformer": (t["flops"] + i["flops"], t["params"] + i["params"],
+                                     t["act"]["half"] + i["act"]["half"], t_ckpt + i_ckpt),
+              "text_frozen": (t["flops"] / 3, 0, 0, 0),
+              "image_frozen": (i["flops"] / 3, 0, 0, 0),
+              "late_fusion": ((t["flops"] + i["flops"]) / 3, 0, 0, 0)}
     mfu = {"T4 (fp16)": args.mfu_t4, "A100 40GB (bf16)": args.mfu_a100, "H100 80GB (bf16)": args.mfu_h100}
     fold_train = args.train_rows * (args.folds - 1) / args.folds
-    per_fold_items = args.epochs * (fold_train + (args.train_rows / args.folds) / 3) + args.test_rows / 3  # inference: 1/3 of a training step
+    fold_val = args.train_rows / args.folds
     print("\nESTIMATES (not measured on a GPU): items/s = FLOPs / (peak x utilisation); memory = 16 B/parameter + "
           "activations x batch + 1.5 GB")
-    print(f"per fold: {args.epochs} epochs of {fold_train:,.0f} training rows, validation and {args.test_rows:,} test rows")
-    print("| model | GPU | train items/s | hours per fold | hours, all folds | batch that fits (no ckpt / ckpt) |")
+    print(f"a fit: every epoch {fold_train:,.0f} training rows and {fold_val:,.0f} validation rows (inference: a third "
+          f"of a training step), then {args.test_rows:,} test rows; the full profile's epochs, all of them "
+          "(early stopping can end a fit sooner)")
+    print("| model (full profile) | epochs | GPU | train items/s | hours per fit | batch that fits (no ckpt / ckpt) |")
     print("|---|---|---|---|---|---|")
+    hours_of = {}
     for name, (flops, params, act, act_ckpt) in models.items():
+        epochs = full.schedule(name).epochs
         for gpu, (peak, memory) in GPUS.items():
             rate_gpu = peak * 1e12 * mfu[gpu] / flops
-            hours = per_fold_items / rate_gpu / 3600
+            per_fit = (epochs * (fold_train + fold_val / 3) + args.test_rows / 3) / rate_gpu / 3600
+            hours_of[name, gpu] = per_fit
             free = memory * 2**30 - 16 * params - 1.5 * 2**30
-            fits = max(0, int(free // act)) if free > 0 else 0
-            fits_ckpt = max(0, int(free // act_ckpt)) if free > 0 else 0
-            print(f"| {name} | {gpu} | {rate_gpu:.0f} | {hours:.1f} | {hours * args.folds:.1f} | "
-                  f"{fits} / {fits_ckpt} |")
+            fits = ("-" if not act else f"{max(0, int(free // act))} / {max(0, int(free // act_ckpt))}")
+            print(f"| {name} | {epochs} | {gpu} | {rate_gpu:.0f} | {per_fit:.2f} | {fits} |")
+    print("\nthe whole full profile, one seed (02: TF-IDF and image_frozen experts x folds; 04/05: every model once; "
+          "06: K-fold of text_finetuned, image_finetuned and fusion_transformer, the likely auto members):")
+    for gpu in GPUS:
+        once = sum(hours_of[k, gpu] for k in models)
+        experts = args.folds * hours_of["image_frozen", gpu]
+        kfold = args.folds * sum(hours_of[k, gpu] for k in ("text_finetuned", "image_finetuned", "fusion_transformer"))
+        frozen = once - sum(hours_of[k, gpu] for k in ("text_finetuned", "image_finetuned", "fusion_transformer"))
+        print(f"  {gpu}: 02 {experts:.1f} h + 04/05 {once:.1f} h (of which frozen-encoder models {frozen:.1f} h) + "
+              f"06 {kfold:.1f} h = {experts + once + kfold:.1f} h")
     return 0
 
 
