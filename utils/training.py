@@ -297,8 +297,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        step_model = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
-                                             find_unused_parameters=True)
+        step_model = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
     step_model = torch.compile(step_model) if cfg.compile and device == "cuda" else step_model
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # fp16 gradients underflow without it
 
