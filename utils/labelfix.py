@@ -83,9 +83,10 @@ def product_of_experts(probs: list[np.ndarray], labels: np.ndarray, n_classes: i
 
 
 def find_suspects(ids, given: np.ndarray, oof_p3: np.ndarray, evidence: pd.DataFrame, taxonomy,
-                  confidence: float = 0.9, min_class_rows: int = 3) -> pd.DataFrame:
+                  confidence: float, min_class_rows: int) -> pd.DataFrame:
     """Rows whose given label the out-of-fold models confidently contradict, ranked.
 
+    Both settings come from the configuration (`label_confidence`, `label_min_class_rows`).
     Flagged: the out-of-fold prediction differs from the given label with probability >= `confidence`,
     or the text names another class and the models prefer that class to the given one.
     Rows of a class with fewer than `min_class_rows` train rows are flagged on text evidence only: holding
