@@ -161,7 +161,7 @@ def main(argv=None) -> int:
               "text_frozen": (t["flops"] / 3, 0, 0, 0),
               "image_frozen": (i["flops"] / 3, 0, 0, 0),
               "late_fusion": ((t["flops"] + i["flops"]) / 3, 0, 0, 0)}
-    mfu = {"T4 (fp16)": args.mfu_t4, "A100 40GB (bf16)": args.mfu_a100, "H100 80GB (bf16)": args.mfu_h100}
+    mfu = dict(zip(GPUS, (args.mfu_t4, args.mfu_a100, args.mfu_h100)))
     fold_train = args.train_rows * (args.folds - 1) / args.folds
     fold_val = args.train_rows / args.folds
     print("\nESTIMATES (not measured on a GPU): items/s = FLOPs / (peak x utilisation); memory = 16 B/parameter + "

@@ -50,17 +50,22 @@ def test_record_merges_into_metrics_json(tmp_path):
     assert set(metrics["models"]) == {"a", "b"} and metrics["models"]["a"]["config"] == {"x": 1}
 
 
-def test_text_evidence_and_suspects():
+def _restaurants(p_a_hansik: float):
+    """Three restaurants: A (서양식) whose text says 한식, B (서양식), C (the only 한식 row); and out-of-fold
+    probabilities giving A `p_a_hansik` for 한식, B 0.9 for its own label and C 0.99 for 중식."""
     train = pd.DataFrame({"id": ["A", "B", "C"], "overview": ["정통 한식 전문 식당", "파스타 서양식 레스토랑", "그냥 식당"],
                           "cat1": ["음식"] * 3, "cat2": ["음식점"] * 3, "cat3": ["서양식", "서양식", "한식"]})
-    evidence = labelfix.text_evidence(train, TAX)
-    assert list(evidence["id"]) == ["A"] and evidence["named_cat3"].iloc[0] == "한식"
-    given = TAX.encode("cat3", train["cat3"])
     p = np.full((3, 128), 1e-4)
-    p[0, TAX.cat3.index("한식")] = 0.6
+    p[0, TAX.cat3.index("한식")] = p_a_hansik
     p[1, TAX.cat3.index("서양식")] = 0.9
     p[2, TAX.cat3.index("중식")] = 0.99
-    p /= p.sum(1, keepdims=True)
+    return train, TAX.encode("cat3", train["cat3"]), p / p.sum(1, keepdims=True)
+
+
+def test_text_evidence_and_suspects():
+    train, given, p = _restaurants(0.6)
+    evidence = labelfix.text_evidence(train, TAX)
+    assert list(evidence["id"]) == ["A"] and evidence["named_cat3"].iloc[0] == "한식"
     suspects = labelfix.find_suspects(train["id"], given, p, evidence, TAX, confidence=0.95, min_class_rows=1)
     assert list(suspects["id"]) == ["C", "A"]
     assert dict(zip(suspects["id"], suspects["suggested_cat3"])) == {"C": "중식", "A": "한식"}
@@ -71,14 +76,7 @@ def test_text_evidence_and_suspects():
 def test_a_class_too_rare_to_learn_is_contradicted_on_text_evidence_only():
     """C is the only 한식 row: out of fold, no expert saw a 한식 row, so their confident 중식 is no evidence.
     A (서양식, two rows) is below three rows too, but its text names 한식, which still flags it."""
-    train = pd.DataFrame({"id": ["A", "B", "C"], "overview": ["정통 한식 전문 식당", "파스타 서양식 레스토랑", "그냥 식당"],
-                          "cat1": ["음식"] * 3, "cat2": ["음식점"] * 3, "cat3": ["서양식", "서양식", "한식"]})
-    given = TAX.encode("cat3", train["cat3"])
-    p = np.full((3, 128), 1e-4)
-    p[0, TAX.cat3.index("한식")] = 0.99
-    p[1, TAX.cat3.index("서양식")] = 0.9
-    p[2, TAX.cat3.index("중식")] = 0.99
-    p /= p.sum(1, keepdims=True)
+    train, given, p = _restaurants(0.99)
     evidence = labelfix.text_evidence(train, TAX)
     by_rule = {rows: list(labelfix.find_suspects(train["id"], given, p, evidence, TAX, 0.95, rows)["id"])
                for rows in (1, 2, 3)}

@@ -25,12 +25,16 @@ def world() -> tuple[int, int]:
 
 
 def processes_for(cfg) -> int:
-    """How many processes train one model: `processes`, or one per GPU (0); 1 on a CPU unless set."""
+    """How many processes one training uses (one model's data-parallel group, or K-fold units at once):
+    `processes`, or one per GPU (0); 1 without a GPU unless set."""
     import torch
 
-    if cfg.processes:
-        return cfg.processes
-    return torch.cuda.device_count() if torch.cuda.is_available() and cfg.device != "cpu" else 1
+    return cfg.processes or (torch.cuda.device_count() if torch.cuda.is_available() else 1)
+
+
+def cpu_threads(processes: int) -> int:
+    """Each of `processes` CPU processes gets its share of the cores."""
+    return max(1, (os.cpu_count() or 1) // processes)
 
 
 def _free_port() -> int:
@@ -61,8 +65,7 @@ def launch(fn, processes: int, args: tuple, device: str = "auto") -> None:
     from a notebook); process i on GPU i, or on the CPU with its share of the cores. Raises if one fails."""
     import torch.multiprocessing as mp
 
-    threads = max(1, (os.cpu_count() or 1) // processes)
-    mp.start_processes(_worker, args=(processes, _free_port(), device, threads, fn, args), nprocs=processes,
+    mp.start_processes(_worker, args=(processes, _free_port(), device, cpu_threads(processes), fn, args), nprocs=processes,
                        start_method="spawn")
 
 

@@ -1,13 +1,13 @@
 """K-fold out-of-fold predictions, ensemble weights fitted on them, and the contest submission."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from . import distributed
 from .data import LEVELS
 from .experiments import fit_model, frozen_counterpart, model_data
 from .io import atomic_path, write_csv
@@ -64,10 +64,7 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
 
 def unit_processes(cfg, n_units: int) -> int:
     """How many K-fold units train at once: `processes`, or one per GPU (0), never more than the units."""
-    import torch
-
-    wanted = cfg.processes or (torch.cuda.device_count() if torch.cuda.is_available() else 1)
-    return max(1, min(wanted, n_units))
+    return max(1, min(distributed.processes_for(cfg), n_units))
 
 
 def _kfold_data(kind: str, ds, cfg, soft_test: dict | None):
@@ -130,9 +127,8 @@ def _run_parallel(jobs, processes: int, device: str):
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() and device != "cpu" else 0
     devices = [f"cuda:{i % gpus}" if gpus else "cpu" for i in range(len(jobs))]
-    threads = max(1, (os.cpu_count() or 1) // processes)
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+                             initargs=(distributed.cpu_threads(processes),)) as pool:
         futures = [pool.submit(_train_unit, job, None, device) for job, device in zip(jobs, devices)]
         return [f.result() for f in futures]
 

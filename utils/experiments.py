@@ -184,9 +184,8 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
         train_idx, val_idx = _rows_with_photos(name, photo, train_idx, val_idx)
     if hasattr(data, "for_training"):  # raw rows: augmentation reaches the rows this model trains on, no others
         data = data.for_training(train_idx, seed)
-    processes = distributed.processes_for(cfg)
-    if trainer is _fit_neural and hasattr(data, "loader") and stage != "kfold" and processes > 1 \
-            and distributed.world()[1] == 1:  # one model end to end on every GPU; K-fold units have one each
+    if trainer is _fit_neural and hasattr(data, "loader") and stage != "kfold" and distributed.world()[1] == 1 \
+            and (processes := distributed.processes_for(cfg)) > 1:  # one model on every GPU; K-fold units have one each
         distributed.launch(_fit_in_group, processes, ((kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage,
                                                        init_from, name, budget), overrides), cfg.device)
         # below, this process finds what they trained under the same configuration and loads it
