@@ -31,9 +31,17 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """The long chains first: with `-n 2 --maxschedchunk 1` (run_all.sh --test) each worker starts on one and
-    the short tests fill in around them, instead of the chains meeting at the end on one worker."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    """The long chains first, each followed by one short test. With `-n N --maxschedchunk 1` (run_all.sh --test)
+    xdist's load scheduler hands each worker two consecutive tests, then one more whenever it finishes one: pairs
+    of one chain and one short test put one chain on each worker, and the next chain goes to whichever worker is
+    free first. (Chains in a row would put two of them on the first worker: 8 min instead of 6.)"""
+    long = [item for item in items if item.get_closest_marker("long")]
+    short = [item for item in items if not item.get_closest_marker("long")]
+    order = []
+    for chain in long:
+        order += [chain] + short[:1]
+        short = short[1:]
+    items[:] = order + short
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ def execute(name, data_dir, out_dir, seed=0, **settings) -> Path:
 
 
 @pytest.mark.long
-def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path):
+def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path, capsys):
     """The whole chain on tiny settings: label fixing, augmentation, models, ensemble, Grad-CAM, predict."""
     import subprocess
     import sys
@@ -43,8 +43,7 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     root = tmp_path / "out"
     for name in ("02_label_fixing.ipynb", "03_augmentation.ipynb", "04_baseline.ipynb", "05_multimodal.ipynb",
                  "06_kfold_ensemble.ipynb", "07_gradcam.ipynb"):
-        extra = ({"vit_check_model": "vit_base_patch32_384", "gradcam_explain": 60, "gradcam_calibrate": 16}
-                 if name.startswith("07") else {})
+        extra = {"gradcam_explain": 60, "gradcam_calibrate": 16} if name.startswith("07") else {}
         out = execute(name, tiny_data, root, **extra)
     assert sorted(p.name for p in root.iterdir()) == ["cache", "tiny-tiny-seed0"]
     assert (out / "notebooks" / "07_gradcam.ipynb").exists() and (out / "validation_split.csv").exists()
@@ -72,23 +71,23 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert all(len(m["units"]) == 3 for m in card["members"])  # the tiny profile's 3 folds, one seed
     assert metrics["ensemble"]["predictor"]["same_cat3_as_submission"] == 1.0  # every test row
     image = str(tiny_data / "image/test/TEST_00000.jpg")
-    cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(root)]
+    cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(root)]  # the command line once, for real
     ok = subprocess.run(cli + ["--image", image, "--text", "비빔밥 한식 맛집. 성수동 꽃게찜"], cwd=REPO, capture_output=True,
                         text=True)
     assert ok.returncode == 0 and "path p: cat1" in ok.stdout, ok.stderr
     tags = ok.stdout.split(":", 1)[1].split("(path p")[0].split()
     assert len(tags) >= 4 and "#성수동" in tags[3:] and "#꽃게찜" in tags[3:]  # three categories, then keywords
     assert f"loading run {out}" in ok.stderr
-    alone = subprocess.run(cli + ["--image", image], cwd=REPO, capture_output=True, text=True)
-    assert alone.returncode == 0 and "the text carries most of the signal" in alone.stderr  # a photo alone: warned
-    empty = subprocess.run(cli + ["--text", "  "], cwd=REPO, capture_output=True, text=True)
-    assert empty.returncode == 2 and "no text and no photo" in empty.stderr
-    missing = subprocess.run(cli + ["--image", str(tmp_path / "nope.jpg"), "--text", "한식"], cwd=REPO,
-                             capture_output=True, text=True)
-    assert missing.returncode == 2 and "nope.jpg" in missing.stderr
-    no_model = subprocess.run([sys.executable, "-m", "utils.predict", "--output-dir", str(tmp_path / "empty"),
-                               "--image", image, "--text", "한식"], cwd=REPO, capture_output=True, text=True)
-    assert no_model.returncode == 2 and "no run with a trained predictor" in no_model.stderr
+    from utils.predict import main  # the other answers in this process: each is main()'s, as the command's
+    args = ["--output-dir", str(root)]
+    with pytest.warns(UserWarning, match="the text carries most of the signal"):
+        assert main(args + ["--image", image]) == 0  # a photo alone: answered, and warned
+    capsys.readouterr()
+    assert main(args + ["--text", "  "]) == 2 and "no text and no photo" in capsys.readouterr().err
+    assert main(args + ["--image", str(tmp_path / "nope.jpg"), "--text", "한식"]) == 2
+    assert "nope.jpg" in capsys.readouterr().err
+    assert main(["--output-dir", str(tmp_path / "empty"), "--image", image, "--text", "한식"]) == 2
+    assert "no run with a trained predictor" in capsys.readouterr().err
 
     # A second run with another seed into the same outputs folder: its own folder, folds and predictor (06 with
     # named members needs no 04 results).
