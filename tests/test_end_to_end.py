@@ -196,10 +196,12 @@ def test_distillation_students_learn_the_soft_test_labels_and_retrain_when_they_
     assert (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns != stamp  # changed: retrained
 
 
-@pytest.mark.parametrize("kind", ["text_frozen", "text_finetuned"])  # cached states; raw rows with augmentation
-def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp_path, kind):
+def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp_path):
     """`--processes 2`: the units of a K-fold in two worker processes (on CPU, each on half the cores) give what one
-    process gives, unit by unit, also where augmentation draws random numbers (each unit has its own generators)."""
+    process gives, unit by unit, also where augmentation draws random numbers (each unit has its own generators).
+    Both data paths run in the workers: each text_finetuned unit (raw rows, augmented) first trains its
+    text_frozen unit (cached states), whose checkpoint it starts from and names with its digest."""
+    kind = "text_finetuned"
     from utils.ensemble import kfold_predictions, unit_processes
     from utils.splits import kfold
 
@@ -215,9 +217,13 @@ def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp
         assert np.allclose(one["oof"][level], two["oof"][level], atol=1e-5)
         assert np.allclose(one["test"][level], two["test"][level], atol=1e-5)
     assert [p.parent.name for p in two["checkpoints"]] == ["fold0", "fold1"]
-    if kind == "text_finetuned":  # as in 04, each unit starts from the frozen head trained on its own fold's rows
-        start = json.loads((tmp_path / "one/kfold/text_finetuned/seed0/fold1/result.json").read_text())
-        assert start["config"]["extra"]["init_from"].startswith(f"{tmp_path}/one/kfold/text_frozen/seed0/fold1/best.pt@")
+    for run in ("one", "two"):  # as in 04, each unit starts from the frozen head trained on its own fold's rows
+        start = json.loads((tmp_path / f"{run}/kfold/text_finetuned/seed0/fold1/result.json").read_text())
+        assert start["config"]["extra"]["init_from"].startswith(f"{tmp_path}/{run}/kfold/text_frozen/seed0/fold1/best.pt@")
+    frozen = {run: json.loads((tmp_path / f"{run}/kfold/text_frozen/seed0/fold1/result.json").read_text())
+              for run in ("one", "two")}
+    losses = {run: [epoch["val_loss_cat3"] for epoch in result["history"]] for run, result in frozen.items()}
+    assert len(losses["one"]) == 2 and losses["one"] == pytest.approx(losses["two"], abs=1e-5)  # cached units too
 
 
 def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds, cache_dir):
