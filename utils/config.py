@@ -194,7 +194,7 @@ PROFILES: dict[str, dict] = {
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 20}, "augmentation": {"training_mode": "cached"}},
         "training_mode": "end_to_end", "text_augment": "span", "image_augment": True, "grad_accum": 2,
-        "train_word_embeddings": True, "text_head": "layerwise", "loss_weights": "0.05,0.15,0.8",
+        "train_word_embeddings": True, "text_head": "layerwise",
         "modality_dropout": 0.2,
     },
     "tiny": {
