@@ -12,7 +12,7 @@ and the loss weights (0.1/0.1/0.8, ours; 0.05/0.15/0.8, the 9th place's). Each i
 rules (product: the most probable consistent path; sum: parents' probabilities added to their children's).
 Span deletion changes the tokens, so it needs raw rows: variants 4 and 5 train the whole encoder end to end
 (layer-wise heads, without and with span deletion), on `--steps-per-epoch` batches a fresh share of the rows
-each epoch (a whole epoch end to end takes about 13 minutes on 2 cores). Prints a table; writes it as CSV.
+each epoch (a whole epoch of the bundled data end to end: about 6 minutes on 2 cores). Prints a table; writes it as CSV.
 """
 from __future__ import annotations
 

@@ -193,7 +193,7 @@ PROFILES: dict[str, dict] = {
         "schedules": {"text_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 20}, "augmentation": {"training_mode": "cached"}},
-        "training_mode": "end_to_end", "text_augment": "span", "image_augment": True, "grad_accum": 2,
+        "training_mode": "end_to_end", "image_augment": True, "grad_accum": 2,
         "train_word_embeddings": True, "text_head": "layerwise",
         "modality_dropout": 0.2,
     },
