@@ -150,21 +150,22 @@ def test_clean_overview():
 
 
 def test_content_morphemes_are_kept_on_disk_for_the_next_process(tmp_path, monkeypatch):
+    """01's analysis serves the TF-IDF models and 06's keyword model in later processes, without Kiwi."""
     from utils import text
 
     monkeypatch.setattr(text, "_disk_path", lambda cache_dir: tmp_path / "content.json")
-    monkeypatch.setattr(text, "_CONTENT_CACHE", {})
-    monkeypatch.setattr(text, "_LENGTHS", {})
-    monkeypatch.setattr(text, "_DISK", {})
+    for cache in ("_CONTENT_CACHE", "_LENGTHS", "_NOUNS", "_DISK"):
+        monkeypatch.setattr(text, cache, {})
     texts = ["서울 종로구의 한정식 식당이다.", "바닷가 오토캠핑장에서 캠핑을 즐긴다."]
     text.prime_content_morphemes(texts, tmp_path)
     first = [text.content_morphemes(t) for t in texts]
-    assert "한정식" in first[0] and (tmp_path / "content.json").exists()
-    monkeypatch.setattr(text, "_CONTENT_CACHE", {})  # a new process: memory empty, the file is there
-    monkeypatch.setattr(text, "_DISK", {})
+    nouns = text.noun_candidates(texts)
+    assert "한정식" in first[0] and "오토캠핑장" in nouns[1] and (tmp_path / "content.json").exists()
+    for cache in ("_CONTENT_CACHE", "_NOUNS", "_DISK"):  # a new process: memory empty, the file is there
+        monkeypatch.setattr(text, cache, {})
     monkeypatch.setattr(text, "kiwi", lambda: (_ for _ in ()).throw(AssertionError("Kiwi ran again")))
     text.prime_content_morphemes(texts, tmp_path)
-    assert [text.content_morphemes(t) for t in texts] == first
+    assert [text.content_morphemes(t) for t in texts] == first and text.noun_candidates(texts) == nouns
 
 
 def _taxonomy_error(tmp_path, text: str) -> str:

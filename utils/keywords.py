@@ -12,9 +12,8 @@ import re
 
 import numpy as np
 
-from .text import clean_overview, kiwi
+from .text import noun_candidates
 
-NOUN_TAGS = ("NNG", "NNP")
 # Particles Kiwi can read as a noun's last syllable before a bracket (`장비이(가)`, `육상와(과)`): dropped from the
 # end of a candidate whose stem the corpus also uses alone.
 PARTICLES = tuple("와과을를이가은는의에도로")
@@ -26,25 +25,9 @@ STOP_WORDS = frozenset("""
 """.split())
 
 
-def candidates(text: str, tokens=None) -> list[str]:
+def candidates(text: str) -> list[str]:
     """Nouns of the cleaned overview, runs of adjacent nouns joined as one compound, in order of appearance."""
-    text = clean_overview(text)
-    tokens = kiwi().tokenize(text) if tokens is None else tokens
-    words, run, end = [], [], -1
-    for token in tokens:
-        if token.tag in NOUN_TAGS:
-            if run and token.start != end:  # a space or punctuation between: a new word
-                words.append("".join(run))
-                run = []
-            run.append(token.form)
-            end = token.start + token.len
-            continue
-        if run:
-            words.append("".join(run))
-        run, end = [], -1
-    if run:
-        words.append("".join(run))
-    return words
+    return noun_candidates([text])[0]
 
 
 def category_words(taxonomy) -> set[str]:
@@ -65,19 +48,15 @@ class KeywordModel:
         self.max_df = max_df
         self.idf: dict[str, float] = {}
 
-    @staticmethod
-    def _candidates(texts) -> list[list[str]]:
-        cleaned = [clean_overview(t) for t in texts]
-        return [candidates(t, tokens) for t, tokens in zip(cleaned, kiwi().tokenize(cleaned))]
-
     def _filter(self, docs) -> list[list[str]]:
         known = self.vocabulary
         docs = [[w[:-1] if len(w) > 2 and w.endswith(PARTICLES) and w[:-1] in known else w for w in doc]
                 for doc in docs]
         return [[w for w in doc if len(w) > 1 and w not in self.exclude and not w.isdigit()] for doc in docs]
 
-    def fit(self, texts) -> "KeywordModel":
-        raw = self._candidates(texts)
+    def fit(self, texts, cache_dir=None) -> "KeywordModel":
+        """`cache_dir`: the run's cache, where 01 keeps its Kiwi analysis of every overview."""
+        raw = noun_candidates(texts, cache_dir)
         self.vocabulary = {w for doc in raw for w in doc}  # every candidate as written, before any filter
         docs = self._filter(raw)
         counts: dict[str, int] = {}
@@ -93,7 +72,7 @@ class KeywordModel:
     def keywords(self, texts, k: int = 3) -> list[list[str]]:
         """Up to `k` keywords per overview, best first (ties: first appearance)."""
         out = []
-        for doc in self._filter(self._candidates(texts)):
+        for doc in self._filter(noun_candidates(texts)):
             scores: dict[str, float] = {}
             for w in doc:
                 if w not in self.generic:
