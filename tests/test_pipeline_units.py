@@ -227,7 +227,8 @@ def test_sum_decoding_lets_a_confident_child_outvote_an_unlikely_parent_where_pr
 
 
 def test_keywords_never_repeat_a_category_name_or_a_stop_word():
-    from utils.keywords import STOP_WORDS, KeywordModel, candidates, category_words
+    from utils.keywords import STOP_WORDS, KeywordModel, category_words
+    from utils.text import noun_candidates
 
     texts = ["성수동 꽃게찜 한식 음식점. 방문객 주차 가능, 음식점 한식 맛집으로 인기.",
              "박물관 유물 전시실. 박물관 관람 시간은 매주 월요일 휴무일.",
@@ -237,7 +238,7 @@ def test_keywords_never_repeat_a_category_name_or_a_stop_word():
     banned = category_words(TAX) | STOP_WORDS
     assert all(found) and not {w for words in found for w in words} & banned
     assert {"꽃게찜", "성수동"} <= set(found[0]) and "대청마루" in found[2]
-    raw = {w for t in texts[:3] for w in candidates(t)}
+    raw = {w for words in noun_candidates(texts[:3]) for w in words}
     assert raw & category_words(TAX) and raw & STOP_WORDS  # unfiltered, both would have been hashtags
     assert "커피" not in model.keywords(["커피 한잔과 꽃게찜"], 3)[0]  # in most of the corpus: generic here
 

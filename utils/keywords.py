@@ -25,11 +25,6 @@ STOP_WORDS = frozenset("""
 """.split())
 
 
-def candidates(text: str) -> list[str]:
-    """Nouns of the cleaned overview, runs of adjacent nouns joined as one compound, in order of appearance."""
-    return noun_candidates([text])[0]
-
-
 def category_words(taxonomy) -> set[str]:
     """Every category name of the taxonomy, with and without spaces, and each word of it."""
     names = set()
