@@ -69,7 +69,8 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     weights = metrics["ensemble"]["kfold"]["weights"]
     assert {m["kind"]: m["weight"] for m in card["members"]} == pytest.approx(weights)
     assert all(len(m["units"]) == 3 for m in card["members"])  # the tiny profile's 3 folds, one seed
-    assert metrics["ensemble"]["predictor"]["same_cat3_as_submission"] == 1.0  # every test row
+    checked = metrics["ensemble"]["predictor"]
+    assert checked["same_cat3_as_submission"] == 1.0 and checked["test_rows"] == checked["of_test_rows"]  # every row
     image = str(tiny_data / "image/test/TEST_00000.jpg")
     cli = [sys.executable, "-m", "utils.predict", "--output-dir", str(root)]  # the command line once, for real
     ok = subprocess.run(cli + ["--image", image, "--text", "비빔밥 한식 맛집. 성수동 꽃게찜"], cwd=REPO, capture_output=True,

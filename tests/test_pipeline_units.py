@@ -277,3 +277,12 @@ def test_predictor_takes_text_alone_or_a_photo_alone_and_refuses_neither(tiny_da
     assert predictor.predict([None], ["서울 성수동 꽃게찜 맛집"])[0]["hashtags"].startswith("#")
     with pytest.raises(PredictionError, match="no text and no photo"):
         predictor.probabilities([None], ["  "])
+
+
+def test_predictor_check_takes_every_test_row_or_a_seeded_draw():
+    from utils.predict import check_rows
+
+    assert list(check_rows(5, 0, 0)) == list(range(5)) and list(check_rows(5, 9, 0)) == list(range(5))
+    draw = check_rows(994, 256, 0)
+    assert len(set(draw)) == 256 and list(draw) == sorted(draw) and draw.max() < 994
+    assert list(draw) == list(check_rows(994, 256, 0)) and list(draw) != list(check_rows(994, 256, 1))

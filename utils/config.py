@@ -144,6 +144,8 @@ class Config:
     gradcam_explain: int = 120      # 07: validation images explained and scored per model
     gradcam_calibrate: int = 48     # 07: other validation images on which layer and method are chosen (0: defaults)
     vit_check_model: str = "vit_large_patch32_384"  # 07: the contest ViT whose grid is checked when the model is a CNN
+    predictor_check_rows: int = 256  # 06: test rows (a seeded draw) on which the rebuilt predictor must give the
+                                     # submission's labels; 0: every test row (full and tiny profiles)
 
     # ------------------------------------------------------------ derived values (never stored twice)
     def schedule(self, kind: str, stage: str | None = None) -> Schedule:
@@ -195,12 +197,13 @@ PROFILES: dict[str, dict] = {
                       "fusion_transformer": {"epochs": 20}, "augmentation": {"training_mode": "cached"}},
         "training_mode": "end_to_end", "image_augment": True, "grad_accum": 2,
         "train_word_embeddings": True, "text_head": "layerwise",
-        "modality_dropout": 0.2,
+        "modality_dropout": 0.2, "predictor_check_rows": 0,
     },
     "tiny": {
         "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image", "image_size": 64, "max_len": 32,
         "fusion_width": 32, "fusion_ff": 64, "batch_size": 32, "epochs": 3, "encoder_lr": 1e-4, "n_folds": 3,
-        "device": "cpu", "vit_check_model": "vit_small_patch32_384",  # the contest ViT's 12x12 grid, 14x fewer weights
+        "device": "cpu", "predictor_check_rows": 0,
+        "vit_check_model": "vit_small_patch32_384",  # the contest ViT's 12x12 grid, 14x fewer weights
         "schedules": {"text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "lr": 1e-4, "patience": 2,
                                          "warmup_ratio": 0.0},
                       "image_finetuned": {"training_mode": "end_to_end", "epochs": 1, "lr": 1e-4, "patience": 2,

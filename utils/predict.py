@@ -246,6 +246,15 @@ class Predictor:
         return results
 
 
+def check_rows(n_rows: int, wanted: int, seed: int) -> np.ndarray:
+    """Positions, in order, of the test rows on which 06 checks the rebuilt predictor against the submission:
+    every row (`wanted` 0 or at least `n_rows`), else a seeded draw of `wanted`, the demo's (re-encoding all
+    994 rows from their raw files was 35 s of a 20-minute budget on a slow machine)."""
+    if wanted <= 0 or wanted >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=wanted, replace=False))
+
+
 def read_places(csv_path) -> tuple[list[str], list[str], list[str]]:
     """ids, image files and texts of a CSV in the real layout; a missing column or a path leaving the CSV's
     folder is named with its file, row and column before any model loads."""
