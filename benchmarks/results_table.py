@@ -48,7 +48,10 @@ def headline(run_dir: Path) -> dict:
     weights = _get(m, "ensemble", "kfold", "weights", default={})
     rows["ensemble weights"] = ", ".join(f"{k} {v:.2f}" for k, v in weights.items() if v >= 0.005) or None
     rows["submission (test, hidden labels)"] = _get(m, "ensemble", "submission", "test_weighted_f1_cat3")
-    rows["predictor = submission (share of test rows)"] = _get(m, "ensemble", "predictor", "same_cat3_as_submission")
+    checked = _get(m, "ensemble", "predictor", default={})
+    rows["predictor = submission (same cat3 / test rows checked)"] = (
+        f"{round(checked['same_cat3_as_submission'] * checked['test_rows'])} / {checked['test_rows']} of "
+        f"{checked.get('of_test_rows', checked['test_rows'])}" if "test_rows" in checked else None)
     fixing = _get(m, "data_quality", "label_fixing", default={})
     rows["label suspects: flagged / corrupted"] = (f"{fixing['flagged']} / {fixing['corrupted']}"
                                                    if "flagged" in fixing else None)
