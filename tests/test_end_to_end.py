@@ -36,9 +36,11 @@ def test_one_end_to_end_step_moves_the_lowest_encoder_layer_and_cached_mode_does
         before = _lowest(model, kind).detach().clone()
         data = model_data(ds, cfg, [kind])
         tc = train_config(kind, cfg, 0, epochs=1, lr=1e-2, encoder_lr=1e-2, warmup_ratio=0.0)
-        fit(model, data, np.arange(8), np.arange(8, 12), tc, tmp_path / f"{kind}-{mode}", verbose=False)
+        result = fit(model, data, np.arange(8), np.arange(8, 12), tc, tmp_path / f"{kind}-{mode}", verbose=False)
         changed = not torch.equal(before, _lowest(model, kind).detach())
         assert changed == moves, f"{kind} in {mode} mode: lowest encoder layer changed={changed}"
+        again = predict(result.model, data, np.arange(8, 12), device="cpu")  # the validation pass fit hands back
+        assert all(np.allclose(result.val_probs[level], again[level], atol=1e-6) for level in SIZES), kind
 
 
 @pytest.mark.parametrize("kind", ["text_frozen", "image_frozen", "fusion_transformer"])

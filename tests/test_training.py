@@ -47,6 +47,15 @@ def test_same_config_is_not_retrained_but_a_change_is(tmp_path):
     assert not again.skipped
 
 
+def test_the_validation_pass_handed_back_is_the_best_epochs_and_what_best_pt_predicts(tmp_path):
+    data, cfg = toy_data(), TrainConfig(**{**CFG, "epochs": 8, "lr": 0.3})  # too high a rate: the last epoch is not the best
+    result = fit(model(), data, TRAIN, VAL, cfg, tmp_path / "run", verbose=False)
+    assert result.best_epoch < len(result.history) - 1
+    again = training.predict(result.model, data, VAL, device="cpu")
+    assert all(np.allclose(result.val_probs[level], again[level], atol=1e-6) for level in SIZES)
+    assert fit(model(), data, TRAIN, VAL, cfg, tmp_path / "run", verbose=False).val_probs is None  # skipped: predicted
+
+
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     reference = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "ref", verbose=False)
     real_predict, calls = training.predict, {"n": 0}

@@ -113,6 +113,7 @@ class FitResult:
     seconds: float
     resumed: bool = False
     skipped: bool = False
+    val_probs: dict | None = None  # the best epoch's validation pass, when this call ran it (the weights of best.pt)
 
 
 def soft_digest(rows, soft: dict[str, np.ndarray]) -> str:
@@ -302,6 +303,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # fp16 gradients underflow without it
 
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
+    best_probs = None  # the best epoch's validation probabilities, if that epoch ran in this call
     within = None  # where an epoch stopped part-way: {"epoch", "step", "rng_now", "total_loss", "seen", "correct"}
     if (run_dir / "last.pt").exists():
         state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
@@ -408,7 +410,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
         history.append(record)
         improved = score > best
         if improved:
-            best, best_epoch = score, epoch
+            best, best_epoch, best_probs = score, epoch, probs
             if main:
                 with atomic_path(run_dir / "best.pt") as tmp:
                     torch.save(_trainable_state(model), tmp)
@@ -425,7 +427,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                     "seconds": seconds, "config": asdict(cfg)}, run_dir / "result.json")
         (run_dir / "last.pt").unlink(missing_ok=True)
     distributed.barrier()
-    return FitResult(model, history, best, best_epoch, seconds, resumed=resumed)
+    return FitResult(model, history, best, best_epoch, seconds, resumed=resumed, val_probs=best_probs)
 
 
 def data_labels(data: Dataset, indices, level: str = "cat3") -> np.ndarray:
