@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from utils import gradcam, labelfix
+from utils.config import ConfigError, build
 from utils.data import load_dataset, load_taxonomy
 from utils.ensemble import blend, choose_members, fit_weights
 from utils.io import read_json
@@ -66,11 +67,26 @@ def test_text_evidence_and_suspects():
     train, given, p = _restaurants(0.6)
     evidence = labelfix.text_evidence(train, TAX)
     assert list(evidence["id"]) == ["A"] and evidence["named_cat3"].iloc[0] == "한식"
-    suspects = labelfix.find_suspects(train["id"], given, p, evidence, TAX, confidence=0.95, min_class_rows=1)
+    suspects = labelfix.find_suspects(train["id"], given, p, evidence, TAX, max_probability=0.002,
+                                      min_class_rows=1)
     assert list(suspects["id"]) == ["C", "A"]
     assert dict(zip(suspects["id"], suspects["suggested_cat3"])) == {"C": "중식", "A": "한식"}
     fixes = labelfix.fixes_from_suspects(suspects, train, TAX, "test")
     assert set(fixes["field"]) == {"cat3"} and len(fixes) == 2
+
+
+def test_a_label_the_experts_rule_out_is_suspect_even_when_they_are_unsure_which_class_is_right():
+    """B's experts split between two other classes and give its label 0.001: flagged, suggesting the likelier one.
+    C's experts are sure of 중식 yet still give its label 0.05: not flagged (a sure wrong class is not enough)."""
+    train, given, _ = _restaurants(0.6)
+    p = np.full((3, 128), 1e-6)
+    p[0, given[0]] = 0.9
+    p[1, [TAX.cat3.index("한식"), TAX.cat3.index("중식"), given[1]]] = [0.5, 0.499, 0.001]
+    p[2, [TAX.cat3.index("중식"), given[2]]] = [0.95, 0.05]
+    suspects = labelfix.find_suspects(train["id"], given, p, labelfix.text_evidence(train, TAX).iloc[:0], TAX, 0.002, 1)
+    assert list(suspects["id"]) == ["B"] and suspects["suggested_cat3"].iloc[0] == "한식"
+    with pytest.raises(ConfigError, match="label_experts"):
+        build("demo", {"label_experts": "text_tfidf,no_such_model"}).label_expert_kinds
 
 
 def test_a_class_too_rare_to_learn_is_contradicted_on_text_evidence_only():
@@ -78,10 +94,10 @@ def test_a_class_too_rare_to_learn_is_contradicted_on_text_evidence_only():
     A (서양식, two rows) is below three rows too, but its text names 한식, which still flags it."""
     train, given, p = _restaurants(0.99)
     evidence = labelfix.text_evidence(train, TAX)
-    by_rule = {rows: list(labelfix.find_suspects(train["id"], given, p, evidence, TAX, 0.95, rows)["id"])
+    by_rule = {rows: list(labelfix.find_suspects(train["id"], given, p, evidence, TAX, 0.002, rows)["id"])
                for rows in (1, 2, 3)}
     assert by_rule == {1: ["A", "C"], 2: ["A"], 3: ["A"]}
-    no_text = labelfix.find_suspects(train["id"], given, p, evidence.iloc[:0], TAX, 0.95, 3)
+    no_text = labelfix.find_suspects(train["id"], given, p, evidence.iloc[:0], TAX, 0.002, 3)
     assert no_text.empty
 
 
@@ -132,7 +148,6 @@ def test_vit_grid_comes_from_patch_and_input_size():
 
 def test_every_candidate_layer_and_method_gives_maps_at_input_size():
     from utils.models import build_model
-    from utils.config import build
 
     model = build_model("image_frozen", build("tiny"), {"cat1": 6, "cat2": 18, "cat3": 128})
     pixels = torch.randn(3, 3, 64, 64)
@@ -160,7 +175,6 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
     from utils.models import build_model
     from utils.predict import Predictor, save_predictor
     from utils.training import _trainable_state
-    from utils.config import build
 
     cfg = build("tiny")
     sizes = {"cat1": 6, "cat2": 18, "cat3": 128}
@@ -251,7 +265,6 @@ def test_hashtags_are_categories_then_keywords_without_spaces():
 
 
 def test_predictor_takes_text_alone_or_a_photo_alone_and_refuses_neither(tiny_data, tmp_path):
-    from utils.config import build
     from utils.models import build_model
     from utils.predict import PredictionError, Predictor, save_predictor
     from utils.training import _trainable_state

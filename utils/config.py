@@ -136,7 +136,9 @@ class Config:
     checkpoint_minutes: float = 0.0  # also save a resumable checkpoint this often within an epoch (0: per epoch)
     # ---- notebook settings
     eda_sample_images: int = 12   # 01
-    label_confidence: float = 0.9   # 02: how sure the out-of-fold experts must be to contradict a label
+    label_experts: str = "text_tfidf,late_fusion"  # 02: the out-of-fold experts whose product judges each label
+    label_max_probability: float = 0.002  # 02: a label is suspect when the experts give it at most this probability
+                                          # and prefer another class (README: measured on both datasets, 2 seeds)
     label_tfidf_alpha: float = 1e-4  # 02: the TF-IDF expert's L2 penalty (less confident than the member's: README)
     label_min_class_rows: int = 3   # 02: a class with fewer train rows is contradicted on text evidence only
     text_ops: str = "swap,delete"   # 03: EDA operations (add synonym,insert to try the meaning-changing ones)
@@ -160,6 +162,15 @@ class Config:
         if self.kfold_models.strip() == "auto":
             return None
         return [k.strip() for k in self.kfold_models.split(",") if k.strip()]
+
+    @property
+    def label_expert_kinds(self) -> list[str]:
+        """02's out-of-fold experts, by model kind."""
+        kinds = [k.strip() for k in self.label_experts.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in MODEL_KINDS]
+        if unknown or not kinds:
+            raise ConfigError(f"label_experts={self.label_experts!r}: name model kinds from {', '.join(MODEL_KINDS)}")
+        return kinds
 
     @property
     def head_depths(self) -> dict[str, int]:

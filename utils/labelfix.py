@@ -83,12 +83,14 @@ def product_of_experts(probs: list[np.ndarray], labels: np.ndarray, n_classes: i
 
 
 def find_suspects(ids, given: np.ndarray, oof_p3: np.ndarray, evidence: pd.DataFrame, taxonomy,
-                  confidence: float, min_class_rows: int) -> pd.DataFrame:
-    """Rows whose given label the out-of-fold models confidently contradict, ranked.
+                  max_probability: float, min_class_rows: int) -> pd.DataFrame:
+    """Rows whose given label the out-of-fold models contradict, ranked.
 
-    Both settings come from the configuration (`label_confidence`, `label_min_class_rows`).
-    Flagged: the out-of-fold prediction differs from the given label with probability >= `confidence`,
-    or the text names another class and the models prefer that class to the given one.
+    Both settings come from the configuration (`label_max_probability`, `label_min_class_rows`).
+    Flagged: the out-of-fold models give the given label at most `max_probability` and prefer another class
+    (a threshold on the label's own probability, cleanlab's self-confidence: it does not ask the models to be
+    sure which class is right, only that the given one is wrong, which weak experts of a small dataset can
+    tell far better), or the text names another class and the models prefer that class to the given one.
     Rows of a class with fewer than `min_class_rows` train rows are flagged on text evidence only: holding
     one out leaves its experts one row or none of that class to learn from, so they contradict it whatever
     its label is worth (on the second development dataset the 14 rows ranked most suspect were all such
@@ -101,7 +103,7 @@ def find_suspects(ids, given: np.ndarray, oof_p3: np.ndarray, evidence: pd.DataF
     score = 1.0 - get_label_quality_scores(given, oof_p3, method="self_confidence")
     suggested = oof_p3.argmax(1)
     learnable = np.bincount(given, minlength=oof_p3.shape[1])[given] >= min_class_rows
-    flagged = (suggested != given) & (oof_p3.max(1) >= confidence) & learnable
+    flagged = (suggested != given) & (oof_p3[np.arange(len(given)), given] <= max_probability) & learnable
     reason = np.where(flagged, "model", "").astype(object)
     position = {rid: i for i, rid in enumerate(ids)}
     index = {name: i for i, name in enumerate(taxonomy.cat3)}
