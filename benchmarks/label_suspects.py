@@ -1,0 +1,100 @@
+"""Which out-of-fold experts and which flagging rule find the corrupted labels (02), on the generated datasets.
+
+For each dataset and training seed, trains (or reuses) the K-fold experts on 02's folds with 02's settings, then
+prints precision and recall of the flagged rows against the dataset's list of corrupted labels, for every
+combination of experts that includes the TF-IDF expert and for both rules:
+
+* `max_probability` (02's rule): the experts' product gives the given label at most t and prefers another class;
+* `confidence` (the rule before): the experts' preferred class differs from the label with probability >= t.
+
+Text evidence and `label_min_class_rows` apply as in 02. The table's last column is the lower of precision and
+recall over every dataset (the held-out issue's target is 0.6 for both, on both datasets).
+
+    .venv/bin/python benchmarks/label_suspects.py                         # bundled and second, seeds 0 and 1
+    .venv/bin/python benchmarks/label_suspects.py --sizes second --seeds 0
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils import labelfix  # noqa: E402
+from utils.ensemble import kfold_predictions  # noqa: E402
+from utils.run import start  # noqa: E402
+from utils.splits import kfold  # noqa: E402
+
+RULES = {"max_probability": (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01),
+         "confidence": (0.8, 0.9, 0.95, 0.98)}
+
+
+def experts_of(size: str, seed: int, kinds: list[str]) -> dict:
+    """Out-of-fold cat3 probabilities of each expert, trained with training seed `seed` on 02's folds (the run's
+    seed); the units of seed 0 are 02's own when they exist."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        run = start("demo", "", "", 0, "", {"data_size": size})
+        ds = run.dataset(fixed=False)
+    cfg, given = run.cfg, ds.labels("cat3")
+    folds = kfold(given, cfg.n_folds, cfg.seed)
+    tag = "label_fixing" if seed == cfg.seed else f"label_fixing-seed{seed}"
+    probs = {}
+    for kind in kinds:
+        with contextlib.redirect_stdout(io.StringIO()):
+            probs[kind] = kfold_predictions(kind, ds, labelfix.expert_config(cfg), folds, [seed], run.checkpoints,
+                                            run.dir, tag=tag)["oof"]["cat3"]
+    noise = pd.read_csv(ds.truth_dir / "label_noise.csv", dtype=str)
+    evidence = labelfix.text_evidence(ds.train, ds.taxonomy, ignore=labelfix.common_names(ds.train, ds.taxonomy))
+    return {"ds": ds, "cfg": cfg, "given": given, "probs": probs, "evidence": evidence,
+            "bad": ds.train["id"].isin(noise["id"]).to_numpy()}
+
+
+def precision_recall(case: dict, combo: tuple, rule: str, t: float) -> tuple[float, float]:
+    ds, given = case["ds"], case["given"]
+    oof = labelfix.product_of_experts([case["probs"][k] for k in combo], given, len(ds.taxonomy.cat3))
+    if rule == "max_probability":
+        suspects = labelfix.find_suspects(ds.train["id"], given, oof, case["evidence"], ds.taxonomy, t,
+                                          case["cfg"].label_min_class_rows)
+    else:  # the earlier rule, from the same pieces: a sure other class, or text evidence
+        text_only = labelfix.find_suspects(ds.train["id"], given, oof, case["evidence"], ds.taxonomy, -1.0,
+                                           case["cfg"].label_min_class_rows)
+        learnable = np.bincount(given, minlength=oof.shape[1])[given] >= case["cfg"].label_min_class_rows
+        sure = (oof.argmax(1) != given) & (oof.max(1) >= t) & learnable
+        suspects = pd.DataFrame({"id": np.concatenate([text_only["id"], ds.train["id"].to_numpy()[sure]])})
+    flagged = ds.train["id"].isin(suspects["id"]).to_numpy()
+    hits = int((flagged & case["bad"]).sum())
+    return hits / max(int(flagged.sum()), 1), hits / int(case["bad"].sum())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="default,second", help="generated datasets (data_size)")
+    parser.add_argument("--seeds", default="0,1", help="training seeds of the experts")
+    parser.add_argument("--experts", default="text_tfidf,image_frozen,late_fusion")
+    args = parser.parse_args(argv)
+    sizes, seeds = args.sizes.split(","), [int(s) for s in args.seeds.split(",")]
+    kinds = args.experts.split(",")
+    cases = {(size, seed): experts_of(size, seed, kinds) for size in sizes for seed in seeds}
+    others = [k for k in kinds if k != "text_tfidf"]
+    combos = [("text_tfidf", *c) for n in range(1, len(others) + 1) for c in itertools.combinations(others, n)]
+    names = [f"{size} seed {seed}" for size, seed in cases]
+    print("| experts | rule | t | " + " | ".join(f"{n}: P / R" for n in names) + " | lowest |")
+    print("|---|---|---|" + "---|" * len(names) + "---|")
+    for combo, (rule, thresholds) in itertools.product(combos, RULES.items()):
+        for t in thresholds:
+            scores = [precision_recall(case, combo, rule, t) for case in cases.values()]
+            low = min(min(s) for s in scores)
+            print(f"| {' x '.join(combo)} | {rule} | {t} | " + " | ".join(f"{p:.3f} / {r:.3f}" for p, r in scores)
+                  + f" | {'**' if low >= 0.6 else ''}{low:.3f}{'**' if low >= 0.6 else ''} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
