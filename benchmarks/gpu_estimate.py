@@ -181,12 +181,14 @@ def main(argv=None) -> int:
             free = memory * 2**30 - 16 * params - 1.5 * 2**30
             fits = ("-" if not act else f"{max(0, int(free // act))} / {max(0, int(free // act_ckpt))}")
             print(f"| {name} | {epochs} | {gpu} | {rate_gpu:.0f} | {per_fit:.2f} | {fits} |")
-    print("\nthe whole full profile, one seed (02: TF-IDF and image_frozen experts x folds; 04/05: every model once; "
-          "06: K-fold of text_finetuned, image_finetuned and fusion_transformer, the likely auto members):")
+    neural_experts = [k for k in full.label_expert_kinds if k in models]
+    print(f"\nthe whole full profile, one seed (02: its experts {', '.join(full.label_expert_kinds)} x folds; 04/05: "
+          "every model once; 06: K-fold of text_finetuned, image_finetuned and fusion_transformer, the likely auto "
+          "members):")
     tuned = ("text_finetuned", "image_finetuned", "fusion_transformer")
     for gpu in GPUS:
         once = sum(hours_of[k, gpu] for k in models)
-        experts = args.folds * hours_of["image_frozen", gpu]
+        experts = args.folds * sum(hours_of[k, gpu] for k in neural_experts)
         fine_tunes = sum(hours_of[k, gpu] for k in tuned)
         kfold, frozen = args.folds * fine_tunes, once - fine_tunes
         print(f"  {gpu}: 02 {experts:.1f} h + 04/05 {once:.1f} h (of which frozen-encoder models {frozen:.1f} h) + "

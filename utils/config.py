@@ -209,6 +209,9 @@ PROFILES: dict[str, dict] = {
         "training_mode": "end_to_end", "image_augment": True, "grad_accum": 2,
         "train_word_embeddings": True, "text_head": "layerwise",
         "modality_dropout": 0.2, "predictor_check_rows": 0,
+        # 02: a late-fusion expert, trained end to end here, would run RoBERTa-large and ViT-L forward every epoch of
+        # every fold (about 10.5 h on a T4 against 3.7 h, benchmarks/gpu_estimate.py); the image expert is cheaper
+        "label_experts": "text_tfidf,image_frozen",
     },
     "tiny": {
         "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image", "image_size": 64, "max_len": 32,
