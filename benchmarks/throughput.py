@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from utils.backbones import image_backbone, text_backbone  # noqa: E402
-from utils.features import image_tensor  # noqa: E402
+from utils.features import POOLED, image_tensor, model_inputs  # noqa: E402
 from utils.models import INPUTS, ImageTower, TextTower, build_model  # noqa: E402
 from utils.config import build, resolve  # noqa: E402
 from utils.runtime import machine_description, pick_device  # noqa: E402
@@ -79,6 +79,7 @@ def main() -> None:
         cached = {"text_bottom": text_low, "text_final": text.top(text_low, mask), "text_mask": mask,
                   "image_bottom": image_low, "image_final": image.top(image_low)}
     cached = {k: v.clone() for k, v in cached.items()}
+    cached.update(model_inputs(cached, POOLED))  # what late fusion reads, pooled once as the cache path does
 
     rows = []
     with torch.inference_mode(), autocast(device):
@@ -125,6 +126,7 @@ def main() -> None:
                     x = image_tensor(photo, size, image_bb.mean, image_bb.std)[None].to(device)
                     low = image.bottom(x)
                     item.update(image_bottom=low, image_final=image.top(low))
+                item.update(model_inputs(item, POOLED))
                 model({k: item[k] for k in INPUTS[kind]})
 
         rows.append((kind, train_rate, timed(one_item, args.repeats, device) * 1000))

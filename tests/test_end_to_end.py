@@ -43,7 +43,7 @@ def test_one_end_to_end_step_moves_the_lowest_encoder_layer_and_cached_mode_does
         assert all(np.allclose(result.val_probs[level], again[level], atol=1e-6) for level in SIZES), kind
 
 
-@pytest.mark.parametrize("kind", ["text_frozen", "image_frozen", "fusion_transformer"])
+@pytest.mark.parametrize("kind", ["text_frozen", "image_frozen", "late_fusion", "fusion_transformer"])
 def test_a_frozen_model_predicts_the_same_from_raw_rows_and_from_cached_states(ds, tmp_path, kind):
     cfg = build("tiny", {"cache_dir": str(tmp_path / "cache")})
     model = build_model(kind, cfg, SIZES).eval()

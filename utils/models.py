@@ -303,8 +303,10 @@ class LateFusion(nn.Module):
         self.heads = Heads(text.hidden_size + image.num_features, sizes, (hidden,), dropout)
 
     def forward(self, batch):
-        states, mask = self.text(batch)
-        text, image = mean_pool(states, mask), self.image(batch).mean(1)
+        """Cached inputs are already pooled (`text_pooled`, `image_pooled`: features.model_inputs); raw rows
+        run the frozen towers."""
+        text = batch["text_pooled"].float() if "text_pooled" in batch else mean_pool(*self.text(batch))
+        image = batch["image_pooled"].float() if "image_pooled" in batch else self.image(batch).mean(1)
         return self.heads(torch.cat([text * present(batch, "text", text), image * present(batch, "image", image)], -1))
 
 
@@ -397,7 +399,7 @@ INPUTS = {
     "image_frozen": ("image_final",),
     "image_finetuned": ("image_bottom",),
     "image_vit": ("image_bottom",),
-    "late_fusion": ("text_final", "text_mask", "image_final"),
+    "late_fusion": ("text_pooled", "image_pooled"),
     "fusion_transformer": ("text_final", "text_mask", "image_final"),
 }
 

@@ -149,8 +149,9 @@ class Predictor:
         return load_checkpoint(model, unit).to(self.device).eval()
 
     def _cached_states(self, batch: dict) -> dict:
-        """The cached inputs of a batch (features.text_states / image_states), for the cached-mode members."""
-        from .features import image_states, text_states
+        """The cached inputs of a batch (features.text_states / image_states, and the pooled vectors that
+        features.model_inputs makes of them), for the cached-mode members."""
+        from .features import POOLED, image_states, model_inputs, text_states
 
         out = {}
         with torch.inference_mode():
@@ -158,6 +159,7 @@ class Predictor:
                 out.update(text_states(self.cache_towers["text"], batch["input_ids"], batch["attention_mask"]))
             if "image" in self.cache_towers:
                 out.update(image_states(self.cache_towers["image"], batch["pixels"]))
+            out.update(model_inputs(out, POOLED))
         return out
 
     @staticmethod
