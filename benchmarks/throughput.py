@@ -23,8 +23,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from utils.backbones import image_backbone, text_backbone  # noqa: E402
-from utils.features import POOLED, image_tensor, model_inputs  # noqa: E402
-from utils.models import INPUTS, ImageTower, TextTower, build_model  # noqa: E402
+from utils.features import image_tensor, model_inputs  # noqa: E402
+from utils.models import INPUTS, POOLED, ImageTower, TextTower, build_model  # noqa: E402
 from utils.config import build, resolve  # noqa: E402
 from utils.runtime import machine_description, pick_device  # noqa: E402
 

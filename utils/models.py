@@ -305,8 +305,8 @@ class LateFusion(nn.Module):
     def forward(self, batch):
         """Cached inputs are already pooled (`text_pooled`, `image_pooled`: features.model_inputs); raw rows
         run the frozen towers."""
-        text = batch["text_pooled"].float() if "text_pooled" in batch else mean_pool(*self.text(batch))
-        image = batch["image_pooled"].float() if "image_pooled" in batch else self.image(batch).mean(1)
+        text = batch["text_pooled"].float() if "text_pooled" in batch else pool_text(*self.text(batch))
+        image = batch["image_pooled"].float() if "image_pooled" in batch else pool_image(self.image(batch))
         return self.heads(torch.cat([text * present(batch, "text", text), image * present(batch, "image", image)], -1))
 
 
@@ -389,6 +389,21 @@ def present(batch: dict, modality: str, like: torch.Tensor) -> torch.Tensor:
     if flags is None:
         return torch.ones(len(like), 1, dtype=like.dtype, device=like.device)
     return flags.to(like.device, like.dtype)[:, None]
+
+
+def pool_text(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A text's vector: the masked mean of its final states."""
+    return mean_pool(states.float(), mask)
+
+
+def pool_image(tokens: torch.Tensor) -> torch.Tensor:
+    """An image's vector: the mean of its final tokens."""
+    return tokens.float().mean(1)
+
+
+# Pooled cached inputs: the states each is made of, and how (features.model_inputs pools the cache once with
+# these; LateFusion pools raw rows' states with the same functions, so both paths compute the same vectors).
+POOLED = {"text_pooled": (("text_final", "text_mask"), pool_text), "image_pooled": (("image_final",), pool_image)}
 
 
 # Which cached inputs each model kind reads (see utils/features.py); TF-IDF reads the raw text.

@@ -29,7 +29,7 @@ from .features import image_tensor
 from .images import no_photo, probe_image
 from .io import read_json, write_json
 from .metrics import hierarchical_decode
-from .models import ImageTower, TextTower, modalities
+from .models import INPUTS, ImageTower, TextTower, modalities
 from .runtime import autocast, choose_precision, pick_device
 from .text import clean_overview
 
@@ -132,6 +132,7 @@ class Predictor:
         # Members trained on cached encoder states get those states as the cache holds them (fp16), computed
         # once per batch for all of them, so that they answer exactly as they did for the submission.
         self.cached_kinds = {k for k in neural if self.cfg.schedule(k, "kfold").training_mode == "cached"}
+        self.cached_inputs = sorted({key for kind in self.cached_kinds for key in INPUTS[kind]})
         from .features import cache_tower
 
         self.cache_towers = {m: cache_tower(m, self.cfg, self.device)
@@ -151,7 +152,7 @@ class Predictor:
     def _cached_states(self, batch: dict) -> dict:
         """The cached inputs of a batch (features.text_states / image_states, and the pooled vectors that
         features.model_inputs makes of them), for the cached-mode members."""
-        from .features import POOLED, image_states, model_inputs, text_states
+        from .features import image_states, model_inputs, text_states
 
         out = {}
         with torch.inference_mode():
@@ -159,7 +160,7 @@ class Predictor:
                 out.update(text_states(self.cache_towers["text"], batch["input_ids"], batch["attention_mask"]))
             if "image" in self.cache_towers:
                 out.update(image_states(self.cache_towers["image"], batch["pixels"]))
-            out.update(model_inputs(out, POOLED))
+            out.update(model_inputs(out, self.cached_inputs))
         return out
 
     @staticmethod
