@@ -60,8 +60,8 @@ def test_augmentation_reaches_training_rows_only(ds):
     rows = RawRows(ds, cfg)
     train_idx, val_idx = np.arange(0, 20), np.arange(20, 30)
     view = rows.for_training(train_idx)
-    def draws(data, i, n=6):
-        return [(data[i]["text"], data[i]["pixels"]) for _ in range(n)]
+    def draws(data, i, n=6):  # one draw per epoch: an item's augmentation is seeded by the epoch and the row
+        return [(data.at_epoch(e)[i]["text"], data.at_epoch(e)[i]["pixels"]) for e in range(n)]
     for i in val_idx:  # a validation row: always the original text and the eval image, whatever the draw
         for text, pixels in draws(view, i, 3):
             assert text == rows.texts[i] and torch.equal(pixels, rows[i]["pixels"])
@@ -72,6 +72,30 @@ def test_augmentation_reaches_training_rows_only(ds):
         changed_image += any(not torch.equal(p, rows[i]["pixels"]) for _, p in got)
     assert changed_text >= 15 and changed_image >= 15
     assert not rows.augment_rows  # the view did not change the shared rows
+
+
+def test_loader_workers_give_the_batches_of_the_main_process(ds):
+    """A GPU turns DataLoader workers on by itself: with two workers the loader yields exactly the batches of
+    none, augmentation included (it used to stop at the first batch: the worker's seeding read a wrong attribute),
+    and pixels travel as uint8, normalised on the device to the cached path's values."""
+    from utils.features import image_tensor, to_device
+
+    settings = {"training_mode": "end_to_end", "text_augment": "span,swap", "image_augment": True}
+    groups = [np.arange(0, 6), np.arange(6, 12), np.arange(12, 16)]
+    got = {}
+    for workers in (0, 2):
+        rows = RawRows(ds, build("tiny", {**settings, "num_workers": workers})).for_training(np.arange(16), seed=3)
+        got[workers] = [to_device(b, "cpu") for epoch in (0, 1) for b in rows.loader(groups, "cpu", epoch)]
+    assert len(got[2]) == 6
+    for a, b in zip(got[0], got[2]):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))
+    assert not torch.equal(got[0][0]["pixels"], got[0][3]["pixels"])  # epochs draw differently
+    rows = RawRows(ds, build("tiny", {"training_mode": "end_to_end", "num_workers": 2}))
+    batch = next(iter(rows.loader([np.arange(20, 24)], "cpu")))
+    assert batch["pixels"].dtype == torch.uint8
+    cached = torch.stack([image_tensor(rows.files[i], rows.cfg.image_size, rows.image.mean, rows.image.std)
+                          for i in range(20, 24)])
+    assert torch.equal(to_device(batch, "cpu")["pixels"], cached)
 
 
 @pytest.mark.parametrize("device,capability,want", [("cpu", None, "fp32"), ("cuda", (7, 5), "fp16"),
@@ -251,9 +275,31 @@ def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds,
 class CountingRows(RawRows):
     """Raw rows that note which rows this process fetched (a data-parallel process should fetch only its share)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fetched = []  # shared by the views the loaders draw from
+
     def __getitem__(self, i):
-        self.__dict__.setdefault("fetched", []).append(int(i))
+        self.fetched.append(int(i))
         return super().__getitem__(i)
+
+
+def _count_all_reduces(counts: list):
+    """DistributedDataParallel whose gradient all-reduces are counted (the default hook, counted)."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+    from torch.nn.parallel import DistributedDataParallel
+
+    class Counted(DistributedDataParallel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+            def hook(state, bucket):
+                counts.append(bucket.index())
+                return allreduce_hook(state, bucket)
+
+            self.register_comm_hook(None, hook)
+
+    return Counted
 
 
 def _fit_without_dropout(data_dir: str, cache: str, out: str) -> None:
@@ -272,10 +318,13 @@ def _fit_without_dropout(data_dir: str, cache: str, out: str) -> None:
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     rows = CountingRows(data_set, cfg, ("text",))
-    tc = train_config("text_finetuned", cfg, 0, epochs=1, lr=1e-2, encoder_lr=1e-3, warmup_ratio=0.0)
+    tc = train_config("text_finetuned", cfg, 0, epochs=1, lr=1e-2, encoder_lr=1e-3, warmup_ratio=0.0, grad_accum=2)
+    reduces = []
+    torch.nn.parallel.DistributedDataParallel = _count_all_reduces(reduces)
     fit(model, rows, np.arange(21), np.arange(21, 28), tc, Path(out) / "run", verbose=False)  # batches 8, 8, 5
     fetched = list(rows.fetched)
     (Path(out) / f"fetched{rank}.json").write_text(json.dumps(fetched))
+    (Path(out) / f"reduces{rank}.json").write_text(json.dumps(reduces.count(0)))  # rounds: bucket 0 goes every time
     if rank == 0:
         test_rows = np.arange(len(data_set.train), len(data_set.train) + 6)
         np.save(Path(out) / "probs.npy", predict(model, rows, test_rows, device="cpu")["cat3"])
@@ -284,7 +333,9 @@ def _fit_without_dropout(data_dir: str, cache: str, out: str) -> None:
 def test_two_data_parallel_processes_train_one_model_as_one_process_does(tiny_data, cache_dir, tmp_path):
     """DistributedDataParallel on the CPU (gloo), as on two GPUs (nccl): each process fetches only its share of
     every batch, training and validation rows alike (together, every row once), and the trained model predicts
-    what one process with whole batches trains (the last batch, 5 rows, splits 3 / 2: gradients weighed by share)."""
+    what one process with whole batches trains (the last batch, 5 rows, splits 3 / 2: gradients weighed by share).
+    Two micro-batches per optimiser step: the processes average gradients once per step (`no_sync` while they
+    accumulate), not once per micro-batch."""
     from utils import distributed
 
     one, two = tmp_path / "one", tmp_path / "two"
@@ -295,3 +346,5 @@ def test_two_data_parallel_processes_train_one_model_as_one_process_does(tiny_da
     assert sorted(shares[0] + shares[1]) == list(range(28)) and [len(s) for s in shares] == [11 + 4, 10 + 3]
     assert sorted(json.loads((one / "fetched0.json").read_text())) == list(range(28))
     assert np.allclose(np.load(one / "probs.npy"), np.load(two / "probs.npy"), atol=1e-5)
+    rounds = [json.loads((two / f"reduces{r}.json").read_text()) for r in (0, 1)]
+    assert rounds == [2, 2], f"3 micro-batches in 2 optimiser steps: {rounds} gradient all-reduce rounds"

@@ -104,10 +104,10 @@ def test_steps_per_epoch_caps_each_epoch_to_a_fresh_share_of_the_rows(tmp_path, 
     drawn = []
     original = training.batches
 
-    def counting(data, indices, batch_size, device="cpu", rank=0, world=1):
+    def counting(data, indices, batch_size, device="cpu", rank=0, world=1, epoch=0):
         if len(indices) != len(VAL):  # training draws, not validation
             drawn.append(np.asarray(indices).copy())
-        yield from original(data, indices, batch_size, device, rank, world)
+        yield from original(data, indices, batch_size, device, rank, world, epoch)
 
     monkeypatch.setattr(training, "batches", counting)
     fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "steps_per_epoch": 2}), tmp_path / "run",

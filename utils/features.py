@@ -193,15 +193,42 @@ def text_features(ds, cfg) -> dict:
                              f"len{cfg.max_len}-top{cfg.text_top_layers}", lambda texts: encode_texts(texts, cfg))
 
 
+def image_uint8(path, size: int) -> torch.Tensor:
+    """(3, size, size) uint8: RGB, square resize. What crosses process boundaries (a quarter of float32's bytes:
+    a 256-image batch at 384 px is 113 MB, not 450); `normalise_pixels` makes model inputs of it on the device.
+    `path` may also be a PIL image (an augmented copy), or None for a place without a photo (zeros)."""
+    if no_photo(path):
+        return torch.zeros(3, size, size, dtype=torch.uint8)
+    img = (path.convert("RGB") if hasattr(path, "convert") else load_image(path, size=size)).resize((size, size))
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
+
+
+def normalise_pixels(pixels: torch.Tensor, mean, std, present: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (B, 3, H, W) or (3, H, W) as the encoder's normalised float32 input; an item without a photo
+    (`present` False) becomes zeros (the mean colour), a placeholder that the models mask out."""
+    stats = [torch.as_tensor(v, dtype=torch.float32, device=pixels.device).view(3, 1, 1) for v in (mean, std)]
+    out = (pixels.float() / 255.0 - stats[0]) / stats[1]
+    if present is not None:
+        out = out * present.to(out.device, out.dtype).view(-1, *([1] * (out.dim() - 1)))
+    return out
+
+
+def to_device(batch: dict, device) -> dict:
+    """A batch on `device`, uint8 pixels (end-to-end rows: `pixel_stats` holds their mean and std) normalised
+    there."""
+    out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    stats = out.pop("pixel_stats", None)
+    if stats is not None and out["pixels"].dtype == torch.uint8:
+        out["pixels"] = normalise_pixels(out["pixels"], stats[0], stats[1], out.get("image_present"))
+    return out
+
+
 def image_tensor(path, size: int, mean, std) -> torch.Tensor:
-    """Deterministic preprocessing shared by caching and prediction: RGB, square resize, normalise.
-    `path` may also be a PIL image (an augmented copy), or None for a place without a photo: zeros (the mean
-    colour), a placeholder that the models mask out (`image_present`)."""
+    """Deterministic preprocessing shared by caching and prediction: RGB, square resize, normalise (zeros for
+    a place without a photo)."""
     if no_photo(path):
         return torch.zeros(3, size, size)
-    img = (path.convert("RGB") if hasattr(path, "convert") else load_image(path, size=size)).resize((size, size))
-    array = (np.asarray(img, dtype=np.float32) / 255.0 - np.array(mean, np.float32)) / np.array(std, np.float32)
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+    return normalise_pixels(image_uint8(path, size), mean, std)
 
 
 def image_features(ds, cfg) -> dict:

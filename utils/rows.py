@@ -4,6 +4,10 @@ Nothing proportional to rows x tokens x width is held in memory: a row's text is
 image decoded (at reduced scale where JPEG allows), augmented and normalised only when its batch is drawn; texts
 are tokenized per batch, padded to the batch's longest. Augmentation touches only the rows a model trains on
 (`for_training(train_idx)`, which `experiments.fit_model` calls), never validation or test rows.
+
+An item's augmentation is seeded by the view's seed, the epoch and the row: the same batches with any number of
+worker processes (a GPU's default) as with none (the CPU's), and after a resume mid-epoch. Pixels
+travel as uint8 and are normalised on the device (`to_device`).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from .augment import augment_image, augment_text_on_the_fly, image_pipeline
 from .backbones import frozen_backbone
 from .data import LEVELS
-from .features import all_rows, image_tensor, row_labels
+from .features import all_rows, image_uint8, row_labels
 from .images import load_image, no_photo
 
 
@@ -33,8 +37,9 @@ class RawRows(Dataset):
         self.image = frozen_backbone("image", cfg) if "image" in self.modalities else None
         self.augment_rows: frozenset = frozenset()
         self.text_ops = tuple(op for op in cfg.text_augment.split(",") if op)
-        self.rng = np.random.default_rng(cfg.seed)
+        self.seed_key = (cfg.seed,)  # with the epoch and the row, it seeds an item's augmentation
         self.pipeline = image_pipeline(cfg.seed) if cfg.image_augment else None
+        self.draw_key = (*self.seed_key, 0)  # set per loader (`loader`)
 
     def __len__(self):
         return len(self.texts)
@@ -48,24 +53,32 @@ class RawRows(Dataset):
         view = self._view()
         view.augment_rows = frozenset(int(i) for i in train_idx)
         rows_key = zlib.crc32(np.asarray(train_idx, dtype=np.int64).tobytes())
-        view.rng = np.random.default_rng([seed, rows_key])
+        view.seed_key = (seed, rows_key)
         view.pipeline = image_pipeline(seed + rows_key) if self.cfg.image_augment else None
+        return view
+
+    def at_epoch(self, epoch: int) -> "RawRows":
+        """A view drawing epoch `epoch`'s augmentations: with the row, the epoch seeds each item's draws."""
+        view = self._view()
+        view.draw_key = (*self.seed_key, epoch)
         return view
 
     def __getitem__(self, i):
         augment = int(i) in self.augment_rows
+        rng = np.random.default_rng([*self.draw_key, int(i)]) if augment else None
         item = {level: int(self.labels[level][i]) for level in LEVELS}
         if self.soft is not None:
             item["soft_targets"] = self.soft.get(int(i))
         if self.text is not None:
             text = self.texts[i]
-            item["text"] = augment_text_on_the_fly(text, self.rng, self.text_ops) if augment and self.text_ops else text
+            item["text"] = augment_text_on_the_fly(text, rng, self.text_ops) if augment and self.text_ops else text
         if self.image is not None:
             size, file = self.cfg.image_size, self.files[i]
             img = None if file is None else load_image(file, size=size)
             if augment and self.pipeline is not None and img is not None:
+                self.pipeline.set_random_seed(int(rng.integers(2**31)))
                 img = augment_image(img, self.pipeline)
-            item["pixels"] = image_tensor(img, size, self.image.mean, self.image.std)
+            item["pixels"] = image_uint8(img, size)
             item["image_present"] = file is not None
         return item
 
@@ -82,19 +95,16 @@ class RawRows(Dataset):
         if self.image is not None:
             batch["pixels"] = torch.stack([it["pixels"] for it in items])
             batch["image_present"] = torch.tensor([it["image_present"] for it in items])
+            batch["pixel_stats"] = torch.tensor([self.image.mean, self.image.std], dtype=torch.float32)
         return batch
 
-    def loader(self, groups, device: str) -> DataLoader:
-        """One batch per group of row indices, in order; worker processes and pinned memory on a GPU (auto: up
-        to 4 workers), none on the CPU, where workers would take the cores the model trains on."""
-        workers = self.cfg.num_workers
-        if workers < 0:
-            import os
-
-            workers = min(4, os.cpu_count() or 1) if str(device).startswith("cuda") else 0
-        return DataLoader(self, batch_sampler=[[int(i) for i in g] for g in groups], num_workers=workers,
-                          pin_memory=str(device).startswith("cuda"), collate_fn=self.collate,
-                          worker_init_fn=_seed_worker if workers else None)
+    def loader(self, groups, device: str, epoch: int = 0) -> DataLoader:
+        """One batch per group of row indices, in order, in worker processes (`loader_workers`), pinned on a GPU."""
+        workers = loader_workers(self.cfg, device)
+        view = self.at_epoch(epoch)
+        return DataLoader(view, batch_sampler=[[int(i) for i in g] for g in groups], num_workers=workers,
+                          pin_memory=str(device).startswith("cuda"), collate_fn=view.collate,
+                          prefetch_factor=4 if workers else None)
 
     def __getstate__(self):
         """Sent to a data-parallel process without the frozen encoders, which it loads itself (utils/distributed.py)."""
@@ -120,7 +130,7 @@ class RawRows(Dataset):
 
     def _view(self) -> "RawRows":
         """A shallow copy sharing the rows, encoders and labels, for views that change what training sees."""
-        view = object.__new__(RawRows)
+        view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
         return view
 
@@ -128,10 +138,16 @@ class RawRows(Dataset):
         return self.labels[level][np.asarray(indices)]
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Each worker draws its own augmentations, reproducibly from the loader's seed."""
-    info = torch.utils.data.get_worker_info()
-    seed = torch.initial_seed() % 2**32
-    info.dataset.dataset.rng = np.random.default_rng(seed)
-    if info.dataset.dataset.pipeline is not None:
-        info.dataset.dataset.pipeline.set_random_seed(seed)
+def loader_workers(cfg, device: str) -> int:
+    """`num_workers`, or for -1: on a GPU the cores of this process's share of the machine less one (decoding
+    and augmenting 384 px photos takes several cores per A100 or H100: four workers starved them), none on
+    the CPU, where workers would take the cores the model trains on."""
+    if cfg.num_workers >= 0:
+        return cfg.num_workers
+    if not str(device).startswith("cuda"):
+        return 0
+    import os
+
+    from .distributed import processes_for
+
+    return max(1, (os.cpu_count() or 1) // processes_for(cfg) - 1)

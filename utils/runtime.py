@@ -68,10 +68,11 @@ def announce_precision(device: str, precision: str) -> None:
 
 
 def autocast(device: str, precision: str):
+    """Autocast to the precision's half type on the device's own kind (torch runs bf16 and fp16 on the CPU too,
+    so the tests take the GPU's branch); fp32: off."""
     import torch
 
-    if precision in ("bf16", "fp16") and str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    kind = torch.device(device).type
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(kind, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return torch.autocast(kind, enabled=False)

@@ -9,6 +9,7 @@ Imbalance options: class-weighted loss, over-/under-sampling, mixup.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .io import atomic_path, read_json, write_json
 from .data import LEVELS
+from .features import to_device
 from .metrics import weighted_f1
 from .models import encoder_layer_lrs, pretrained_parameters
 from .progress import bar as progress_bar
@@ -189,9 +191,11 @@ def epoch_indices(labels: np.ndarray, sampling: str | None, rng: np.random.Gener
     raise ValueError(f"sampling must be None, 'over' or 'under', not {sampling!r}")
 
 
-def batches(data: Dataset, indices, batch_size: int, device: str = "cpu", rank: int = 0, world: int = 1):
+def batches(data: Dataset, indices, batch_size: int, device: str = "cpu", rank: int = 0, world: int = 1,
+            epoch: int = 0):
     """Batches of the given rows, in order. Cached tensors are sliced directly (no per-row Python work).
-    Data-parallel (`world` processes): this process's share of each batch, its rows rank, rank + world, ..."""
+    Data-parallel (`world` processes): this process's share of each batch, its rows rank, rank + world, ...
+    `epoch` seeds raw rows' augmentation (with the row), so a resumed epoch draws what it drew before."""
     indices = np.asarray(indices)
     groups = [indices[start:start + batch_size][rank::world] for start in range(0, len(indices), batch_size)]
     if isinstance(data, TensorData):
@@ -199,13 +203,9 @@ def batches(data: Dataset, indices, batch_size: int, device: str = "cpu", rank: 
             chunk = torch.from_numpy(group)
             yield {k: v[chunk] for k, v in data.tensors.items()}
     elif hasattr(data, "loader"):  # raw rows (end to end): decoded and tokenized per batch, in worker processes
-        yield from data.loader(groups, device)
+        yield from data.loader(groups, device, epoch)
     else:
         yield from DataLoader(data, batch_sampler=[g.tolist() for g in groups])
-
-
-def _to(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def _mix(batch: dict, alpha: float, rng: np.random.Generator):
@@ -227,14 +227,66 @@ def predict(model: nn.Module, data: Dataset, indices=None, batch_size: int = 256
     precision = choose_precision(device, precision)
     indices = np.arange(len(data)) if indices is None else np.asarray(indices)
     loader = batches(data, indices, batch_size, device)
+    home = next(model.parameters()).device  # where it goes back to: a fitted model waits on the CPU (`release`)
     model.to(device).eval()
     out = {level: [] for level in LEVELS}
     with torch.inference_mode(), autocast(device, precision):
         for batch in progress_bar(loader, desc, int(np.ceil(len(indices) / batch_size)), inner=True):
-            logits = model(_to(batch, device))
+            logits = model(to_device(batch, device))
             for level in LEVELS:
                 out[level].append(logits[level].float().softmax(-1).cpu().numpy())
+    if home != next(model.parameters()).device:
+        release(model, home)
     return {level: np.concatenate(v) for level, v in out.items()}
+
+
+def _loss(logits: dict, batch: dict, losses: dict, weights: dict, perm, lam: float) -> torch.Tensor:
+    """The levels' weighted cross-entropies; soft targets where distillation gives them, mixed under mixup."""
+    loss = 0.0
+    for level in LEVELS:
+        target = batch[level]
+        if "soft" in batch:  # distillation: soft targets for some rows (cross-entropy takes probabilities)
+            target = soft_targets(batch, level, logits[level].shape[-1])
+        level_loss = losses[level](logits[level].float(), target)
+        if perm is not None:
+            level_loss = lam * level_loss + (1 - lam) * losses[level](logits[level].float(), target[perm.to(target.device)])
+        loss = loss + weights[level] * level_loss
+    return loss
+
+
+def gradient_sync(ddp, optimiser_step: bool):
+    """Data-parallel processes average gradients only on a micro-batch that ends an optimiser step: the others
+    accumulate locally (`no_sync`), one all-reduce per step instead of one per micro-batch."""
+    return contextlib.nullcontext() if ddp is None or optimiser_step else ddp.no_sync()
+
+
+def resume_scaler(scaler, state: dict) -> None:
+    """A checkpoint written under bf16 or fp32 (A100, L4, CPU) has an empty loss-scaler state: resumed under fp16
+    (Colab's next session on a T4) the scaler starts afresh instead of refusing; one written under fp16 and
+    resumed without loss scaling leaves it off."""
+    if state and scaler.is_enabled():
+        scaler.load_state_dict(state)
+
+
+def rng_states() -> dict:
+    """Torch's random states, the GPUs' too (dropout and modality dropout draw there): a resumed run is the same run."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return {"torch_rng": torch.get_rng_state(), "cuda_rng": cuda}
+
+
+def set_rng_states(state: dict) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    cuda = state.get("cuda_rng")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def release(model: nn.Module, home="cpu") -> None:
+    """A model lives on the GPU only while it trains or predicts: back on the CPU, with the cached blocks freed, so
+    that the next fit (or process 0 of a data-parallel group on the same GPU) has the card to itself."""
+    model.to(home)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, run_dir, name: str = "model",
@@ -294,13 +346,14 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     weights = {level: (_class_weights(labels[level], model.heads.heads[level].out_features).to(device)
                        if cfg.class_weight == "balanced" else None) for level in LEVELS}
     losses = {level: nn.CrossEntropyLoss(weight=weights[level]) for level in LEVELS}
-    step_model = model
+    ddp = None
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        step_model = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+        ddp = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+    step_model = ddp or model
     step_model = torch.compile(step_model) if cfg.compile and device == "cuda" else step_model
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")  # fp16 gradients underflow without it
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")  # fp16 gradients underflow
 
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
     best_probs = None  # the best epoch's validation probabilities, if that epoch ran in this call
@@ -311,9 +364,9 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             model.load_state_dict({**model.state_dict(), **state["model"]})
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
+            resume_scaler(scaler, state["scaler"])
             rng.bit_generator.state = state["rng"]
-            torch.set_rng_state(state["torch_rng"])
+            set_rng_states(state)
             history, best, best_epoch, seconds = state["history"], state["best"], state["best_epoch"], state["seconds"]
             start_epoch, resumed, within = state["epoch"] + 1, True, state.get("within")
             if verbose:
@@ -326,7 +379,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
         with atomic_path(run_dir / "last.pt") as tmp:
             torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state,
-                        "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+                        **rng_states(), "history": history, "best": best,
                         "best_epoch": best_epoch, "epoch": epoch_done, "seconds": seconds + elapsed,
                         "within": part}, tmp)
 
@@ -347,7 +400,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             rng.bit_generator.state = within["rng_now"]
         within, saved_at, step_started = None, time.time(), time.time()
         optimizer.zero_grad(set_to_none=True)
-        bar = progress_bar(batches(data, order[first * cfg.batch_size:], cfg.batch_size, device, rank, world),
+        bar = progress_bar(batches(data, order[first * cfg.batch_size:], cfg.batch_size, device, rank, world, epoch),
                            f"{name} epoch {epoch + 1}/{epochs}", n_batches, inner=True, initial=first, disable=not main)
         for step, batch in enumerate(bar, start=first):
             if step > first and step % cfg.grad_accum == 0:  # between optimiser steps: a clean place to stop
@@ -365,27 +418,21 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                         raise TimeBudgetExceeded(f"{name}: stopped at epoch {epoch + 1}, step {step + 1} of {n_batches} "
                                                  f"before the {budget.hours} h time budget ran out; saved "
                                                  f"{run_dir / 'last.pt'}")
-            batch = _to(batch, device)
+            batch = to_device(batch, device)
             perm, lam = None, 1.0
             if cfg.mixup > 0:
                 batch, perm, lam = _mix(batch, cfg.mixup, rng)
-            with autocast(device, precision):
-                logits = step_model(batch)
-                loss = 0.0
-                for level in LEVELS:
-                    target = batch[level]
-                    if "soft" in batch:  # distillation: soft targets for some rows (cross-entropy takes probabilities)
-                        target = soft_targets(batch, level, logits[level].shape[-1])
-                    level_loss = losses[level](logits[level].float(), target)
-                    if perm is not None:
-                        level_loss = lam * level_loss + (1 - lam) * losses[level](logits[level].float(), target[perm.to(device)])
-                    loss = loss + lw[level] * level_loss
-            share = 1.0
-            if world > 1:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
-                in_batch = len(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-                share = len(batch["cat3"]) * world / in_batch
-            scaler.scale(loss * share / cfg.grad_accum).backward()
-            if (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches:
+            optimiser_step = (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches
+            with gradient_sync(ddp, optimiser_step):
+                with autocast(device, precision):
+                    logits = step_model(batch)
+                    loss = _loss(logits, batch, losses, lw, perm, lam)
+                share = 1.0
+                if world > 1:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
+                    in_batch = len(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+                    share = len(batch["cat3"]) * world / in_batch
+                scaler.scale(loss * share / cfg.grad_accum).backward()
+            if optimiser_step:
                 scaler.unscale_(optimizer)  # clip the true gradients
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 scaler.step(optimizer)  # skipped when fp16 overflowed; the scale then shrinks
@@ -421,6 +468,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                   f"weighted F1 {score:.4f}{' *' if improved else ''} ({record['seconds']:.1f}s)")
 
     distributed.barrier()  # process 0 has written best.pt
+    del optimizer, scaler, step_model, ddp  # AdamW's moments are twice the trained weights: free them now
+    release(model)
     load_checkpoint(model, run_dir / "best.pt")
     if main:
         write_json({"config_hash": key, "history": history, "best_score": best, "best_epoch": best_epoch,
