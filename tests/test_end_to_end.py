@@ -348,3 +348,31 @@ def test_two_data_parallel_processes_train_one_model_as_one_process_does(tiny_da
     assert np.allclose(np.load(one / "probs.npy"), np.load(two / "probs.npy"), atol=1e-5)
     rounds = [json.loads((two / f"reduces{r}.json").read_text()) for r in (0, 1)]
     assert rounds == [2, 2], f"3 micro-batches in 2 optimiser steps: {rounds} gradient all-reduce rounds"
+
+
+@pytest.mark.parametrize("kind", ["text_finetuned", "image_finetuned", "fusion_transformer"])
+def test_gradient_checkpointing_gives_the_same_gradients(ds, kind):
+    """What a T4 needs to fit the large encoders (activations recomputed in backward) changes memory, not training:
+    every trained parameter gets the same gradient, and the layers really run through torch's checkpoint."""
+    from torch.utils import checkpoint as ckpt
+
+    grads, calls = {}, []
+    real = ckpt.checkpoint
+    for on in (False, True):
+        cfg = build("tiny", {f"{kind}.training_mode": "end_to_end", "grad_checkpointing": on, "text_head": "layerwise",
+                             "layerwise_depths": "-3,-2,-1"})
+        model = build_model(kind, cfg, SIZES, seed=0).train()
+        batch = next(iter(RawRows(ds, cfg).loader([np.arange(6)], "cpu")))
+        from utils.features import to_device
+
+        ckpt.checkpoint = lambda *a, **k: calls.append(on) or real(*a, **k)
+        torch.manual_seed(0)  # the same dropout draws (checkpoint replays them in backward)
+        try:
+            model(to_device(batch, "cpu"))["cat3"].logsumexp(-1).sum().backward()
+        finally:
+            ckpt.checkpoint = real
+        grads[on] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert calls and all(calls), "checkpointing on: every recomputed layer goes through checkpoint; off: none"
+    assert grads[True].keys() == grads[False].keys() and len(grads[True]) > 10
+    for name, g in grads[False].items():
+        assert torch.allclose(g, grads[True][name], atol=1e-6, rtol=1e-4), name

@@ -142,3 +142,37 @@ def test_time_budget_stops_mid_epoch_and_a_rerun_matches_an_uninterrupted_run(tm
     assert [h["train_loss"] for h in again.history] == pytest.approx([h["train_loss"] for h in whole.history])
     for (name, a), b in zip(whole.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_fp16_trains_with_loss_scaling_on_the_cpu_as_on_a_t4(tmp_path, countdown):
+    """The T4's precision, run here: fp16 autocast and a GradScaler whose state is saved for a resume."""
+    with pytest.raises(training.TimeBudgetExceeded):
+        fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, precision="fp16"), tmp_path / "run", verbose=False,
+            budget=countdown(3))
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["scaler"]["scale"] > 1
+    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, precision="fp16"), tmp_path / "run", verbose=False)
+    assert result.resumed and result.best_score > 0.3
+
+
+@pytest.mark.parametrize("first,then", [("bf16", "fp16"), ("fp16", "bf16"), ("fp32", "fp16")])
+def test_a_run_resumes_on_another_gpu_kind(tmp_path, countdown, monkeypatch, first, then):
+    """`precision=auto` is bf16 on an A100 or L4 and fp16 on a T4 (Colab hands out either from one session to the
+    next): a checkpoint of one resumes under the other, with the loss scaler started afresh or left off."""
+    resolved = {"now": first}
+    monkeypatch.setattr(training, "choose_precision", lambda device, precision: resolved["now"])
+    with pytest.raises(training.TimeBudgetExceeded):
+        fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False, budget=countdown(3))
+    resolved["now"] = then
+    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    assert result.resumed and len(result.history) == 4
+
+
+def test_the_saved_random_states_include_every_gpu_when_there_are_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([1], dtype=torch.uint8)] * 2)
+    assert len(training.rng_states()["cuda_rng"]) == 2
+    restored = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    training.set_rng_states(training.rng_states())
+    assert len(restored) == 1
