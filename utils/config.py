@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import paths
-from .runtime import PRECISIONS
+from .runtime import PRECISIONS, DeviceError
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
                    "steps_per_epoch": int, "min_steps": int, "training_mode": str}
@@ -65,6 +65,8 @@ class Config:
     seed: int = 0
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
     device: str = "auto"          # auto: cuda when present, else cpu
+    platform: str = ""            # the machine the run is planned for (utils/plan.py PLATFORMS: colab-t4, kaggle-2xt4,
+                                  # a100-40, h100-80); empty: the GPU found at run time
     processes: int = 0            # processes per training, spread over the GPUs (0: one per GPU, 1 without a GPU):
                                   # K-fold units trained at once, one process each; one end-to-end model's
                                   # data-parallel processes (utils/distributed.py); ./run_all.sh --processes N
@@ -394,7 +396,10 @@ def main(argv=None) -> int:
         settings = parse_settings(args.sets)
         base = {"data_dir": args.data_dir, "output_dir": args.output_dir, "run_name": args.run_name, "seed": args.seed}
         cfg = resolve(build(args.profile, {**settings, **{k: v for k, v in base.items() if v != ""}}))
-    except ConfigError as exc:
+        from .runtime import require_device
+
+        require_device(cfg)
+    except (ConfigError, DeviceError) as exc:
         print(f"run_all.sh: {exc}", file=sys.stderr)
         return 2
     print(run_dir(cfg))

@@ -110,26 +110,45 @@ def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int
                      tag_dir / frozen / f"seed{seed}", f"fold{k}", seed, stage="kfold", budget=budget).checkpoint
 
 
-def _worker_init(threads: int) -> None:
+_WORKER_DEVICE = "cpu"  # a K-fold worker process's own device, taken once when it starts (`_worker_init`)
+
+
+def _worker_init(threads: int, slots) -> None:
+    """A worker takes one device from `slots` for its whole life: the GPU follows the worker, not the unit, so
+    two units never share a GPU while another idles (units differ in length: early stopping, warm starts)."""
     import torch
 
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = slots.get()
     torch.set_num_threads(threads)
 
 
-def _run_parallel(jobs, processes: int, device: str):
-    """The units in `processes` worker processes (spawned: safe with CUDA and from notebooks), the i-th unit on
-    GPU i mod the GPU count (or the CPU, its cores shared out); results in unit order. Units are independent
-    (each seeded, each its own resumable folder), so the answers equal those of one process at a time."""
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing
+def _in_worker(run, job):
+    return run(job, None, _WORKER_DEVICE)
 
+
+def worker_devices(processes: int, device: str) -> list[str]:
+    """One device per worker process: GPU i mod the GPU count, or the CPU."""
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() and device != "cpu" else 0
-    devices = [f"cuda:{i % gpus}" if gpus else "cpu" for i in range(len(jobs))]
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                             initargs=(distributed.cpu_threads(processes),)) as pool:
-        futures = [pool.submit(_train_unit, job, None, device) for job, device in zip(jobs, devices)]
+    return [f"cuda:{i % gpus}" if gpus else "cpu" for i in range(processes)]
+
+
+def _run_parallel(jobs, processes: int, device: str, run=None, devices: list[str] | None = None):
+    """The units in `processes` worker processes (spawned: safe with CUDA and from notebooks), each worker on its
+    own device (`worker_devices`; `devices` for tests), the CPU's cores shared out; results in unit order. Units
+    are independent (each seeded, each its own resumable folder), so the answers equal those of one process."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for name in devices or worker_devices(processes, device):
+        slots.put(name)
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init,
+                             initargs=(distributed.cpu_threads(processes), slots)) as pool:
+        futures = [pool.submit(_in_worker, run or _train_unit, job) for job in jobs]
         return [f.result() for f in futures]
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from . import paths
 from .config import Config, build, bundled_data_dir, resolve, run_dir
 from .io import read_json, write_csv, write_json
-from .runtime import pick_device, seed_everything
+from .runtime import pick_device, require_device, seed_everything
 from .training import TimeBudget
 
 CONFIG_JSON = "config.json"
@@ -112,6 +112,7 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     given = {"data_dir": data_dir, "output_dir": output_dir, "run_name": run_name}
     cfg = resolve(build(profile, {**(settings or {}), "seed": int(seed),
                                   **{k: str(v) for k, v in given.items() if v}}))
+    require_device(cfg)
     seed_everything(cfg.seed)
     if cfg.data_size and Path(cfg.data_dir) == bundled_data_dir(cfg.data_size).resolve():
         from .generate import ensure_dataset

@@ -29,6 +29,38 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
+class DeviceError(RuntimeError):
+    """The configuration asks for a GPU that this machine cannot give; the message says why and what to do."""
+
+
+def why_no_cuda() -> str:
+    """Why torch sees no CUDA GPU here, in words a Colab or Kaggle user can act on."""
+    import shutil
+
+    import torch
+
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    if shutil.which("nvidia-smi"):
+        return (f"an NVIDIA driver is installed but torch {torch.__version__} (built for CUDA {torch.version.cuda}) "
+                f"cannot use it: the driver is probably older than that CUDA needs (nvidia-smi prints the highest "
+                f"CUDA version the driver supports); install a torch build for it or update the driver")
+    return "no NVIDIA GPU or driver is present (on Colab: Runtime > Change runtime type > T4 GPU; on Kaggle: " \
+           "Settings > Accelerator > GPU T4 x2)"
+
+
+def require_device(cfg) -> None:
+    """Refuse, before anything runs, a GPU run on a machine without CUDA: the full profile (`device=auto`) would
+    otherwise train RoBERTa-large and ViT-L on the CPU for days without a word. `--set device=cpu` asks for it."""
+    import torch
+
+    wants_gpu = str(cfg.device).startswith("cuda") or (cfg.device == "auto" and cfg.profile == "full")
+    if wants_gpu and not torch.cuda.is_available():
+        raise DeviceError(f"profile {cfg.profile!r} with device={cfg.device!r} needs a CUDA GPU, and CUDA is "
+                          f"unavailable: {why_no_cuda()}. To run it on the CPU anyway (days at the real size), "
+                          f"pass --set device=cpu")
+
+
 def machine_description() -> str:
     import torch
 

@@ -1,0 +1,60 @@
+"""Branches that only a GPU machine takes, taken on the CPU: which device each K-fold unit gets, and the full
+profile's refusal of a machine without CUDA."""
+import os
+import time
+
+import pytest
+
+
+def _timed_unit(job, data, device):
+    """A stand-in K-fold unit: holds its device for `job` seconds and says when, where and in which process."""
+    start = time.time()
+    time.sleep(job)
+    return device, start, time.time(), os.getpid()
+
+
+def test_kfold_units_follow_the_worker_so_no_two_share_a_gpu_while_another_idles():
+    """Two workers on two (fake) GPUs, units of unequal length: a GPU never runs two units at once and each
+    worker keeps its own GPU. (Assigned by the unit's index, the third unit went to GPU 0 while the first still
+    ran there, and GPU 1 idled.)"""
+    from utils.ensemble import _run_parallel
+
+    results = _run_parallel([1.2, 0.1, 0.1, 0.1, 0.1], 2, "cuda", run=_timed_unit, devices=["fake:0", "fake:1"])
+    by_device = {}
+    for device, start, end, pid in results:
+        by_device.setdefault(device, []).append((start, end, pid))
+    assert set(by_device) == {"fake:0", "fake:1"}
+    for device, spans in by_device.items():
+        spans.sort()
+        assert len({pid for _, _, pid in spans}) == 1, f"{device} served by more than one worker"
+        assert all(a_end <= b_start for (_, a_end, _), (b_start, _, _) in zip(spans, spans[1:])), \
+            f"two units at once on {device}: {spans}"
+    assert max(len(v) for v in by_device.values()) == 4  # the short units all went to the free GPU
+
+
+def test_the_full_profile_refuses_a_machine_without_cuda_before_the_first_notebook(tmp_path, monkeypatch, capsys):
+    """A torch CUDA build on a driver too old for it (or no GPU) leaves CUDA silently unavailable; `device=auto`
+    would then train the full profile on the CPU for days. It stops at once, naming CUDA and the way out."""
+    import torch
+
+    from utils import config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["--profile", "full", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]
+    assert config.main(args) == 2
+    err = capsys.readouterr().err
+    assert "needs a CUDA GPU" in err and "CUDA is unavailable" in err and "--set device=cpu" in err
+    assert not (tmp_path / "out" / f"full-{tmp_path.name}-seed0").exists()
+    assert config.main(args + ["--set", "device=cpu"]) == 0  # asked for: allowed
+    assert config.main(["--profile", "tiny", "--output-dir", str(tmp_path / "out")]) == 0  # the CPU profiles run
+
+
+def test_run_all_stops_the_full_profile_before_01_without_cuda(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([str(repo / "run_all.sh"), "--profile", "full", "--data-dir", str(tmp_path),
+                           "--output-dir", str(tmp_path / "out")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": str(Path(os.sys.executable))}, timeout=120)
+    assert done.returncode == 2 and "CUDA" in done.stderr and "01_eda" not in done.stdout
