@@ -47,3 +47,24 @@ def test_cached_states_are_read_memory_mapped_and_match_a_fresh_encoding(tiny_da
     assert states["final"].shape == mapped.shape and np.array_equal(states["final"].numpy(), mapped)
     data = feature_data(ds, cfg, ("text_final", "text_mask"))
     assert len(data) == len(ds.train) + len(ds.test) and data.tensors["text_final"].dtype == torch.float16
+
+
+def test_frozen_models_read_pooled_vectors_without_a_token_cache_where_nothing_needs_the_tokens(tiny_data, tmp_path):
+    """The full profile trains every token-reading model end to end: its frozen models, late fusion and 02's
+    experts read one pooled vector a row (RoBERTa-large's 256 token states would be 25 GB at the real size),
+    equal bit for bit to the vectors pooled from the token cache."""
+    from utils.config import build
+    from utils.data import load_dataset
+    from utils.features import feature_data
+
+    ds = load_dataset(tiny_data, progress=False, check_images=False)
+    keys = ["text_pooled", "image_pooled"]
+    frozen_cached = {f"{k}.training_mode": "cached" for k in ("text_frozen", "image_frozen", "late_fusion")}
+    pooled = feature_data(ds, build("tiny", {"training_mode": "end_to_end", **frozen_cached,
+                                             "cache_dir": str(tmp_path / "a")}), keys)
+    tokens = feature_data(ds, build("tiny", {"cache_dir": str(tmp_path / "b")}), keys)
+    entries = sorted(p.name for p in (tmp_path / "a" / "features").iterdir())
+    assert len(entries) == 2 and all(e.endswith("-pooled") for e in entries), entries
+    assert not any(p.name.endswith("-pooled") for p in (tmp_path / "b" / "features").iterdir())
+    for key in keys:
+        assert pooled.tensors[key].shape[1] < 2000 and torch.equal(pooled.tensors[key], tokens.tensors[key]), key

@@ -207,7 +207,10 @@ PROFILES: dict[str, dict] = {
         "fusion_width": 512, "fusion_ff": 2048, "fusion_text_pool": 1, "batch_size": 32,
         "schedules": {"text_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
-                      "fusion_transformer": {"epochs": 20}, "augmentation": {"training_mode": "cached"}},
+                      "fusion_transformer": {"epochs": 20},
+                      # frozen encoders: pooled vectors computed once (kilobytes a row), not the encoders each epoch
+                      "text_frozen": {"training_mode": "cached"}, "image_frozen": {"training_mode": "cached"},
+                      "late_fusion": {"training_mode": "cached"}},
         "training_mode": "end_to_end", "image_augment": True, "grad_accum": 2,
         "train_word_embeddings": True, "text_head": "layerwise",
         "modality_dropout": 0.2, "predictor_check_rows": 0,

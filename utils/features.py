@@ -189,8 +189,7 @@ def _dataset_features(ds, cfg, modality: str, column: str, model_name: str, tag:
 
 def text_features(ds, cfg) -> dict:
     """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
-    return _dataset_features(ds, cfg, "text", "overview", cfg.text_model,
-                             f"len{cfg.max_len}-top{cfg.text_top_layers}", lambda texts: encode_texts(texts, cfg))
+    return _dataset_features(ds, cfg, "text", "overview", *_entry_name(cfg, "text"), lambda texts: encode_texts(texts, cfg))
 
 
 def image_uint8(path, size: int) -> torch.Tensor:
@@ -233,10 +232,7 @@ def image_tensor(path, size: int, mean, std) -> torch.Tensor:
 
 def image_features(ds, cfg) -> dict:
     """{"ids", "bottom" (N,C,h,w) fp16, "final" (N,T,C) fp16 tokens} for train + test rows."""
-    weights = f"-w{_file_digests([cfg.image_weights], cfg.cache_dir)[0][:8]}" if cfg.image_weights else ""
-    return _dataset_features(ds, cfg, "image", "image_file", cfg.image_model,
-                             f"{cfg.image_size}px-top{cfg.image_top_stages}{weights}",
-                             lambda files: encode_images(files, cfg))
+    return _dataset_features(ds, cfg, "image", "image_file", *_entry_name(cfg, "image"), lambda files: encode_images(files, cfg))
 
 
 def model_inputs(states: dict, keys, chunk_rows: int = 512) -> dict:
@@ -253,20 +249,60 @@ def model_inputs(states: dict, keys, chunk_rows: int = 512) -> dict:
     return out
 
 
+def needs_token_states(cfg, modality: str) -> bool:
+    """Whether some model of this configuration trains on cached token states of `modality` (the demo's cached
+    fine-tunes and fusion); if none does, its frozen models read pooled vectors alone (`pooled_features`)."""
+    from .config import MODEL_KINDS, STAGES
+    from .models import INPUTS
+
+    return any(cfg.schedule(kind, stage).training_mode == "cached" and
+               any(k.startswith(modality) and k not in POOLED for k in INPUTS[kind])
+               for kind in MODEL_KINDS for stage in (None, *STAGES))
+
+
+def _entry_name(cfg, modality: str) -> tuple[str, str]:
+    if modality == "text":
+        return cfg.text_model, f"len{cfg.max_len}-top{cfg.text_top_layers}"
+    weights = f"-w{_file_digests([cfg.image_weights], cfg.cache_dir)[0][:8]}" if cfg.image_weights else ""
+    return cfg.image_model, f"{cfg.image_size}px-top{cfg.image_top_stages}{weights}"
+
+
+def pooled_features(ds, cfg, modality: str) -> dict:
+    """{"ids", "<modality>_pooled" (N, width) float32}: the frozen encoder's pooled vector per row, made chunk by
+    chunk from the token states as the token cache stores them (fp16) and then dropped: kilobytes per row where
+    RoBERTa-large's 256 token states are a megabyte (the full profile's frozen models, 02's experts, late fusion)."""
+    key = f"{modality}_pooled"
+    column, encode = ("overview", encode_texts) if modality == "text" else ("image_file", encode_images)
+    model, tag = _entry_name(cfg, modality)
+
+    def pool(values):
+        states = encode(values, cfg)
+        named = {f"{modality}_{name}": value for name, value in states.items()}
+        return {key: model_inputs(named, [key])[key]}
+
+    return _dataset_features(ds, cfg, modality, column, model, f"{tag}-pooled", pool)
+
+
 def feature_data(ds, cfg, keys, labels_frame=None):
     """A TensorData over train + test rows with the cached inputs `keys` and labels (-1 on test rows).
 
-    `labels_frame` (default: ds.train) supplies the labels, so augmented or corrected labels can be used.
+    Pooled keys alone read a pooled cache entry (`pooled_features`) where no model of the configuration reads the
+    token states (else they are pooled from those: the same vectors, bit for bit). `labels_frame` (default: ds.train) supplies the labels, so augmented or
+    corrected labels can be used.
     """
     from .training import TensorData
 
     tensors = {}
-    if any(k.startswith("text") for k in keys):
-        text = text_features(ds, cfg)
-        tensors.update({"text_bottom": text["bottom"], "text_final": text["final"], "text_mask": text["mask"]})
-    if any(k.startswith("image") for k in keys):
-        image = image_features(ds, cfg)
-        tensors.update({"image_bottom": image["bottom"], "image_final": image["final"]})
+    for modality in ("text", "image"):
+        wanted = [k for k in keys if k.startswith(modality)]
+        if wanted and all(k in POOLED for k in wanted) and not needs_token_states(cfg, modality):
+            tensors[f"{modality}_pooled"] = pooled_features(ds, cfg, modality)[f"{modality}_pooled"]
+        elif wanted and modality == "text":
+            text = text_features(ds, cfg)
+            tensors.update({"text_bottom": text["bottom"], "text_final": text["final"], "text_mask": text["mask"]})
+        elif wanted:
+            image = image_features(ds, cfg)
+            tensors.update({"image_bottom": image["bottom"], "image_final": image["final"]})
     tensors = model_inputs(tensors, keys)
     if any(k.startswith("image") for k in keys):
         tensors["image_present"] = torch.tensor(has_photo(ds))

@@ -252,8 +252,10 @@ class TextClassifier(nn.Module):
         self.heads = Heads(tower.hidden_size, sizes, dropout=dropout)
 
     def forward(self, batch):
-        states, mask = self.tower(batch)
-        return self.heads(self.norm(mean_pool(states, mask)))
+        """Cached inputs of a frozen tower are already pooled (`text_pooled`); others run the tower."""
+        if "text_pooled" in batch and not self.tower.trains_top:
+            return self.heads(self.norm(batch["text_pooled"].float()))
+        return self.heads(self.norm(pool_text(*self.tower(batch))))
 
 
 class LayerwiseTextClassifier(nn.Module):
@@ -290,7 +292,10 @@ class ImageClassifier(nn.Module):
         self.tower, self.heads = tower, Heads(tower.num_features, sizes, hidden, dropout)
 
     def forward(self, batch):
-        return self.heads(self.tower(batch).mean(1))
+        """Cached inputs of a frozen tower are already pooled (`image_pooled`); others run the tower."""
+        if "image_pooled" in batch and not self.tower.trains_top:
+            return self.heads(batch["image_pooled"].float())
+        return self.heads(pool_image(self.tower(batch)))
 
 
 class LateFusion(nn.Module):
@@ -409,9 +414,9 @@ POOLED = {"text_pooled": (("text_final", "text_mask"), pool_text), "image_pooled
 # Which cached inputs each model kind reads (see utils/features.py); TF-IDF reads the raw text.
 INPUTS = {
     "text_tfidf": (),
-    "text_frozen": ("text_final", "text_mask"),
+    "text_frozen": ("text_pooled",),
     "text_finetuned": ("text_bottom", "text_mask"),
-    "image_frozen": ("image_final",),
+    "image_frozen": ("image_pooled",),
     "image_finetuned": ("image_bottom",),
     "image_vit": ("image_bottom",),
     "late_fusion": ("text_pooled", "image_pooled"),
@@ -446,7 +451,7 @@ def _backbone(modality: str, cfg, trainable: bool):
     return load_backbone(modality, cfg) if trainable else frozen_backbone(modality, cfg)
 
 
-TUNED_END_TO_END = ("text_finetuned", "image_finetuned", "late_fusion", "fusion_transformer")
+TUNED_END_TO_END = ("text_finetuned", "image_finetuned", "fusion_transformer")  # late fusion keeps frozen encoders
 
 
 def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0, stage: str | None = None) -> nn.Module:
