@@ -174,7 +174,7 @@ def test_loss_weights_reach_training_and_bad_ones_fail():
 
     assert train_config("text_finetuned", build("demo", {"loss_weights": "0.05,0.15,0.8"}), 0).loss_weights == (
         0.05, 0.15, 0.8)  # the 9th place's
-    assert train_config("text_finetuned", build("full", {"data_dir": "/x"}), 0).loss_weights == (0.1, 0.1, 0.8)
+    assert train_config("text_finetuned", build("full", {"data_dir": "/x"}), 0).loss_weights == (0.05, 0.15, 0.8)
     for bad in ("0.1,0.9", "a,b,c", "-1,1,1"):
         with pytest.raises(ConfigError, match="loss_weights"):
             build("demo", {"loss_weights": bad})

@@ -176,3 +176,41 @@ def test_the_saved_random_states_include_every_gpu_when_there_are_gpus(monkeypat
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
     training.set_rng_states(training.rng_states())
     assert len(restored) == 1
+
+
+def test_distillation_weight_is_the_9th_places_mean_of_train_rows_plus_weighted_mean_of_soft_rows():
+    torch.manual_seed(0)
+    logits = {level: torch.randn(6, n) for level, n in (("cat1", 6), ("cat2", 18), ("cat3", 128))}
+    soft = torch.tensor([False, False, True, False, True, True])
+    batch = {"cat1": torch.tensor([0, 1, -1, 2, -1, -1]), "cat2": torch.tensor([0, 1, -1, 2, -1, -1]),
+             "cat3": torch.tensor([0, 1, -1, 2, -1, -1]), "soft": soft}
+    for level, n in (("cat1", 6), ("cat2", 18), ("cat3", 128)):
+        batch[f"soft_{level}"] = torch.softmax(torch.randn(6, n), -1)
+    losses = {level: torch.nn.CrossEntropyLoss() for level in logits}
+    weights = {"cat1": 0.05, "cat2": 0.15, "cat3": 0.8}
+
+    def mean_ce(rows, targets):
+        return sum(w * torch.nn.functional.cross_entropy(logits[l][rows], targets(l)[rows]) for l, w in weights.items())
+
+    hard = mean_ce(~soft, lambda l: batch[l])
+    taught = mean_ce(soft, lambda l: batch[f"soft_{l}"])
+    got = training._loss(logits, batch, losses, weights, None, 1.0, distill_weight=0.3)
+    assert torch.allclose(got, hard + 0.3 * taught)
+    pooled = training._loss(logits, batch, losses, weights, None, 1.0)  # 0: one mean over every row
+    assert torch.allclose(pooled, (3 * hard + 3 * taught) / 6)
+
+
+def test_the_step_schedule_halves_the_rate_every_ten_epochs_and_radam_is_used(tmp_path, monkeypatch):
+    seen = {}
+    real = training._scheduler
+
+    def spy(optimizer, cfg, steps_per_epoch, epochs):
+        seen["optimizer"], seen["steps"] = type(optimizer).__name__, steps_per_epoch
+        seen["scheduler"] = real(optimizer, cfg, steps_per_epoch, epochs)
+        return seen["scheduler"]
+
+    monkeypatch.setattr(training, "_scheduler", spy)
+    fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 12, "optimizer": "radam", "lr_schedule": "step"}),
+        tmp_path / "run", verbose=False)
+    assert seen["optimizer"] == "RAdam"
+    assert seen["scheduler"].get_last_lr()[0] == pytest.approx(CFG["lr"] * 0.5)  # 12 epochs: halved once

@@ -43,6 +43,8 @@ def train_config(kind: str, cfg, seed: int, stage: str | None = None, **override
                        warmup_ratio=s.warmup_ratio, patience=s.patience, grad_accum=cfg.grad_accum,
                        precision=cfg.precision, layer_decay=cfg.layer_decay, seed=seed, device=cfg.device,
                        steps_per_epoch=s.steps_per_epoch, min_steps=s.min_steps, loss_weights=cfg.level_loss_weights,
+                       optimizer=s.optimizer, lr_schedule=s.lr_schedule, grad_clip=cfg.grad_clip,
+                       distill_weight=cfg.distill_weight,
                        extra={"kind": kind, "training_mode": s.training_mode})
     return replace(base, **overrides)
 

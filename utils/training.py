@@ -48,6 +48,10 @@ class TrainConfig:
     layer_decay: float = 1.0  # layer-wise learning-rate decay of pretrained encoder layers (1: off)
     steps_per_epoch: int = 0  # optimiser steps per epoch on a fresh random share of the rows (0: every row)
     min_steps: int = 0  # at least this many optimiser steps in all: more epochs on a smaller dataset
+    optimizer: str = "adamw"  # or radam
+    lr_schedule: str = "cosine"  # cosine with warmup, or step (halved every 10 epochs)
+    grad_clip: float = 1.0
+    distill_weight: float = 0.0  # > 0: mean over hard rows + this x mean over soft-target rows
     compile: bool = False  # torch.compile, GPU only
     seed: int = 0
     device: str = "auto"
@@ -240,18 +244,41 @@ def predict(model: nn.Module, data: Dataset, indices=None, batch_size: int = 256
     return {level: np.concatenate(v) for level, v in out.items()}
 
 
-def _loss(logits: dict, batch: dict, losses: dict, weights: dict, perm, lam: float) -> torch.Tensor:
-    """The levels' weighted cross-entropies; soft targets where distillation gives them, mixed under mixup."""
+def _scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int):
+    """Stepped once per optimiser step: cosine decay after a linear warmup, or (9th place) halved every 10 epochs."""
+    if cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=10 * max(1, steps_per_epoch), gamma=0.5)
+    from transformers import get_cosine_schedule_with_warmup
+
+    total = max(1, steps_per_epoch * epochs)
+    return get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+
+
+def _loss(logits: dict, batch: dict, losses: dict, weights: dict, perm, lam: float,
+          distill_weight: float = 0.0) -> torch.Tensor:
+    """The levels' weighted cross-entropies; soft targets where distillation gives them, mixed under mixup. With
+    `distill_weight` > 0 (9th place: 0.3), the soft-target rows' mean counts that much beside the others' mean."""
+    soft = batch.get("soft")
+    if distill_weight > 0 and soft is not None and soft.any() and not soft.all():
+        return (_loss(*_rows(logits, batch, ~soft), losses, weights, None, 1.0)
+                + distill_weight * _loss(*_rows(logits, batch, soft), losses, weights, None, 1.0))
     loss = 0.0
     for level in LEVELS:
         target = batch[level]
-        if "soft" in batch:  # distillation: soft targets for some rows (cross-entropy takes probabilities)
+        if soft is not None:  # distillation: soft targets for some rows (cross-entropy takes probabilities)
             target = soft_targets(batch, level, logits[level].shape[-1])
         level_loss = losses[level](logits[level].float(), target)
         if perm is not None:
             level_loss = lam * level_loss + (1 - lam) * losses[level](logits[level].float(), target[perm.to(target.device)])
         loss = loss + weights[level] * level_loss
     return loss
+
+
+def _rows(logits: dict, batch: dict, rows) -> tuple[dict, dict]:
+    """The logits and batch entries of some rows of a batch."""
+    pick = lambda d: {k: v[rows] if torch.is_tensor(v) and v.dim() > 0 and len(v) == len(rows) else v
+                      for k, v in d.items()}
+    return pick(logits), pick(batch)
 
 
 def gradient_sync(ddp, optimiser_step: bool):
@@ -332,17 +359,14 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     for lr in sorted({layer_lr.get(id(p), cfg.encoder_lr or cfg.lr) for p in params if id(p) in pretrained}):
         groups.append({"params": [p for p in params if id(p) in pretrained
                                   and layer_lr.get(id(p), cfg.encoder_lr or cfg.lr) == lr], "lr": lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    optimizer = (torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.AdamW)(groups, weight_decay=cfg.weight_decay)
     labels = {level: data_labels(data, train_idx, level) for level in LEVELS}
     rows_per_epoch = len(train_idx)
     if cfg.steps_per_epoch:
         rows_per_epoch = min(rows_per_epoch, cfg.steps_per_epoch * cfg.batch_size * cfg.grad_accum)
     steps_per_epoch = int(np.ceil(rows_per_epoch / cfg.batch_size / cfg.grad_accum))
-    from transformers import get_cosine_schedule_with_warmup
-
     epochs = max(cfg.epochs, int(np.ceil(cfg.min_steps / max(1, steps_per_epoch))))
-    total = max(1, steps_per_epoch * epochs)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = _scheduler(optimizer, cfg, steps_per_epoch, epochs)
     weights = {level: (_class_weights(labels[level], model.heads.heads[level].out_features).to(device)
                        if cfg.class_weight == "balanced" else None) for level in LEVELS}
     losses = {level: nn.CrossEntropyLoss(weight=weights[level]) for level in LEVELS}
@@ -426,7 +450,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             with gradient_sync(ddp, optimiser_step):
                 with autocast(device, precision):
                     logits = step_model(batch)
-                    loss = _loss(logits, batch, losses, lw, perm, lam)
+                    loss = _loss(logits, batch, losses, lw, perm, lam, cfg.distill_weight)
                 share = 1.0
                 if world > 1:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
                     in_batch = len(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
@@ -434,7 +458,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                 scaler.scale(loss * share / cfg.grad_accum).backward()
             if optimiser_step:
                 scaler.unscale_(optimizer)  # clip the true gradients
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 scaler.step(optimizer)  # skipped when fp16 overflowed; the scale then shrinks
                 scaler.update()
                 scheduler.step()
