@@ -142,6 +142,11 @@ for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   if ! "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" \
         -p PROFILE "$PROFILE" -p DATA_DIR "$DATA_DIR" -p OUTPUT_DIR "$OUTPUT_DIR" -p SEED "$SEED" \
         -p RUN_NAME "$RUN_NAME" -y "$SET_YAML"; then
+    if grep -q "TimeBudgetExceeded" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
+      echo "run_all.sh: $name stopped cleanly before time_budget_hours ran out, its progress saved;" \
+           "run the same command again (next session) to continue from there" >&2
+      exit 3
+    fi
     echo "run_all.sh: FAILED at $name; the executed copy with the error is $RUN_DIR/notebooks/$name" >&2
     exit 1
   fi

@@ -214,3 +214,14 @@ def test_the_step_schedule_halves_the_rate_every_ten_epochs_and_radam_is_used(tm
         tmp_path / "run", verbose=False)
     assert seen["optimizer"] == "RAdam"
     assert seen["scheduler"].get_last_lr()[0] == pytest.approx(CFG["lr"] * 0.5)  # 12 epochs: halved once
+
+
+def test_the_notebooks_time_budget_reaches_every_fit_not_only_06s(tmp_path, countdown):
+    """`time_budget_hours` is the notebook's (run.start sets it): a plain fit of 04 or 05 stops cleanly too."""
+    training.set_session_budget(countdown(3))
+    try:
+        with pytest.raises(training.TimeBudgetExceeded):
+            fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    finally:
+        training.set_session_budget(None)
+    assert fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False).resumed

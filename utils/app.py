@@ -25,7 +25,8 @@ NO_APP_ENV = "PIPELINE_NO_APP"  # set by run_all.sh and the tests: an executed c
 def photo_heatmap(predictor, image: str, text: str, cat3: str):
     """The photo with the Grad-CAM heatmap of the ensemble's first image-reading member (its first fold) for
     `cat3`, at the photo's size; None when no member reads images. The layer and method are the measured
-    defaults (gradcam_defaults.json); a multimodal member sees the text as given (or none)."""
+    defaults (gradcam_defaults.json); a multimodal member sees the text as given (or none). The unit goes to the
+    device in fp32 for the heatmap only (gradients of half-precision activations would quantise the map)."""
     from PIL import Image
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
@@ -37,7 +38,7 @@ def photo_heatmap(predictor, image: str, text: str, cat3: str):
     member = next(((kind, units[0]) for kind, _, units in predictor.members if "image" in modalities(kind)), None)
     if member is None:
         return None
-    kind, model = member
+    kind, model = member[0], predictor.on_device([member[1]], torch.float32)[0]
     cfg, device = predictor.cfg, predictor.device
     pixels = image_tensor(image, cfg.image_size, predictor.image.mean, predictor.image.std)[None].to(device)
     fixed = None
@@ -114,15 +115,18 @@ def build_app(predictor):
     return app
 
 
-def show(run_dir, device: str = "auto"):
+def show(run, device: str = "auto"):
     """The page inline in a notebook (Jupyter, Colab); in an executed copy (run_all.sh, the tests) only how to
-    open it, since nothing would serve it after the run."""
+    open it, since nothing would serve it after the run. `run`: a loaded Predictor or a run folder, whose
+    predictor already loaded in this process (06's) serves the page: a second one would hold every member again."""
+    from .predict import Predictor, load_predictor
+
+    run_dir = run.run_dir if isinstance(run, Predictor) else run
     if os.environ.get(NO_APP_ENV):
         print(f"try it in a page: python -m utils.app --run {run_dir}")
         return None
-    from .predict import Predictor
-
-    return build_app(Predictor(run_dir, device)).launch(inline=True, prevent_thread_lock=True)
+    predictor = run if isinstance(run, Predictor) else load_predictor(run, device)
+    return build_app(predictor).launch(inline=True, prevent_thread_lock=True)
 
 
 def main(argv=None) -> int:

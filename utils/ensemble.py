@@ -13,7 +13,7 @@ from .experiments import fit_model, frozen_counterpart, model_data
 from .io import atomic_path, write_csv
 from .metrics import hierarchical_decode, weighted_f1
 from .progress import bar
-from .training import TimeBudgetExceeded
+from .training import TimeBudgetExceeded, session_budget
 
 
 def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold",
@@ -27,6 +27,7 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     Units train `unit_processes(cfg)` at once, in worker processes spread over the GPUs (`processes`).
     `soft_test` (per level, the ensemble's test probabilities): distillation, the 9th place's last step; every
     unit also trains on all test rows with those soft targets (its out-of-fold rows never get one)."""
+    budget = budget if budget is not None else session_budget()  # handed to the worker processes too
     n_train, n_test = len(ds.train), len(ds.test)
     sizes = ds.taxonomy.sizes
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}

@@ -19,7 +19,7 @@ from .features import all_rows, has_photo
 from .metrics import evaluate, record
 from .models import build_model, modalities
 from .text import prime_content_morphemes
-from .training import TimeBudget, TrainConfig, data_labels, fit, load_checkpoint, predict
+from .training import TimeBudget, TrainConfig, data_labels, fit, load_checkpoint, predict, session_budget
 
 
 @dataclass
@@ -189,6 +189,7 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
     `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head).
     `budget`: stop cleanly (TimeBudgetExceeded) before it runs out; a rerun continues."""
     trainer = TRAINERS.get(kind, _fit_neural)
+    budget = budget if budget is not None else session_budget()  # handed to data-parallel processes too
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     photo = None
     if modalities(kind) == {"image"}:

@@ -16,7 +16,10 @@ own probabilities, so the difference is visible.
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,9 @@ from .runtime import autocast, choose_precision, pick_device
 from .text import clean_overview
 
 MODEL_CARD = "predictor.json"
+BLOCK_ROWS = 512  # rows read at once; each member visits the device once per block (host memory: their pixels)
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._BatchNorm)  # kept fp32: _kept_fp32
 
 
 class PredictionError(ValueError):
@@ -97,11 +103,79 @@ def check_inputs(images, texts, ids=None) -> None:
                       stacklevel=2)
 
 
+def weight_dtype(device: str, precision: str) -> torch.dtype:
+    """The predictor's weights: on a GPU in the half precision the run computes in (runtime.choose_precision: fp16
+    below compute capability 8, bf16 from it), which halves what every member puts on the device; on the CPU
+    fp32, so that CPU answers are those the run submitted (its bf16 autocast, if set, still applies)."""
+    return HALF.get(precision, torch.float32) if str(device).startswith("cuda") else torch.float32
+
+
+def _tensors(module: torch.nn.Module):
+    return itertools.chain(module.parameters(), module.buffers())
+
+
+def _kept_fp32(units: list) -> set:
+    """ids of the normalisation layers' tensors: in half-precision weights they stay fp32, as in mixed-precision
+    training (autocast computes them in fp32, and the CPU has no kernel for half weights on fp32 inputs)."""
+    return {id(t) for unit in units for m in unit.modules() if isinstance(m, NORMS) for t in _tensors(m)}
+
+
+def _moved(tensor: torch.Tensor, device, dtype) -> torch.Tensor:
+    """`tensor` on `device`, in `dtype` if it is floating (None: its own); the very same storage where both are
+    already its own."""
+    moved = tensor.detach().to(device=device, dtype=dtype if tensor.is_floating_point() else None)
+    return torch.nn.Parameter(moved, tensor.requires_grad) if isinstance(tensor, torch.nn.Parameter) else moved
+
+
+def _to_device(units: list, device, dtype) -> list:
+    """Copies of one member's units on `device`, floating tensors in `dtype`; the loaded units stay on the host as
+    they are. Every unit reaches the device through here, one member at a time, so that what is resident can be
+    counted (tests/test_device_memory.py); a tensor the units share (a frozen encoder) is copied once. Where the
+    device and dtype are the units' own (the CPU), the copies hold the very same tensors: nothing is copied and
+    the answers are bit for bit those of the units themselves."""
+    memo, kept = {}, _kept_fp32(units)
+    for unit in units:
+        for tensor in _tensors(unit):
+            if id(tensor) not in memo:
+                memo[id(tensor)] = _moved(tensor, device, None if id(tensor) in kept else dtype)
+    return copy.deepcopy(units, memo)
+
+
+def _cast_own(model: torch.nn.Module, dtype, shared: set) -> torch.nn.Module:
+    """A unit's own floating tensors in `dtype` on the host (half the host memory when the weights are half), but
+    for its normalisation layers (`_kept_fp32`) and the shared frozen encoders (`shared`: their tensors' ids),
+    which stay as they are for their other users."""
+    kept = shared | _kept_fp32([model])
+    for tensor in _tensors(model):
+        if tensor.is_floating_point() and id(tensor) not in kept:
+            tensor.data = tensor.data.to(dtype)
+    return model
+
+
+_LOADED = weakref.WeakValueDictionary()  # the predictors alive in this process, by run, card version and device
+
+
+def _identity(run_dir, device: str) -> tuple:
+    card = Path(run_dir).resolve() / MODEL_CARD
+    return str(card), card.stat().st_mtime_ns if card.exists() else None, pick_device(device)
+
+
+def load_predictor(run_dir, device: str = "auto") -> "Predictor":
+    """The predictor of `run_dir` already loaded in this process (06 builds one, then opens the page), else a new
+    one: a second copy of every member would double the memory for the same answers."""
+    loaded = _LOADED.get(_identity(run_dir, device))
+    return loaded if loaded is not None else Predictor(run_dir, device)
+
+
 class Predictor:
     """The submission's ensemble as a model of new places: every member's fold and seed units, averaged per
-    member, then blended with the weights fitted out of fold (06), decoded by the run's rule."""
+    member, then blended with the weights fitted out of fold (06), decoded by the run's rule.
 
-    def __init__(self, run_dir, device: str = "auto"):
+    The units stay on the host; predicting puts one member's units at a time on the device (`_to_device`), so
+    that the device holds at most one member, never the whole ensemble. `dtype`: the weights' precision
+    (default `weight_dtype`: half on a GPU, fp32 on the CPU)."""
+
+    def __init__(self, run_dir, device: str = "auto", dtype: torch.dtype | None = None):
         self.run_dir = Path(run_dir)
         card_path = self.run_dir / MODEL_CARD
         card = read_json(card_path)
@@ -118,6 +192,7 @@ class Predictor:
             raise PredictionError(f"{card_path} was written by another version ({exc}); rerun ./run_all.sh 06") from exc
         self.taxonomy, self.device = Taxonomy.from_records(card["taxonomy"]), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
+        self.dtype = dtype or weight_dtype(self.device, self.precision)
         self.members = [(m["kind"], m["weight"], [self._load(m["kind"], u) for u in m["units"]]) for m in card["members"]]
         self.keywords = None
         if card.get("keywords"):
@@ -137,8 +212,11 @@ class Predictor:
 
         self.cache_towers = {m: cache_tower(m, self.cfg, self.device)
                              for m in sorted({m for k in self.cached_kinds for m in modalities(k)})}
+        if dtype is None:
+            _LOADED[_identity(self.run_dir, device)] = self
 
     def _load(self, kind: str, unit: str):
+        """One unit on the host, in the predictor's dtype but for the frozen encoders it shares."""
         if kind == "text_tfidf":
             import joblib
 
@@ -146,8 +224,25 @@ class Predictor:
         from .models import build_model
         from .training import load_checkpoint
 
-        model = build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold")
-        return load_checkpoint(model, unit).to(self.device).eval()
+        model = load_checkpoint(build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold"), unit).eval()
+        if self.dtype == torch.float32:
+            return model
+        from .backbones import frozen_backbone
+
+        shared = {id(t) for m in modalities(kind) for t in _tensors(frozen_backbone(m, self.cfg).model)}
+        return _cast_own(model, self.dtype, shared)
+
+    def on_device(self, units: list, dtype: torch.dtype | None = None) -> list:
+        """Copies of `units` on the predictor's device (in `dtype`, default the predictor's), for as long as the
+        caller holds them: the page's Grad-CAM of one unit in fp32."""
+        return _to_device(units, self.device, dtype or self.dtype)
+
+    def _autocast(self):
+        """Half weights compute under autocast in their own dtype; fp32 weights as the run computed
+        (cfg.precision: fp32, or bf16 autocast where set)."""
+        if self.dtype == torch.float32:
+            return autocast(self.device, self.precision)
+        return torch.autocast(torch.device(self.device).type, dtype=self.dtype)
 
     def _cached_states(self, batch: dict) -> dict:
         """The cached inputs of a batch (features.text_states / image_states, and the pooled vectors that
@@ -185,7 +280,7 @@ class Predictor:
             fold_probs = [tfidf_probabilities(m, texts, self.taxonomy) for m in units]
             mean = {level: np.mean([p[level] for p in fold_probs], 0) for level in fold_probs[0]}
         else:
-            with torch.inference_mode(), autocast(self.device, self.precision):
+            with torch.inference_mode(), self._autocast():
                 shared = self._frozen_states(units[0], batch)
                 mean = {}
                 for model in units:
@@ -205,26 +300,42 @@ class Predictor:
         texts = [t if has_text(t) else "" for t in texts]
         if check:
             check_inputs(images, texts)
-        out = {}
-        for start in bar(range(0, len(images), batch_size), "predicting"):
-            chunk = slice(start, start + batch_size)
-            batch = {"text_present": torch.tensor([bool(t) for t in texts[chunk]]),
-                     "image_present": torch.tensor([p is not None for p in images[chunk]])}
-            if self.text is not None:
-                batch.update(self.text.tokenize(list(texts[chunk]), self.cfg.max_len))
-            if self.image is not None:
-                batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
-                                               for p in images[chunk]])
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            cached = {**batch, **self._cached_states(batch)}
-            blended = {}
-            for kind, weight, units in self.members:
-                inputs = cached if kind in self.cached_kinds else batch
-                for level, value in self._member_probs(kind, units, inputs, list(texts[chunk])).items():
-                    blended[level] = blended.get(level, 0) + weight * value
-            for level, value in blended.items():
-                out.setdefault(level, []).append(value)
-        return {level: np.concatenate(parts) for level, parts in out.items()}
+        block = batch_size * max(1, BLOCK_ROWS // batch_size)  # whole chunks: the same chunks as without blocks
+        parts = [self._block(images[start:start + block], texts[start:start + block], batch_size)
+                 for start in bar(range(0, len(images), block), "predicting")]
+        return {level: np.concatenate([part[level] for part in parts]) for level in (parts[0] if parts else ())}
+
+    def _block(self, images: list, texts: list, batch_size: int) -> dict[str, np.ndarray]:
+        """A block's probabilities: its chunks' inputs read once, then each member on the device in turn over all
+        of them, blended in the members' order (the same sums as chunk by chunk, bit for bit)."""
+        chunks = [slice(start, start + batch_size) for start in range(0, len(images), batch_size)]
+        inputs = [self._inputs(images[chunk], texts[chunk]) for chunk in chunks]
+        blended = {}
+        for kind, weight, units in self.members:
+            for level, value in self._member_block(kind, units, inputs, [texts[chunk] for chunk in chunks]).items():
+                blended[level] = blended.get(level, 0) + weight * value
+        return blended
+
+    def _member_block(self, kind: str, units: list, inputs: list, texts: list) -> dict[str, np.ndarray]:
+        """One member over a block's chunks; its units are on the device only while this runs."""
+        placed = units if kind == "text_tfidf" else _to_device(units, self.device, self.dtype)
+        probs = []
+        for (batch, cached), chunk_texts in zip(inputs, texts):
+            chunk = {k: v.to(self.device) for k, v in (cached if kind in self.cached_kinds else batch).items()}
+            probs.append(self._member_probs(kind, placed, chunk, list(chunk_texts)))
+        return {level: np.concatenate([p[level] for p in probs]) for level in probs[0]}
+
+    def _inputs(self, images: list, texts: list) -> tuple[dict, dict]:
+        """A chunk's inputs on the host: the raw ones, and with them the cached states for cached-mode members."""
+        batch = {"text_present": torch.tensor([bool(t) for t in texts]),
+                 "image_present": torch.tensor([p is not None for p in images])}
+        if self.text is not None:
+            batch.update(self.text.tokenize(list(texts), self.cfg.max_len))
+        if self.image is not None:
+            batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
+                                           for p in images])
+        cached = self._cached_states({k: v.to(self.device) for k, v in batch.items()})
+        return batch, {**batch, **{k: v.cpu() for k, v in cached.items()}}
 
     def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3) -> list[dict]:
         """Per item: the consistent best path with its own probabilities, the top-k cat3, and the hashtags: the

@@ -18,7 +18,7 @@ from . import paths
 from .config import Config, build, bundled_data_dir, resolve, run_dir
 from .io import read_json, write_csv, write_json
 from .runtime import pick_device, require_device, seed_everything
-from .training import TimeBudget
+from .training import TimeBudget, set_session_budget
 
 CONFIG_JSON = "config.json"
 
@@ -121,6 +121,7 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     elif not Path(cfg.data_dir).is_dir():
         raise FileNotFoundError(f"{cfg.data_dir}: data folder not found")
     run = Run(cfg, default_label_fixes(Path(cfg.data_dir), cfg.label_fixes), TimeBudget(cfg.time_budget_hours))
+    set_session_budget(run.budget)
     run.dir.mkdir(parents=True, exist_ok=True)
     previous = read_json(run.dir / CONFIG_JSON)
     if previous and previous != cfg.to_dict():

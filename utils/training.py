@@ -110,6 +110,20 @@ class TimeBudget:
         return self.deadline is None or time.time() + seconds < self.deadline
 
 
+_SESSION = {"budget": None}
+
+
+def set_session_budget(budget: "TimeBudget | None") -> None:
+    """The notebook's time budget (`run.start` sets it from `time_budget_hours`): every fit of the notebook
+    process stops cleanly before it runs out, not only 06's K-fold units."""
+    _SESSION["budget"] = budget
+
+
+def session_budget() -> "TimeBudget | None":
+    budget = _SESSION["budget"]
+    return budget if budget is not None and budget.hours else None
+
+
 @dataclass
 class FitResult:
     model: nn.Module
@@ -326,6 +340,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     step time no longer fits, save `last.pt` and raise TimeBudgetExceeded."""
     from . import distributed
 
+    budget = budget if budget is not None else session_budget()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rank, world = distributed.world()  # data-parallel: process `rank` of `world` (see utils/distributed.py)
