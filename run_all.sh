@@ -147,6 +147,16 @@ SET_YAML="$(sed -n 2p <<<"$resolved")"
 RUN_NAME="$(basename "$RUN_DIR")"
 
 mkdir -p "$RUN_DIR/notebooks"
+# one run at a time per run folder: held by a watcher of this shell, released when it ends however it ends
+LOCK_OUT="$(mktemp)"
+"$PY" -m utils.lock "$RUN_DIR" $$ >"$LOCK_OUT" 2>&1 &
+LOCK_PID=$!
+while kill -0 "$LOCK_PID" 2>/dev/null && ! grep -q '^held' "$LOCK_OUT"; do sleep 0.1; done
+if ! grep -q '^held' "$LOCK_OUT"; then cat "$LOCK_OUT" >&2; rm -f "$LOCK_OUT"; exit 2; fi
+grep -v '^held' "$LOCK_OUT" >&2 || true
+rm -f "$LOCK_OUT"
+trap 'kill "$LOCK_PID" 2>/dev/null; wait "$LOCK_PID" 2>/dev/null' EXIT
+export PIPELINE_RUN_LOCK="$RUN_DIR"
 echo "==> run $RUN_NAME (profile $PROFILE, data ${DATA_DIR:-bundled generated}, seed $SEED): $RUN_DIR"
 started=$(date +%s)
 for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do

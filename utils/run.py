@@ -17,6 +17,7 @@ import pandas as pd
 from . import paths
 from .config import Config, build, bundled_data_dir, resolve, run_dir
 from .io import read_json, write_csv, write_json
+from . import lock
 from .runtime import pick_device, require_device, seed_everything
 from .training import TimeBudget, set_session_budget
 
@@ -123,6 +124,7 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     run = Run(cfg, default_label_fixes(Path(cfg.data_dir), cfg.label_fixes), TimeBudget(cfg.time_budget_hours))
     set_session_budget(run.budget)
     run.dir.mkdir(parents=True, exist_ok=True)
+    lock.acquire(run.dir)  # a notebook opened on a run that another process runs stops here, naming it
     previous = read_json(run.dir / CONFIG_JSON)
     if previous and previous != cfg.to_dict():
         print("configuration changed since this run's last notebook (artifacts made under the old one are "
