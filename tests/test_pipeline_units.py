@@ -299,3 +299,33 @@ def test_predictor_check_takes_every_test_row_or_a_seeded_draw():
     draw = check_rows(994, 256, 0)
     assert len(set(draw)) == 256 and list(draw) == sorted(draw) and draw.max() < 994
     assert list(draw) == list(check_rows(994, 256, 0)) and list(draw) != list(check_rows(994, 256, 1))
+
+
+@pytest.mark.parametrize("damage", ["unit", "card"])
+def test_a_damaged_predictor_file_is_refused_naming_it_and_the_command_that_rebuilds_it(tmp_path, damage):
+    from utils.models import build_model
+    from utils.predict import PredictionError, Predictor, main, save_predictor
+    from utils.training import _trainable_state
+
+    cfg = build("tiny")
+    path = tmp_path / "image_frozen.pt"
+    torch.save(_trainable_state(build_model("image_frozen", cfg, TAX.sizes, seed=1, stage="kfold")), path)
+    card = save_predictor(cfg, TAX, {"image_frozen": [path]}, {"image_frozen": 1.0}, tmp_path)
+    broken = path if damage == "unit" else card
+    broken.write_bytes(broken.read_bytes()[:40])
+    with pytest.raises(PredictionError, match=rf"{broken.name}: cannot be (read|loaded) .*rerun ./run_all.sh 06"):
+        Predictor(tmp_path)
+    assert main(["--text", "한식 맛집", "--run", str(tmp_path)]) == 2  # a message, not a traceback
+
+
+def test_a_damaged_cache_entry_is_computed_again_to_the_same_states(tiny_data, tmp_path, capsys):
+    from utils.data import load_dataset
+    from utils.features import feature_data
+
+    ds = load_dataset(tiny_data, progress=False, check_images=False)
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache")})
+    first = feature_data(ds, cfg, ["image_final"]).tensors["image_final"].clone()
+    array = next((tmp_path / "cache" / "features").glob("image-*/final.npy"))
+    array.write_bytes(array.read_bytes()[:1000])
+    again = feature_data(ds, cfg, ["image_final"]).tensors["image_final"]
+    assert "cannot be read" in capsys.readouterr().out and torch.equal(first, again)

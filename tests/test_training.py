@@ -225,3 +225,29 @@ def test_the_notebooks_time_budget_reaches_every_fit_not_only_06s(tmp_path, coun
     finally:
         training.set_session_budget(None)
     assert fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False).resumed
+
+
+@pytest.mark.parametrize("damaged", ["best.pt", "result.json", "last.pt"])
+def test_a_damaged_file_is_named_and_its_work_redone_to_the_same_result(tmp_path, capsys, countdown, damaged):
+    """A half-copied checkpoint (from Drive, a full disk) is never loaded into a wrong answer: named, set aside,
+    and the unit trains again to what it gave before."""
+    first = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    if damaged == "last.pt":
+        with pytest.raises(training.TimeBudgetExceeded):
+            fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "cut", verbose=False, budget=countdown(3))
+        run = tmp_path / "cut"
+    else:
+        run = tmp_path / "run"
+    path = run / damaged
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    again = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), run, verbose=False)
+    assert f"{path}: cannot be read" in capsys.readouterr().out
+    assert not again.skipped and not again.resumed and (run / f"{damaged}.damaged").exists()
+    assert [h["val_weighted_f1_cat3"] for h in again.history] == [h["val_weighted_f1_cat3"] for h in first.history]
+
+
+def test_a_damaged_checkpoint_given_to_load_is_refused_with_its_path_and_the_way_out(tmp_path):
+    fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    (tmp_path / "run" / "best.pt").write_bytes(b"")
+    with pytest.raises(RuntimeError, match=r"best.pt: cannot be read .*rerun the notebook"):
+        training.load_checkpoint(model(), tmp_path / "run" / "best.pt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from .backbones import frozen_backbone
 from .data import LEVELS
 from .images import load_image, no_photo
-from .io import read_json, write_json
+from .io import DamagedFile, read_json, write_json
 from .models import POOLED, ImageTower, TextTower
 from .progress import bar
 from .runtime import autocast, choose_precision, pick_device
@@ -38,7 +39,10 @@ def _file_digest(path: Path, memo: dict) -> str:
 def _file_digests(files, cache_dir) -> list[str]:
     """`_file_digest` of each file, with the memo kept in <cache>/file_digests.json."""
     memo_path = Path(cache_dir) / "file_digests.json"
-    memo = read_json(memo_path, default={})
+    try:
+        memo = read_json(memo_path, default={})
+    except DamagedFile:
+        memo = {}  # a memo only: every file is read again
     known = len(memo)
     digests = [_file_digest(Path(f), memo) for f in files]
     if len(memo) != known:
@@ -76,11 +80,18 @@ def cached_arrays(folder: Path, n_rows: int, encode_rows, extra: dict, desc: str
     name) is stored beside the arrays."""
     folder = Path(folder)
     if (folder / "meta.json").exists():
-        return _load_cached(folder)
+        try:
+            return _load_cached(folder)
+        except (ValueError, OSError) as exc:  # a truncated array or meta.json (DamagedFile is a ValueError)
+            print(f"{desc}: the cache entry {folder} cannot be read ({exc}); computing it again")
+            shutil.rmtree(folder)
     partial = folder.with_name(folder.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     progress = partial / "chunks.json"
-    done = set(read_json(progress, default=[]))
+    try:
+        done = set(read_json(progress, default=[]))
+    except DamagedFile:
+        done = set()  # which chunks finished is unknown: all are computed again
     starts = list(range(0, n_rows, chunk_rows))
     if done:
         print(f"{desc}: resuming, {len(done)} of {len(starts)} chunks already in {partial}")

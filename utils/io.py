@@ -42,12 +42,33 @@ def write_json(obj, path):
     return Path(path)
 
 
+class DamagedFile(ValueError):
+    """A file that exists but cannot be read (truncated, zero bytes, from another version): named with its path."""
+
+
 def read_json(path, default=None):
+    """The file's JSON; `default` when it does not exist; DamagedFile naming it when it cannot be read."""
     path = Path(path)
     if not path.exists():
         return default
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedFile(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def load_torch(path, weights_only: bool = True):
+    """`torch.load` to the CPU; DamagedFile naming the file when it is truncated, empty or not a checkpoint."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        raise DamagedFile(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def save_figure(fig, path, dpi=110):

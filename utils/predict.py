@@ -30,7 +30,7 @@ from .config import Config
 from .data import DataValidationError, Taxonomy, read_csv_any
 from .features import image_tensor
 from .images import no_photo, probe_image
-from .io import read_json, write_json
+from .io import DamagedFile, read_json, write_json
 from .metrics import hierarchical_decode
 from .models import INPUTS, ImageTower, TextTower, modalities
 from .runtime import autocast, choose_precision, pick_device
@@ -178,7 +178,10 @@ class Predictor:
     def __init__(self, run_dir, device: str = "auto", dtype: torch.dtype | None = None):
         self.run_dir = Path(run_dir)
         card_path = self.run_dir / MODEL_CARD
-        card = read_json(card_path)
+        try:
+            card = read_json(card_path)
+        except DamagedFile as exc:
+            raise PredictionError(f"{exc}; rerun ./run_all.sh 06 to write it again") from None
         if card is None:
             raise PredictionError(f"{card_path}: no trained model found; run ./run_all.sh (notebook 06) first")
         if "members" not in card or "taxonomy" not in card:
@@ -216,6 +219,16 @@ class Predictor:
             _LOADED[_identity(self.run_dir, device)] = self
 
     def _load(self, kind: str, unit: str):
+        """One unit, or a PredictionError naming its file when it cannot be read (truncated, another version)."""
+        import pickle
+
+        try:
+            return self._load_unit(kind, unit)
+        except (RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError, OSError) as exc:
+            raise PredictionError(f"{unit}: cannot be loaded ({str(exc)[:300]}); rerun ./run_all.sh 06 to train "
+                                  f"it again") from None
+
+    def _load_unit(self, kind: str, unit: str):
         """One unit on the host, in the predictor's dtype but for the frozen encoders it shares."""
         if kind == "text_tfidf":
             import joblib

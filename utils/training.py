@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .io import atomic_path, read_json, write_json
+from .io import DamagedFile, atomic_path, load_torch, read_json, write_json
 from .data import LEVELS
 from .features import to_device
 from .metrics import weighted_f1
@@ -168,11 +168,14 @@ def _trainable_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keys}
 
 
-def load_checkpoint(model: nn.Module, path, partial: bool = False) -> nn.Module:
+def load_checkpoint(model: nn.Module, path, partial: bool = False, state: dict | None = None) -> nn.Module:
     """Load a checkpoint written by `fit`, strictly: every tensor must exist in `model` with the same shape, and
     (unless `partial`: a fine-tune starting from its frozen model's head) every trainable tensor of `model` must
     be in it. A checkpoint made for another configuration fails loudly, naming the file and the tensors."""
-    state = torch.load(path, map_location="cpu")
+    try:
+        state = load_torch(path) if state is None else state  # `state`: already read from `path`
+    except DamagedFile as exc:
+        raise RuntimeError(f"{exc}. Delete it and rerun the notebook that trains it (it retrains that model)") from None
     own = model.state_dict()
     problems = [f"{k}: not in this model" for k in state if k not in own]
     problems += [f"{k}: shape {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
@@ -330,6 +333,32 @@ def release(model: nn.Module, home="cpu") -> None:
         torch.cuda.empty_cache()
 
 
+def _readable(path: Path, name: str, load):
+    """`load(path)`, or None when it does not exist or is damaged (named, then set aside: the work it held is
+    done again rather than loaded into a wrong answer)."""
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except DamagedFile as exc:
+        print(f"{name}: {exc}; set aside as {path.name}.damaged, training again from what is intact")
+        path.replace(path.with_name(path.name + ".damaged"))
+        return None
+
+
+def _finished(run_dir: Path, key: str, model: nn.Module, name: str) -> dict | None:
+    """The result of a finished fit of this configuration, its best weights loaded into `model`; None when there is
+    none, or its result.json or best.pt is damaged (then it trains again)."""
+    done = _readable(run_dir / "result.json", name, read_json)
+    if not done or done.get("config_hash") != key:
+        return None
+    state = _readable(run_dir / "best.pt", name, load_torch)
+    if state is None:
+        return None
+    load_checkpoint(model, run_dir / "best.pt", state=state)
+    return done
+
+
 def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, run_dir, name: str = "model",
         verbose: bool = True, budget: TimeBudget | None = None, checkpoint_minutes: float = 0.0) -> FitResult:
     """Train `model` on rows `train_idx` of `data`, early-stopping on weighted F1 of cat3 on `val_idx`.
@@ -357,9 +386,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                  "labels": hashlib.sha1(label_bytes).hexdigest()[:12],  # corrected labels mean a new run
                  **({"soft_targets": data.soft_digest} if getattr(data, "soft_digest", None) else {})}
     key = config_hash(cfg, model)
-    done = read_json(run_dir / "result.json")
-    if done and done.get("config_hash") == key and (run_dir / "best.pt").exists():
-        load_checkpoint(model, run_dir / "best.pt")
+    done = _finished(run_dir, key, model, name)
+    if done:
         if verbose:
             print(f"{name}: already trained with this configuration ({run_dir}); loaded its best checkpoint")
         return FitResult(model, done["history"], done["best_score"], done["best_epoch"], done["seconds"], skipped=True)
@@ -397,8 +425,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
     best_probs = None  # the best epoch's validation probabilities, if that epoch ran in this call
     within = None  # where an epoch stopped part-way: {"epoch", "step", "rng_now", "total_loss", "seen", "correct"}
-    if (run_dir / "last.pt").exists():
-        state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+    state = _readable(run_dir / "last.pt", name, lambda p: load_torch(p, weights_only=False))
+    if state is not None:
         if state.get("config_hash") == key:
             model.load_state_dict({**model.state_dict(), **state["model"]})
             optimizer.load_state_dict(state["optimizer"])
