@@ -349,12 +349,59 @@ def parse_settings(pairs) -> dict:
     return out
 
 
+TEXT_OPS = ("synonym", "insert", "swap", "delete")  # utils/augment.py's EDA operations
+RANGES = {  # key: (lowest, highest or None); every count and rate a run can be given
+    "batch_size": (1, None), "grad_accum": (1, None), "n_folds": (2, None), "max_len": (8, None),
+    "image_size": (32, None), "text_top_layers": (1, None), "image_top_stages": (1, None), "fusion_width": (1, None),
+    "fusion_layers": (1, None), "fusion_ff": (1, None), "fusion_text_pool": (1, None), "processes": (0, None),
+    "num_workers": (-1, None), "eda_sample_images": (0, None), "gallery_size": (0, None), "gradcam_explain": (1, None),
+    "gradcam_calibrate": (0, None), "predictor_check_rows": (0, None), "label_min_class_rows": (1, None),
+    "modality_dropout": (0.0, 0.99), "label_max_probability": (1e-9, 0.999), "time_budget_hours": (0.0, None),
+    "checkpoint_minutes": (0.0, None), "grad_clip": (1e-6, None), "distill_weight": (0.0, None),
+    "layer_decay": (1e-6, 1.0), "kfold_margin": (0.0, 1.0), "tfidf_alpha": (1e-12, None),
+    "label_tfidf_alpha": (1e-12, None), "epochs": (1, None), "lr": (1e-12, None), "encoder_lr": (1e-12, None),
+    "patience": (0, None), "warmup_ratio": (0.0, 0.99), "steps_per_epoch": (0, None), "min_steps": (0, None),
+}
+
+
+def _list_problems(key: str, text: str, valid, allow_empty: bool = True) -> list[str]:
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    bad = [t for t in items if t not in valid]
+    if bad or (not items and not allow_empty):
+        return [f"{key}={text!r}: {', '.join(map(repr, bad)) or 'empty'} not valid; name any of {', '.join(valid)}, "
+                f"comma-separated"]
+    return []
+
+
+def problems(cfg: Config) -> list[str]:
+    """Every setting of `cfg` that cannot work, each naming its key and the valid range or values."""
+    out = []
+    values = {**{k: getattr(cfg, k) for k in RANGES if hasattr(cfg, k)},
+              **{f"{scope}.{k}": v for scope, d in cfg.schedules.items() for k, v in d.items() if k in RANGES}}
+    for key, value in values.items():
+        low, high = RANGES[key.rsplit(".", 1)[-1]]
+        if value < low or (high is not None and value > high):
+            out.append(f"{key}={value!r}: must be {'at least ' + repr(low) if high is None else f'from {low} to {high}'}")
+    out += _list_problems("text_augment", cfg.text_augment, ("span",) + TEXT_OPS)
+    out += _list_problems("text_ops", cfg.text_ops, TEXT_OPS)
+    out += _list_problems("label_experts", cfg.label_experts, MODEL_KINDS, allow_empty=False)
+    if cfg.kfold_models.strip() != "auto":
+        out += _list_problems("kfold_models", cfg.kfold_models, ("auto",) + MODEL_KINDS, allow_empty=False)
+    if not re.fullmatch(r"\s*(\d+\s*(,\s*\d+\s*)*)?", cfg.kfold_seeds):
+        out.append(f"kfold_seeds={cfg.kfold_seeds!r}: comma-separated whole numbers, e.g. 0,1,2")
+    return out
+
+
 def build(profile: str = "demo", settings: dict | None = None) -> Config:
-    """The profile's configuration with `settings` applied (not yet resolved to paths: see `resolve`)."""
+    """The profile's configuration with `settings` applied (not yet resolved to paths: see `resolve`); every
+    setting that cannot work is refused here, all of them in one message, before anything runs."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    cfg = replace(Config(), profile=profile, **PROFILES[profile])
-    return apply_settings(cfg, settings or {})
+    cfg = apply_settings(replace(Config(), profile=profile, **PROFILES[profile]), settings or {})
+    faults = problems(cfg)
+    if faults:
+        raise ConfigError("settings that cannot work: " + "; ".join(faults))
+    return cfg
 
 
 # ------------------------------------------------------------ the run's folders, resolved once
