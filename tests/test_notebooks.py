@@ -151,3 +151,13 @@ def test_own_taxonomy_and_places_without_photos_through_every_notebook(tmp_path,
     predicted = pd.read_csv(tmp_path / "p.csv")
     assert len(predicted) == 30 and predicted["hashtags"].str.startswith("#").all()
     assert (predicted["cat3"].to_numpy() == pd.read_csv(out / "submission.csv")["cat3"].to_numpy()).all()
+    # The run folder travels (a Kaggle dataset, Drive): copied elsewhere, the original and its cache gone, it
+    # predicts its own submission.
+    import shutil
+
+    moved = shutil.copytree(out, tmp_path / "elsewhere" / out.name)
+    submitted = pd.read_csv(out / "submission.csv")["cat3"].to_numpy()
+    shutil.rmtree(out)
+    shutil.rmtree(tmp_path / "out" / "cache")
+    assert main(["--run", str(moved), "--csv", str(data / "test.csv"), "--out", str(tmp_path / "q.csv")]) == 0
+    assert (pd.read_csv(tmp_path / "q.csv")["cat3"].to_numpy() == submitted).all()

@@ -56,15 +56,22 @@ def save_predictor(cfg: Config, taxonomy: Taxonomy, units: dict[str, list[Path]]
 
     from .io import atomic_path
 
-    members = [{"kind": kind, "weight": float(weights[kind]), "units": [str(Path(u).resolve()) for u in units[kind]]}
+    members = [{"kind": kind, "weight": float(weights[kind]), "units": [_within(u, run_dir) for u in units[kind]]}
                for kind in weights]
     card = {"cfg": cfg.to_dict(), "taxonomy": taxonomy.records(), "members": members}
     if keywords is not None:
         path = Path(run_dir) / "keywords.joblib"
         with atomic_path(path) as tmp:
             joblib.dump(keywords, tmp)
-        card["keywords"] = str(path.resolve())
+        card["keywords"] = _within(path, run_dir)
     return write_json(card, Path(run_dir) / MODEL_CARD)
+
+
+def _within(path, run_dir) -> str:
+    """A path as the card records it: relative to the run folder, so that the folder can move (a Kaggle dataset,
+    Drive) and still load; absolute only for a file outside it."""
+    path, root = Path(path).resolve(), Path(run_dir).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def latest_run(output_dir=None) -> Path:
@@ -186,6 +193,8 @@ class Predictor:
             raise PredictionError(f"{card_path}: no trained model found; run ./run_all.sh (notebook 06) first")
         if "members" not in card or "taxonomy" not in card:
             raise PredictionError(f"{card_path} was written by an older version; rerun ./run_all.sh 06")
+        for m in card["members"]:
+            m["units"] = [str(self.run_dir / u) for u in m["units"]]  # relative: within this folder, wherever it is
         missing = [u for m in card["members"] for u in m["units"] if not Path(u).exists()]
         if missing:
             raise PredictionError(f"trained model file(s) missing: {missing}; rerun ./run_all.sh 06")
@@ -193,6 +202,8 @@ class Predictor:
             self.cfg = Config.from_dict(card["cfg"])
         except (TypeError, ValueError) as exc:
             raise PredictionError(f"{card_path} was written by another version ({exc}); rerun ./run_all.sh 06") from exc
+        if not Path(self.cfg.cache_dir).is_dir():  # a run folder moved without its cache: rebuilt from the packages
+            self.cfg = replace(self.cfg, cache_dir=str(self.run_dir / "cache"))
         self.taxonomy, self.device = Taxonomy.from_records(card["taxonomy"]), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
         self.dtype = dtype or weight_dtype(self.device, self.precision)
@@ -201,7 +212,7 @@ class Predictor:
         if card.get("keywords"):
             import joblib
 
-            self.keywords = joblib.load(card["keywords"])
+            self.keywords = joblib.load(self.run_dir / card["keywords"])
         neural = [kind for kind, _, _ in self.members if kind != "text_tfidf"]
         from .backbones import frozen_backbone
 
