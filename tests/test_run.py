@@ -135,3 +135,15 @@ def test_settings_that_cannot_work_are_refused_all_at_once_naming_key_and_range(
     for says in ("text_augment='spann'", "span, synonym, insert, swap, delete", "n_folds=1: must be at least 2",
                  "kfold.epochs=0", "'nope' not valid", "modality_dropout=1.5: must be from 0.0 to 0.99"):
         assert says in err, says
+
+
+def test_imbalance_options_are_schedule_fields_so_06_can_use_what_03_measured():
+    from utils.experiments import train_config
+
+    cfg = build("demo", {"kfold.sampling": "over", "kfold.fusion_transformer.mixup": "0.2", "class_weight": "balanced"})
+    assert train_config("late_fusion", cfg, 0, "kfold").sampling == "over"
+    assert train_config("late_fusion", cfg, 0).sampling is None  # 04/05 keep plain draws
+    assert train_config("fusion_transformer", cfg, 0, "kfold").mixup == 0.2
+    assert train_config("text_frozen", cfg, 0).class_weight == "balanced"
+    with pytest.raises(ConfigError, match="sampling='overr': choose one of '', 'over', 'under'"):
+        build("demo", {"sampling": "overr"})

@@ -29,7 +29,7 @@ from .runtime import PRECISIONS, DeviceError
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
                    "steps_per_epoch": int, "min_steps": int, "training_mode": str, "optimizer": str,
-                   "lr_schedule": str}
+                   "lr_schedule": str, "class_weight": str, "sampling": str, "mixup": float}
 STAGES = ("kfold", "augmentation")
 MODEL_KINDS = ("text_tfidf", "text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "image_vit",
                "late_fusion", "fusion_transformer")
@@ -53,6 +53,9 @@ class Schedule:
     training_mode: str
     optimizer: str
     lr_schedule: str
+    class_weight: str
+    sampling: str
+    mixup: float
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class Config:
     grad_accum: int = 1           # batches per optimiser step
     optimizer: str = "adamw"      # adamw, or radam (9th place: RAdam on every parameter)
     lr_schedule: str = "cosine"   # cosine (warmup, then cosine decay to 0), or step (9th place: halved every 10 epochs)
+    class_weight: str = ""        # imbalance (03 measures each): "" or balanced (loss weighted by inverse frequency)
+    sampling: str = ""            # "", over (square-root balanced draws) or under (each class capped at the median)
+    mixup: float = 0.0            # Beta(alpha, alpha) mixing of cached inputs; 0: off (e.g. kfold.sampling=over)
     grad_clip: float = 1.0        # gradient norm clipped to this (9th place: 2.0)
     distill_weight: float = 0.0   # distillation: 0: soft-labelled test rows weigh as train rows in one mean; > 0: the
                                   # 9th place's loss, mean over train rows + this x mean over soft rows (0.3)
@@ -288,7 +294,8 @@ def _field_types() -> dict[str, type]:
 
 DECODE_RULES = ("product", "sum")  # see metrics.hierarchical_decode
 CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": PRECISIONS, "text_head": ("pooled", "layerwise"),
-           "decode": DECODE_RULES, "optimizer": ("adamw", "radam"), "lr_schedule": ("cosine", "step")}
+           "decode": DECODE_RULES, "optimizer": ("adamw", "radam"), "lr_schedule": ("cosine", "step"),
+           "class_weight": ("", "balanced"), "sampling": ("", "over", "under")}
 
 
 def _numbers(key: str, text: str, kind: type) -> list:
@@ -314,7 +321,7 @@ def apply_settings(cfg: Config, settings: dict) -> Config:
         if key in types and key not in ("profile", "schedules"):
             plain[key] = _coerce(key, value, types[key])
             if key in CHOICES and plain[key] not in CHOICES[key]:
-                raise ConfigError(f"--set {key}={value!r}: choose one of {', '.join(CHOICES[key])}")
+                raise ConfigError(f"--set {key}={value!r}: choose one of {', '.join(map(repr, CHOICES[key]))}")
             if key in FORMATS:
                 _numbers(key, plain[key], FORMATS[key])
             continue
@@ -326,7 +333,7 @@ def apply_settings(cfg: Config, settings: dict) -> Config:
             raise ConfigError(f"unknown configuration key {key!r}; {_key_help()}")
         schedules.setdefault(scope, {})[name] = _coerce(key, value, SCHEDULE_FIELDS[name])
         if name in CHOICES and schedules[scope][name] not in CHOICES[name]:
-            raise ConfigError(f"--set {key}={value!r}: choose one of {', '.join(CHOICES[name])}")
+            raise ConfigError(f"--set {key}={value!r}: choose one of {', '.join(map(repr, CHOICES[name]))}")
     return replace(cfg, **plain, schedules=schedules)
 
 
@@ -361,6 +368,7 @@ RANGES = {  # key: (lowest, highest or None); every count and rate a run can be 
     "layer_decay": (1e-6, 1.0), "kfold_margin": (0.0, 1.0), "tfidf_alpha": (1e-12, None),
     "label_tfidf_alpha": (1e-12, None), "epochs": (1, None), "lr": (1e-12, None), "encoder_lr": (1e-12, None),
     "patience": (0, None), "warmup_ratio": (0.0, 0.99), "steps_per_epoch": (0, None), "min_steps": (0, None),
+    "mixup": (0.0, None),
 }
 
 

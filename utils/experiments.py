@@ -44,7 +44,8 @@ def train_config(kind: str, cfg, seed: int, stage: str | None = None, **override
                        precision=cfg.precision, layer_decay=cfg.layer_decay, seed=seed, device=cfg.device,
                        steps_per_epoch=s.steps_per_epoch, min_steps=s.min_steps, loss_weights=cfg.level_loss_weights,
                        optimizer=s.optimizer, lr_schedule=s.lr_schedule, grad_clip=cfg.grad_clip,
-                       distill_weight=cfg.distill_weight,
+                       distill_weight=cfg.distill_weight, class_weight=s.class_weight or None,
+                       sampling=s.sampling or None, mixup=s.mixup,
                        extra={"kind": kind, "training_mode": s.training_mode})
     return replace(base, **overrides)
 
