@@ -37,7 +37,8 @@ PY
 SHORT=(--set max_len=32 --set image_size=64 --set batch_size=16 --set n_folds=2 --set epochs=1
        --set text_finetuned.epochs=1 --set image_finetuned.epochs=1 --set fusion_transformer.epochs=1
        --set fusion_width=64 --set fusion_ff=128 --set gradcam_explain=32 --set gradcam_calibrate=16
-       --set eda_sample_images=4 --set gallery_size=4)
+       --set eda_sample_images=4 --set gallery_size=4 --set kfold_seeds=0
+       --set device=cpu --set num_workers=2)
 cd "$REPO"
 /usr/bin/time -v ./run_all.sh --profile full --data-dir "$DATA" --output-dir "$WORK/outputs" \
   --cache-dir "$WORK/cache" --set text_model="$TEXT" --set image_model=tf_efficientnet_lite0 \

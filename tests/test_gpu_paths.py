@@ -58,3 +58,23 @@ def test_run_all_stops_the_full_profile_before_01_without_cuda(tmp_path):
                            "--output-dir", str(tmp_path / "out")], capture_output=True, text=True,
                           env={**os.environ, "PYTHON": str(Path(os.sys.executable))}, timeout=120)
     assert done.returncode == 2 and "CUDA" in done.stderr and "01_eda" not in done.stdout
+
+
+def test_a_platform_preset_reaches_the_notebooks_and_a_run_that_cannot_fit_is_refused_naming_the_fix(tmp_path, capsys):
+    """`--set platform=kaggle-2xt4`: the plan's adaptations and what the preset gives up travel to the notebooks
+    as settings (each said once); a setting the user gave is kept; a GPU run that cannot fit stops before 01."""
+    import json
+
+    from utils import config
+
+    (tmp_path / "data").mkdir()
+    base = ["--profile", "full", "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
+            "--set", "device=cpu"]
+    assert config.main(base + ["--set", "platform=kaggle-2xt4"]) == 0
+    out, err = capsys.readouterr()
+    sets = json.loads(out.splitlines()[1])["SET"]
+    assert sets["grad_checkpointing"] is True and sets["kfold_seeds"] == "0" and sets["processes"] == 1
+    assert "plan: gave up: K-fold seeds: one per fold (--set kfold_seeds=0)" in err
+    assert config.main(base + ["--set", "platform=kaggle-2xt4", "--set", "kfold_seeds=0,1"]) == 2  # the user's: kept
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "kaggle-2xt4 has 19.0 GB usable" in err and "kfold_seeds=0" in err

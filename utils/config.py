@@ -448,6 +448,37 @@ def run_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) / cfg.run_name
 
 
+def changed_settings(before: Config, after: Config) -> dict:
+    """The `--set` pairs that turn `before` into `after` (schedule scopes as `scope.field`)."""
+    out = {f.name: getattr(after, f.name) for f in fields(Config)
+           if f.name != "schedules" and getattr(before, f.name) != getattr(after, f.name)}
+    for scope, values in after.schedules.items():
+        out.update({f"{scope}.{k}": v for k, v in values.items() if before.schedules.get(scope, {}).get(k) != v})
+    return out
+
+
+def planned_settings(cfg: Config, keep=()) -> dict:
+    """Where a GPU run is planned (the full profile, or `platform` set): the settings its plan adapts, or its
+    platform's preset gives up (each said once, with why), never those the user set (`keep`). A GPU run the
+    plan says cannot fit is refused before the first notebook, naming the --set that would make it fit; on the
+    CPU (device=cpu asked for) the plan's warnings are printed and the run goes ahead."""
+    if cfg.profile != "full" and not cfg.platform:
+        return {}
+    from . import plan
+
+    try:
+        new, notes, faults = plan.prepare(cfg, keep=tuple(keep))
+    except plan.PlanError as exc:
+        raise ConfigError(str(exc)) from None
+    for note in notes:
+        print(f"plan: {note}", file=sys.stderr)
+    if faults and (cfg.platform or str(cfg.device) != "cpu"):
+        raise ConfigError("this run does not fit (python -m utils.plan shows the plan):\n  " + "\n  ".join(faults))
+    for fault in faults:
+        print(f"plan (warning, on the CPU as asked): {fault}", file=sys.stderr)
+    return changed_settings(cfg, new)
+
+
 def main(argv=None) -> int:
     """For run_all.sh: validate `--set` pairs up front and print the run folder and the settings as JSON."""
     parser = argparse.ArgumentParser(description="Resolve a run's configuration (used by run_all.sh).")
@@ -472,6 +503,7 @@ def main(argv=None) -> int:
         from .runtime import require_device
 
         require_device(cfg)
+        settings.update(planned_settings(cfg, keep=settings))
     except (ConfigError, DeviceError) as exc:
         print(f"run_all.sh: {exc}", file=sys.stderr)
         return 2
