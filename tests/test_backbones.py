@@ -75,3 +75,15 @@ def test_tiny_encoders_are_small_and_random():
     out = text.model(**text.tokenize(["짧은 글"], 16)).last_hidden_state
     assert out.shape[-1] == 32
     assert image_backbone("tiny-image").num_features == 1280
+
+
+def test_raw_rows_read_a_large_encoders_normalisation_without_its_weights():
+    """The end-to-end data path needs only the normalisation (and the tokenizer): ViT-L's 1.2 GB stay unloaded."""
+    import timm
+
+    from utils.backbones import _image_normalisation
+
+    norm = _image_normalisation("vit_large_patch32_384", 384)
+    assert norm.model is None and norm.input_size == 384
+    cfg = timm.models.get_pretrained_cfg("vit_large_patch32_384")
+    assert norm.mean == tuple(cfg.mean) and norm.std == tuple(cfg.std)

@@ -340,3 +340,40 @@ def frozen_backbone(modality: str, cfg):
     if key not in _FROZEN:
         _FROZEN[key] = load_backbone(modality, cfg)
     return _FROZEN[key]
+
+
+_PREPROCESSING: dict = {}
+SMALL = ("e5-small-offline", "tiny-text", "efficientnet-lite0-offline", "tiny-image")
+
+
+def preprocessing(modality: str, cfg):
+    """What the raw-row data path needs of an encoder (the tokenizer; the normalisation), without its weights
+    where they are large: a hub or local model reads only its tokenizer, a timm model only its configuration, so a
+    run that trains RoBERTa-large and ViT-L end to end does not also hold frozen copies (2.6 GB) to tokenize."""
+    name = cfg.text_model if modality == "text" else cfg.image_model
+    key = (modality, name, cfg.image_size, cfg.cache_dir)
+    frozen = (modality, name if modality == "text" else (name, cfg.image_weights), cfg.image_size, cfg.cache_dir)
+    if frozen in _FROZEN or name in SMALL:
+        return frozen_backbone(modality, cfg)
+    if key not in _PREPROCESSING:
+        _PREPROCESSING[key] = _text_tokenizer(name) if modality == "text" else _image_normalisation(name, cfg.image_size)
+    return _PREPROCESSING[key]
+
+
+def _text_tokenizer(name: str) -> TextBackbone:
+    from transformers import AutoTokenizer
+
+    try:
+        return TextBackbone(name, None, AutoTokenizer.from_pretrained(name))
+    except (OSError, ValueError) as exc:
+        raise _offline_error("text", name, OFFLINE_TEXT, exc) from exc
+
+
+def _image_normalisation(name: str, input_size: int | None) -> ImageBackbone:
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    cfg = model.pretrained_cfg
+    return ImageBackbone(name, None, tuple(cfg["mean"]), tuple(cfg["std"]), input_size or cfg["input_size"][-1])
+

@@ -58,15 +58,16 @@ def read_json(path, default=None):
         raise DamagedFile(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
 
-def load_torch(path, weights_only: bool = True):
-    """`torch.load` to the CPU; DamagedFile naming the file when it is truncated, empty or not a checkpoint."""
+def load_torch(path, weights_only: bool = True, mmap: bool = False):
+    """`torch.load` to the CPU (`mmap`: tensors read from the file as they are used, not all at once: a fusion
+    model's last.pt is 7 GB); DamagedFile naming the file when it is truncated, empty or not a checkpoint."""
     import pickle
     import zipfile
 
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
         raise DamagedFile(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import augment_image, augment_text_on_the_fly, image_pipeline
-from .backbones import frozen_backbone
+from .backbones import preprocessing
 from .data import LEVELS
 from .features import all_rows, image_uint8, row_labels
 from .images import load_image, no_photo
@@ -33,8 +33,8 @@ class RawRows(Dataset):
         self.texts = rows["overview"].tolist()
         self.files = [None if no_photo(f) else f for f in rows["image_file"]]
         self.labels = row_labels(ds, labels_frame)
-        self.text = frozen_backbone("text", cfg) if "text" in self.modalities else None
-        self.image = frozen_backbone("image", cfg) if "image" in self.modalities else None
+        self.text = preprocessing("text", cfg) if "text" in self.modalities else None
+        self.image = preprocessing("image", cfg) if "image" in self.modalities else None
         self.augment_rows: frozenset = frozenset()
         self.text_ops = tuple(op for op in cfg.text_augment.split(",") if op)
         self.seed_key = (cfg.seed,)  # with the epoch and the row, it seeds an item's augmentation
@@ -115,8 +115,8 @@ class RawRows(Dataset):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.text = frozen_backbone("text", self.cfg) if state["text"] else None
-        self.image = frozen_backbone("image", self.cfg) if state["image"] else None
+        self.text = preprocessing("text", self.cfg) if state["text"] else None
+        self.image = preprocessing("image", self.cfg) if state["image"] else None
 
     def with_soft_labels(self, rows, soft: dict) -> "RawRows":
         """A view whose `rows` train on soft targets instead of labels (see training.TensorData.with_soft_labels)."""

@@ -417,7 +417,8 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        ddp = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+        ddp = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
+                                      gradient_as_bucket_view=True)  # no second copy of the gradients
     step_model = ddp or model
     step_model = torch.compile(step_model) if cfg.compile and device == "cuda" else step_model
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")  # fp16 gradients underflow
@@ -425,7 +426,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
     best_probs = None  # the best epoch's validation probabilities, if that epoch ran in this call
     within = None  # where an epoch stopped part-way: {"epoch", "step", "rng_now", "total_loss", "seen", "correct"}
-    state = _readable(run_dir / "last.pt", name, lambda p: load_torch(p, weights_only=False))
+    state = _readable(run_dir / "last.pt", name, lambda p: load_torch(p, weights_only=False, mmap=True))
     if state is not None:
         if state.get("config_hash") == key:
             model.load_state_dict({**model.state_dict(), **state["model"]})
