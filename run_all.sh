@@ -164,10 +164,20 @@ for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   step="${name:0:2}"
   if [ ${#STEPS[@]} -gt 0 ] && [[ ! " ${STEPS[*]} " =~ " $step " ]]; then continue; fi
   echo "==> $name"
+  export PIPELINE_NOTEBOOK="$step"  # the notebook's disk need is checked against the plan before it starts
   t0=$(date +%s)
   if ! "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" \
         -p PROFILE "$PROFILE" -p DATA_DIR "$DATA_DIR" -p OUTPUT_DIR "$OUTPUT_DIR" -p SEED "$SEED" \
         -p RUN_NAME "$RUN_NAME" -y "$SET_YAML"; then
+    if grep -q "DiskFull" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
+      "$PY" - "$RUN_DIR/notebooks/$name" <<'PY' >&2 || true
+import json, sys
+cells = json.load(open(sys.argv[1]))["cells"]
+said = [o.get("evalue", "") for c in cells for o in c.get("outputs", []) if o.get("ename") == "DiskFull"]
+print("run_all.sh: " + (said[-1] if said else "a disk filled up"))
+PY
+      exit 4
+    fi
     if grep -q "TimeBudgetExceeded" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
       echo "run_all.sh: $name stopped cleanly before time_budget_hours ran out, its progress saved;" \
            "run the same command again (next session) to continue from there" >&2

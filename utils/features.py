@@ -8,6 +8,7 @@ memory-mapped files under the cache folder and read memory-mapped (RAM does not 
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -19,7 +20,7 @@ import torch
 from .backbones import frozen_backbone
 from .data import LEVELS
 from .images import load_image, no_photo
-from .io import DamagedFile, read_json, write_json
+from .io import DamagedFile, disk_full, read_json, write_json
 from .models import POOLED, ImageTower, TextTower
 from .progress import bar
 from .runtime import autocast, choose_precision, pick_device
@@ -103,9 +104,7 @@ def cached_arrays(folder: Path, n_rows: int, encode_rows, extra: dict, desc: str
             value = value.numpy() if torch.is_tensor(value) else np.asarray(value)
             if name not in arrays:
                 path = partial / f"{name}.npy"
-                arrays[name] = (np.load(path, mmap_mode="r+") if path.exists() else
-                                np.lib.format.open_memmap(path, mode="w+", dtype=value.dtype,
-                                                          shape=(n_rows, *value.shape[1:])))
+                arrays[name] = np.load(path, mmap_mode="r+") if path.exists() else _new_array(path, value, n_rows)
             arrays[name][start:start + len(value)] = value
             arrays[name].flush()
         done.add(index)
@@ -116,6 +115,21 @@ def cached_arrays(folder: Path, n_rows: int, encode_rows, extra: dict, desc: str
     progress.unlink()
     os.replace(partial, folder)
     return _load_cached(folder)
+
+
+def _new_array(path: Path, like, n_rows: int) -> np.ndarray:
+    """A memory-mapped .npy of `n_rows` rows like `like`, its blocks reserved on disk first: a write through a map
+    to a full disk kills the process (SIGBUS), a reservation that does not fit raises DiskFull instead."""
+    try:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=like.dtype, shape=(n_rows, *like.shape[1:]))
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.path.getsize(path))
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without reservations: written as is
+            return array
+        path.unlink(missing_ok=True)
+        raise disk_full(path, exc) if exc.errno == errno.ENOSPC else exc from None
+    return array
 
 
 def all_rows(ds):

@@ -1,4 +1,5 @@
 """Atomic writes: an artifact is either complete or absent, never half-written after a crash."""
+import errno
 import json
 import os
 import tempfile
@@ -6,9 +7,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class DiskFull(OSError):
+    """A write stopped because its disk is full: names the folder and the way out, nothing left half-written."""
+
+
+def disk_full(path, exc: OSError) -> DiskFull:
+    """The clear form of ENOSPC for `path`: the folder, its free space, and what to do."""
+    import shutil
+
+    folder = Path(path).parent
+    free = shutil.disk_usage(folder).free / 2**30 if folder.exists() else 0.0
+    return DiskFull(errno.ENOSPC, f"{folder}: the disk is full while writing {Path(path).name} ({free:.2f} GB free). "
+                                  f"`python -m utils.plan` shows what the run needs where; free space there, or move "
+                                  f"the run with --output-dir or the cache with --cache-dir, and rerun the same "
+                                  f"command: finished work is kept ({exc.strerror})")
+
+
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds. A full disk stops
+    it with DiskFull naming the folder (the temporary file removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -17,9 +35,11 @@ def atomic_path(path):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the artifact gets the mode any new file gets
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
+            raise disk_full(path, exc) from None
         raise
 
 

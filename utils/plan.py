@@ -1389,3 +1389,31 @@ def _platform_names(name: str | None) -> list[str]:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ====================================================================== before each notebook
+def _size_gb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / GB if folder.is_dir() else 0.0
+
+
+def disk_shortfalls(cfg, notebook: str, free_gb=None) -> list[str]:
+    """Where notebook `notebook` ("04") would run out of disk: per folder (run folder, cache) what its fits write,
+    less what this run already holds there (a rerun resumes), against the folder's free space (`free_gb`: a
+    function of a folder, for tests). Each names the folder, the need, the free space and the way out."""
+    import shutil
+
+    free_gb = free_gb or (lambda folder: shutil.disk_usage(folder).free / GB)
+    fits = [f for f in make_plan(cfg).fits if f.notebook == notebook]
+    run_dir = Path(cfg.output_dir) / cfg.run_name
+    folders = {"run": (run_dir, "--output-dir"), "cache": (Path(cfg.cache_dir), "--cache-dir")}
+    out = []
+    for name, (folder, option) in folders.items():
+        need = sum(f.disk_gb for f in fits if f.folder == name) - (_size_gb(run_dir) if name == "run" else 0.0)
+        existing = folder
+        while not existing.exists():
+            existing = existing.parent
+        if need > 0 and free_gb(existing) < need:
+            out.append(f"{folder}: notebook {notebook} writes about {need:.1f} GB there and its disk has "
+                       f"{free_gb(existing):.1f} GB free; free space, or move it with {option} (python -m utils.plan "
+                       f"shows the whole run's needs)")
+    return out

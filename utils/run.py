@@ -8,6 +8,7 @@ points and `predictor.json`. Caches that are safe to share between runs (keyed b
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,20 @@ def _changes(old: dict, new: dict) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
 
 
+def _check_disk(cfg) -> None:
+    """Before a GPU run's notebook (run_all.sh names it: PIPELINE_NOTEBOOK), the disk it will need, from the plan:
+    refused now, naming the folder, rather than a full disk hours later."""
+    notebook = os.environ.get("PIPELINE_NOTEBOOK")
+    if not notebook or (cfg.profile != "full" and not cfg.platform):
+        return
+    from .io import DiskFull
+    from .plan import disk_shortfalls
+
+    short = disk_shortfalls(cfg, notebook)
+    if short:
+        raise DiskFull(28, "; ".join(short))
+
+
 def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed: int = 0, run_name: str = "",
           settings: dict | None = None) -> Run:
     """Seed everything, resolve the configuration, make sure the data exists, write config.json, and say
@@ -125,6 +140,7 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     set_session_budget(run.budget)
     run.dir.mkdir(parents=True, exist_ok=True)
     lock.acquire(run.dir)  # a notebook opened on a run that another process runs stops here, naming it
+    _check_disk(cfg)
     previous = read_json(run.dir / CONFIG_JSON)
     if previous and previous != cfg.to_dict():
         print("configuration changed since this run's last notebook (artifacts made under the old one are "
