@@ -283,7 +283,7 @@ def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
             with torch.device("meta"):
                 return plan.random_backbone(modality, cfg)
 
-        with mock.patch.object(rows, "frozen_backbone", backbone):
+        with mock.patch.object(rows, "preprocessing", backbone):
             data = rows.RawRows(ds, cfg, ("image",)).for_training(np.arange(n))
             size = 4 if smoke else 32
             groups = [np.arange(i, min(i + size, n)) for i in range(0, n, size)]

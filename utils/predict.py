@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 import itertools
 import sys
 import weakref
