@@ -8,7 +8,7 @@ combination of experts that includes the TF-IDF expert and for both rules:
 * `confidence` (the rule before): the experts' preferred class differs from the label with probability >= t.
 
 Text evidence and `label_min_class_rows` apply as in 02. The table's last column is the lower of precision and
-recall over every dataset (the held-out issue's target is 0.6 for both, on both datasets).
+recall over every dataset (the target is 0.6 for both, on both datasets).
 
     .venv/bin/python benchmarks/label_suspects.py                         # bundled and second, seeds 0 and 1
     .venv/bin/python benchmarks/label_suspects.py --sizes second --seeds 0

@@ -1,5 +1,5 @@
-"""The README's headline numbers, one column per run, read from each run's metrics.json, and the targets that
-must hold on every development dataset (issue "What the pipeline learned on the bundled data must hold").
+"""The headline numbers, one column per run, read from each run's metrics.json, and the targets that must hold
+on every development dataset.
 
     python benchmarks/results_table.py outputs/demo-generated-seed0 outputs/demo-generated-second-seed0
 

@@ -1,4 +1,4 @@
-"""The end-to-end engine (issue 10): raw rows, whole-encoder training, precision from the hardware."""
+"""The end-to-end engine: raw rows, whole-encoder training, precision from the hardware."""
 import json
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Inputs that used to hurt (issue 13): each gets its own clear error, or the right behaviour."""
+"""Hard inputs: each gets its own clear error, or the right behaviour."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Runs and their configuration (issue 9): one folder per run, every setting typed and overridable."""
+"""Runs and their configuration: one folder per run, every setting typed and overridable."""
 import json
 import os
 import subprocess

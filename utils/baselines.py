@@ -15,7 +15,7 @@ def tfidf_logreg(alpha: float, seed: int = 0, epochs: int = 10):
     score as 20 did in two thirds of the time (ensemble OOF 0.837 / 0.612 against 0.835 / 0.614, submission
     0.844 / 0.710 against 0.841 / 0.710). `alpha`: 1e-5 for a model, whose sharp probabilities the ensemble
     uses (at 1e-4, the same F1 alone, the ensemble falls to 0.803 / 0.607); 1e-4 for 02's expert, where
-    overconfidence flags correct labels (`label_tfidf_alpha`; README, "Results")."""
+    overconfidence flags correct labels (`label_tfidf_alpha`; docs/results.md)."""
     words = TfidfVectorizer(analyzer=content_morphemes, sublinear_tf=True, min_df=2)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
                             preprocessor=clean_overview, max_features=100_000)

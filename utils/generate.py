@@ -1,7 +1,7 @@
 """Generate the bundled dataset: GENERATED data in exactly the real Dacon layout, with ground truth.
 
 The real contest data cannot be shipped, so the default run uses this. It is never real data:
-every folder it writes carries a GENERATED.txt saying so. Design (see README, "The bundled data"):
+every folder it writes carries a GENERATED.txt saying so. Design (docs/data.md):
 
 * all 128 real cat3 under their real parents; class sizes are the real counts scaled down
   (at least 2 rows), so `한식` dominates and several classes have fewer rows than 5 folds;
@@ -96,7 +96,7 @@ SYLLABLES = list("가나다라마바사아자차카타파하람솔빛누리온�
 class Style:
     """How a generated dataset is made: words and sentence shapes, objects, colours and scenes, image sizes,
     noise. The bundled data is `Style()`; `SECOND` is a second development dataset made differently, so that a
-    choice tuned on one of them shows when it does not hold on the other (README, "Results")."""
+    choice tuned on one of them shows when it does not hold on the other (docs/results.md)."""
     image_cat2: frozenset = frozenset(IMAGE_CAT2)
     shapes: tuple = SHAPES
     colors: tuple = COLORS

@@ -286,7 +286,7 @@ class LayerwiseTextClassifier(nn.Module):
 
 
 class ImageClassifier(nn.Module):
-    """Global average pooling and the seed report's head: Dense 128, Dropout 0.5, Dense 32, Dropout 0.5."""
+    """Global average pooling and a small head: Dense 128, Dropout 0.5, Dense 32, Dropout 0.5."""
 
     def __init__(self, tower: ImageTower, sizes, hidden=(128, 32), dropout: float = 0.5):
         super().__init__()
@@ -300,7 +300,7 @@ class ImageClassifier(nn.Module):
 
 
 class LateFusion(nn.Module):
-    """Pooled text and pooled image vectors concatenated, then an MLP (the shopping-category seed). A batch's
+    """Pooled text and pooled image vectors concatenated, then an MLP. A batch's
     `image_present` / `text_present` (B,) zero the vector of a missing photo or text (see `present`)."""
 
     def __init__(self, text: TextTower, image: ImageTower, sizes, hidden: int = 256, dropout: float = 0.3):

@@ -39,7 +39,7 @@ from pathlib import Path
 from . import paths
 
 GB = 2**30
-CUDA_CONTEXT_GB = 1.5      # CUDA context, cuBLAS/cuDNN workspaces: outside torch's allocator (README's estimate)
+CUDA_CONTEXT_GB = 1.5      # CUDA context, cuBLAS/cuDNN workspaces: outside torch's allocator (docs/benchmarks.md)
 USABLE = 0.95              # share of a card's, RAM's or disk's nominal size that a plan may fill (fragmentation)
 BYTES_TRAINED = 18         # per trained parameter while training: fp32 weights 4, gradients 4, AdamW moments 8,
                            # autocast's cached half copy of the weights 2
@@ -51,10 +51,10 @@ VALIDATION_BATCH = 256     # training.predict's batch: validation every epoch, t
 PREDICT_BATCH = 32         # the predictor's batch (utils/predict.py)
 ENCODE_BATCH = {"text": 16, "image": 64}  # the caching pass (utils/features.py encode_texts / encode_images)
 GRADCAM_BATCH = 16         # utils/gradcam.py explain
-IMAGES_PER_CORE = 129.0    # decode + augment + normalise at 384 px, one CPU core (README, 2-core CPU, measured;
+IMAGES_PER_CORE = 129.0    # decode + augment + normalise at 384 px, one CPU core (docs/benchmarks.md, 2-core CPU, measured;
                            # gpu_check measures the loader on the GPU machine)
 STEP_SECONDS = 0.01        # least time of one optimiser micro-step (launches, Python): ASSUMED
-TFIDF_SECONDS_PER_1K = 2.0  # a TF-IDF fit per 1,000 training rows (README: 5-fold at 4k rows, about 25 s): rough
+TFIDF_SECONDS_PER_1K = 2.0  # a TF-IDF fit per 1,000 training rows (docs/benchmarks.md: 5-fold at 4k rows, about 25 s): rough
 HOST_BASE_GB = 2.5         # a notebook's process: torch, transformers, timm, the pipeline and Kiwi take 1.2 GB
                            # (measured on the CPU), CUDA's libraries and context about 1.3 more: ASSUMED, replaced
                            # by gpu_check's measurement (phase "host") where present
@@ -86,7 +86,7 @@ class Platform:
     bf16: bool               # native bf16 (compute capability >= 8): else fp16 with loss scaling
     cpu_cores: int
     peak_tflops: float       # dense half-precision tensor-core peak per card
-    mfu: float               # assumed share of that peak a fine-tune reaches (README's estimate; gpu_check measures)
+    mfu: float               # assumed share of that peak a fine-tune reaches (an estimate; gpu_check measures)
     quota_hours: float = 0.0  # GPU hours per week (Kaggle), 0: none
     budget_hours: float = 0.0  # the hours a preset trims the run to (0: none): sessions x length, or the quota
     cache_dir: str = ""      # where the content-keyed cache goes (rebuilt each session), "" = beside the runs
@@ -262,7 +262,7 @@ def signature(kind: str, cfg, stage: str | None = None) -> str:
     return "|".join(parts)
 
 
-# Traced with `python -m utils.plan --profile full --measure` and `--profile demo --measure` (2026-12-01, torch 2.14,
+# Traced with `python -m utils.plan --profile full --measure` and `--profile demo --measure` (torch 2.14,
 # transformers 5.24, timm 1.0.31): every shape the four platforms' plans and presets reach, and the demo's.
 MEASURED: dict = {  # signature: Figures(trained, total, act_half, act_fp32, act_ckpt, infer bytes, FLOPs)
     'fusion_transformer|raw|klue/roberta-large@256|top4|emb0|vit_large_patch32_384@384|top4|fusion512x2x2048/1':
