@@ -162,6 +162,7 @@ started=$(date +%s)
 for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   name="$(basename "$nb")"
   step="${name:0:2}"
+  [ "$step" = "00" ] && continue  # the Colab/Kaggle launcher, which runs this script
   if [ ${#STEPS[@]} -gt 0 ] && [[ ! " ${STEPS[*]} " =~ " $step " ]]; then continue; fi
   echo "==> $name"
   export PIPELINE_NOTEBOOK="$step"  # the notebook's disk need is checked against the plan before it starts

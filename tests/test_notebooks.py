@@ -7,6 +7,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PIPELINE = [p for p in NOTEBOOKS if not p.name.startswith("00")]  # 00 is the Colab/Kaggle launcher of the rest
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -125,7 +126,7 @@ def test_own_taxonomy_and_places_without_photos_through_every_notebook(tmp_path,
     from utils.predict import Predictor, main
 
     data = write(tmp_path / "products", n_train=120, n_test=30, tree="products", no_photo=no_photo)
-    for path in NOTEBOOKS:
+    for path in PIPELINE:
         out = execute(path.name, data, tmp_path / "out")
     assert out.name == "tiny-products-seed0" and (out / "config.json").exists()
     figures = {p.stem for p in (out / "figures").glob("*.png")}
@@ -161,3 +162,19 @@ def test_own_taxonomy_and_places_without_photos_through_every_notebook(tmp_path,
     shutil.rmtree(tmp_path / "out" / "cache")
     assert main(["--run", str(moved), "--csv", str(data / "test.csv"), "--out", str(tmp_path / "q.csv")]) == 0
     assert (pd.read_csv(tmp_path / "q.csv")["cat3"].to_numpy() == submitted).all()
+
+
+@pytest.mark.long
+def test_the_colab_kaggle_launcher_runs_the_pipeline_and_shows_its_progress(tmp_path):
+    """00 as a Colab or Kaggle user runs it, on the CPU with the tiny profile: it finds the repository, runs
+    run_all.sh with the settings given, streams its progress, and shows where the run is."""
+    import sys
+
+    executed = tmp_path / "00.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "00_colab_kaggle.ipynb"), str(executed), kernel_name="python3",
+                        cwd=str(REPO / "notebooks"), progress_bar=False,
+                        parameters=dict(PROFILE="tiny", PLATFORM="", OUTPUT_DIR=str(tmp_path / "out"), STEPS=["01"]))
+    text = executed.read_text(encoding="utf-8")
+    assert "==> 01_eda.ipynb" in text and "run_all.sh exited with 0" in text
+    assert "run folder: " + str(tmp_path / "out" / "tiny-generated-tiny-seed0") in text
+    assert (tmp_path / "out" / "tiny-generated-tiny-seed0" / "notebooks" / "01_eda.ipynb").exists()
