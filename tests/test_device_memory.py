@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from utils import gradcam, predict
+from utils.features import image_tensor
 from utils.config import build
 from utils.data import load_taxonomy
 
@@ -99,12 +100,14 @@ def test_the_predictor_puts_one_member_at_a_time_on_its_device(run_dir, photos, 
 
 
 def chunkwise(predictor, images, texts, batch_size):
-    """The predictor's answer as it was computed before members took turns on the device: chunk by chunk, every
-    member's loaded units in turn, blended in the members' order."""
+    """The predictor's answer as it was computed before members took turns on the device and photos were decoded
+    by a loader: chunk by chunk, every member's loaded units in turn, blended in the members' order."""
     out = {}
     for start in range(0, len(images), batch_size):
         chunk = slice(start, start + batch_size)
-        batch, cached = predictor._inputs(images[chunk], texts[chunk])
+        pixels = torch.stack([image_tensor(p, predictor.cfg.image_size, predictor.image.mean, predictor.image.std)
+                              for p in images[chunk]])  # one photo at a time, in this process, as before
+        batch, cached = predictor._inputs(images[chunk], texts[chunk], pixels)
         blended = {}
         for kind, weight, units in predictor.members:
             inputs = cached if kind in predictor.cached_kinds else batch
@@ -124,6 +127,11 @@ def test_members_taking_turns_on_the_cpu_change_no_bit_of_the_answer(run_dir, ph
         reference = chunkwise(predictor, photos, texts, 2)
     assert set(turns) == set(reference)
     assert all(np.array_equal(turns[level], reference[level]) for level in reference)
+    from dataclasses import replace
+
+    predictor.cfg = replace(predictor.cfg, num_workers=2)  # a GPU's loader workers decoding the photos
+    workers = predictor.probabilities(photos, TEXTS, batch_size=2)
+    assert all(np.array_equal(workers[level], reference[level]) for level in reference)
 
 
 def test_half_precision_weights_answer_close_to_fp32(run_dir, photos, monkeypatch):

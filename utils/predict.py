@@ -29,7 +29,6 @@ import torch
 from . import paths
 from .config import Config
 from .data import DataValidationError, Taxonomy, read_csv_any
-from .features import image_tensor
 from .images import no_photo, probe_image
 from .io import DamagedFile, read_json, write_json
 from .metrics import hierarchical_decode
@@ -334,7 +333,8 @@ class Predictor:
         """A block's probabilities: its chunks' inputs read once, then each member on the device in turn over all
         of them, blended in the members' order (the same sums as chunk by chunk, bit for bit)."""
         chunks = [slice(start, start + batch_size) for start in range(0, len(images), batch_size)]
-        inputs = [self._inputs(images[chunk], texts[chunk]) for chunk in chunks]
+        photos = self._photos(images, batch_size) if self.image is not None else [None] * len(chunks)
+        inputs = [self._inputs(images[chunk], texts[chunk], pixels) for chunk, pixels in zip(chunks, photos)]
         blended = {}
         for kind, weight, units in self.members:
             for level, value in self._member_block(kind, units, inputs, [texts[chunk] for chunk in chunks]).items():
@@ -350,15 +350,26 @@ class Predictor:
             probs.append(self._member_probs(kind, placed, chunk, list(chunk_texts)))
         return {level: np.concatenate([p[level] for p in probs]) for level in probs[0]}
 
-    def _inputs(self, images: list, texts: list) -> tuple[dict, dict]:
+    def _photos(self, images: list, batch_size: int) -> list[torch.Tensor]:
+        """Each chunk's photos decoded (in loader workers on a GPU, `features.Photos`) and normalised as the cache
+        and training normalise them (`features.normalise_pixels`)."""
+        from torch.utils.data import DataLoader
+
+        from .features import Photos, normalise_pixels
+        from .rows import loader_workers
+
+        loader = DataLoader(Photos(images, self.cfg.image_size), batch_size=batch_size,
+                            num_workers=loader_workers(self.cfg, self.device))
+        return [normalise_pixels(pixels, self.image.mean, self.image.std, present) for pixels, present in loader]
+
+    def _inputs(self, images: list, texts: list, pixels: torch.Tensor | None) -> tuple[dict, dict]:
         """A chunk's inputs on the host: the raw ones, and with them the cached states for cached-mode members."""
         batch = {"text_present": torch.tensor([bool(t) for t in texts]),
                  "image_present": torch.tensor([p is not None for p in images])}
         if self.text is not None:
             batch.update(self.text.tokenize(list(texts), self.cfg.max_len))
-        if self.image is not None:
-            batch["pixels"] = torch.stack([image_tensor(p, self.cfg.image_size, self.image.mean, self.image.std)
-                                           for p in images])
+        if pixels is not None:
+            batch["pixels"] = pixels
         cached = self._cached_states({k: v.to(self.device) for k, v in batch.items()})
         return batch, {**batch, **{k: v.cpu() for k, v in cached.items()}}
 
