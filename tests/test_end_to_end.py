@@ -376,3 +376,16 @@ def test_gradient_checkpointing_gives_the_same_gradients(ds, kind):
     assert grads[True].keys() == grads[False].keys() and len(grads[True]) > 10
     for name, g in grads[False].items():
         assert torch.allclose(g, grads[True][name], atol=1e-6, rtol=1e-4), name
+
+
+def test_late_fusion_keeps_its_encoders_frozen_end_to_end(ds, tmp_path):
+    """Late fusion is a frozen-encoder model in every mode: trained from raw rows, its heads learn and neither
+    encoder moves (the full profile reads its pooled vectors from the cache instead)."""
+    cfg = build("tiny", {"late_fusion.training_mode": "end_to_end", "batch_size": 8})
+    model = build_model("late_fusion", cfg, SIZES)
+    assert not any(p.requires_grad for p in [*model.text.parameters(), *model.image.parameters()])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tc = train_config("late_fusion", cfg, 0, epochs=1, lr=1e-2, warmup_ratio=0.0)
+    fit(model, model_data(ds, cfg, ["late_fusion"]), np.arange(8), np.arange(8, 12), tc, tmp_path / "lf", verbose=False)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert moved and all(n.startswith("heads.") for n in moved)
