@@ -389,3 +389,23 @@ def test_late_fusion_keeps_its_encoders_frozen_end_to_end(ds, tmp_path):
     fit(model, model_data(ds, cfg, ["late_fusion"]), np.arange(8), np.arange(8, 12), tc, tmp_path / "lf", verbose=False)
     moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
     assert moved and all(n.startswith("heads.") for n in moved)
+
+
+def test_the_image_transforms_of_an_augmented_row_fire_independently(ds):
+    """Flip, rotation, affine and colour each fire with their own p=0.5: about 1 draw in 16 leaves a training image
+    as it was. One seed for all four made them fire together or not at all (1 in 2)."""
+    rows = RawRows(ds, build("tiny", {"training_mode": "end_to_end", "image_augment": True}))
+    view = rows.for_training(np.arange(20))
+    draws = [(e, i) for e in range(8) for i in range(20) if rows.files[i] is not None]
+    unchanged = sum(torch.equal(view.at_epoch(e)[i]["pixels"], rows[i]["pixels"]) for e, i in draws)
+    assert unchanged < 0.25 * len(draws), f"{unchanged} of {len(draws)} augmented draws left the image unchanged"
+
+
+def test_a_shortened_full_profile_still_trains_the_frozen_heads():
+    """`--set epochs=3` shortens the end-to-end models; the frozen heads (cached pooled vectors: seconds) still get
+    the optimiser steps they need, in 04 and in the K-fold units that the fine-tunes warm-start from."""
+    cfg = build("full", {"epochs": 3})
+    for kind in ("text_frozen", "image_frozen", "late_fusion"):
+        for stage in (None, "kfold"):
+            schedule = cfg.schedule(kind, stage)
+            assert schedule.training_mode == "cached" and schedule.min_steps >= 1000, (kind, stage)

@@ -251,3 +251,13 @@ def test_a_damaged_checkpoint_given_to_load_is_refused_with_its_path_and_the_way
     (tmp_path / "run" / "best.pt").write_bytes(b"")
     with pytest.raises(RuntimeError, match=r"best.pt: cannot be read .*rerun the notebook"):
         training.load_checkpoint(model(), tmp_path / "run" / "best.pt")
+
+
+def test_a_plateau_in_validation_f1_keeps_the_epoch_of_lowest_validation_loss(tmp_path, monkeypatch):
+    """A head stuck on the majority class scores the same F1 every epoch while it learns (its loss falls): the
+    checkpoint kept (best.pt, what a fine-tune warm-starts from) must be the learnt one, not the first epoch's."""
+    monkeypatch.setattr(training, "weighted_f1", lambda y, p: 0.2)  # every epoch ties, as on a majority-class plateau
+    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    losses = [h["val_loss_cat3"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.best_epoch == int(np.argmin(losses))

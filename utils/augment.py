@@ -83,6 +83,14 @@ def image_pipeline(seed: int = 0):
                       A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03, p=0.5)], seed=seed)
 
 
+def seed_pipeline(pipeline, seed: int) -> None:
+    """Reseed `pipeline` for one draw, each transform from its own stream: albumentations' Compose.set_random_seed
+    hands every transform the same seed, so their p=0.5 coin flips agree and all four fire or none does."""
+    pipeline.set_random_seed(seed)
+    for j, transform in enumerate(pipeline.transforms):
+        transform.set_random_seed(int(np.random.SeedSequence([seed, j]).generate_state(1)[0]))
+
+
 def augment_image(img, pipeline):
     """An augmented copy of a PIL image."""
     from PIL import Image

@@ -228,8 +228,11 @@ PROFILES: dict[str, dict] = {
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 20},
                       # frozen encoders: pooled vectors computed once (kilobytes a row), not the encoders each epoch
-                      "text_frozen": {"training_mode": "cached"}, "image_frozen": {"training_mode": "cached"},
-                      "late_fusion": {"training_mode": "cached"}},
+                      # and at least 1,000 steps (seconds on pooled vectors): a shortened run's head still learns
+                      # what the fine-tunes warm-start from (no effect at the real size: 40 epochs of ~200 steps)
+                      "text_frozen": {"training_mode": "cached", "min_steps": 1000},
+                      "image_frozen": {"training_mode": "cached", "min_steps": 1000},
+                      "late_fusion": {"training_mode": "cached", "min_steps": 1000}},
         "training_mode": "end_to_end", "image_augment": True, "grad_accum": 4, "grad_clip": 2.0,
         "text_augment": "span", "loss_weights": "0.05,0.15,0.8", "decode": "sum", "kfold_seeds": "0,1,2,3,4",
         "distill": True, "distill_weight": 0.3,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .augment import augment_image, augment_text_on_the_fly, image_pipeline
+from .augment import augment_image, augment_text_on_the_fly, image_pipeline, seed_pipeline
 from .backbones import preprocessing
 from .data import LEVELS
 from .features import all_rows, image_uint8, row_labels
@@ -76,7 +76,7 @@ class RawRows(Dataset):
             size, file = self.cfg.image_size, self.files[i]
             img = None if file is None else load_image(file, size=size)
             if augment and self.pipeline is not None and img is not None:
-                self.pipeline.set_random_seed(int(rng.integers(2**31)))
+                seed_pipeline(self.pipeline, int(rng.integers(2**31)))
                 img = augment_image(img, self.pipeline)
             item["pixels"] = image_uint8(img, size)
             item["image_present"] = file is not None

@@ -424,6 +424,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")  # fp16 gradients underflow
 
     history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
+    best_loss = float("inf")  # the best epoch's validation loss: breaks a tie in F1 (a majority-class plateau)
     best_probs = None  # the best epoch's validation probabilities, if that epoch ran in this call
     within = None  # where an epoch stopped part-way: {"epoch", "step", "rng_now", "total_loss", "seen", "correct"}
     state = _readable(run_dir / "last.pt", name, lambda p: load_torch(p, weights_only=False, mmap=True))
@@ -436,6 +437,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
             rng.bit_generator.state = state["rng"]
             set_rng_states(state)
             history, best, best_epoch, seconds = state["history"], state["best"], state["best_epoch"], state["seconds"]
+            best_loss = state.get("best_loss", float("inf"))
             start_epoch, resumed, within = state["epoch"] + 1, True, state.get("within")
             if verbose:
                 where = f", step {within['step'] + 1}" if within else ""
@@ -447,7 +449,7 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
         with atomic_path(run_dir / "last.pt") as tmp:
             torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state,
-                        **rng_states(), "history": history, "best": best,
+                        **rng_states(), "history": history, "best": best, "best_loss": best_loss,
                         "best_epoch": best_epoch, "epoch": epoch_done, "seconds": seconds + elapsed,
                         "within": part}, tmp)
 
@@ -523,9 +525,9 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, r
                   "val_loss_cat3": val_loss, "val_accuracy_cat3": float((probs["cat3"].argmax(1) == y_val).mean()),
                   "val_weighted_f1_cat3": score, "seconds": time.time() - t0}
         history.append(record)
-        improved = score > best
+        improved = score > best or (score == best and val_loss < best_loss)
         if improved:
-            best, best_epoch, best_probs = score, epoch, probs
+            best, best_loss, best_epoch, best_probs = score, val_loss, epoch, probs
             if main:
                 with atomic_path(run_dir / "best.pt") as tmp:
                     torch.save(_trainable_state(model), tmp)
