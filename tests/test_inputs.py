@@ -149,3 +149,20 @@ def test_predictor_checks_its_csv_before_loading_any_model(small_copy, tmp_path)
     _edit(folder, "test.csv", lambda f: f.__setitem__("img_path", ["/etc/hostname"] + list(f["img_path"][1:])))
     out = subprocess.run(cli, cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 2 and "outside the data folder" in out.stderr
+
+
+def test_csv_shapes_pandas_accepts_silently(small_copy):
+    """Windows line endings and stray blank lines read as the plain file does; a header naming a column twice is
+    refused by name (pandas would rename the second 'overview.1' and silently read the first)."""
+    from utils.data import load_dataset
+
+    folder = small_copy()
+    plain = load_dataset(folder, progress=False, check_images=False).train
+    frame = pd.read_csv(folder / "train.csv", dtype=str, keep_default_na=False)
+    body = frame.to_csv(index=False, lineterminator="\r\n")
+    (folder / "train.csv").write_text(body + "\r\n\r\n", encoding="utf-8")
+    windows = load_dataset(folder, progress=False, check_images=False).train
+    assert windows[["id", "overview", "cat3"]].equals(plain[["id", "overview", "cat3"]])
+    doubled = frame.assign(extra="x").rename(columns={"extra": "overview"})
+    doubled.to_csv(folder / "train.csv", index=False)
+    assert "train.csv line 1: column 'overview' appears more than once" in _error(folder)

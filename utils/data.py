@@ -5,6 +5,7 @@ Layout (the contest download's `open/` folder): `train.csv`, `test.csv`, `sample
 """
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -187,6 +188,11 @@ def read_csv_any(path) -> pd.DataFrame:
         if not isinstance(frame.index, pd.RangeIndex):  # pandas' reading of lines one field longer than the header
             raise DataValidationError([f"{path.name}: every line has more fields than the header "
                                        f"{list(frame.columns)}; {quoting}"], str(path))
+        header = next(csv.reader([head.decode(encoding, errors="replace").lstrip("\ufeff").splitlines()[0]]), [])
+        twice = sorted({name.strip() for name in header if [h.strip() for h in header].count(name.strip()) > 1})
+        if twice:  # pandas would keep the first and rename the others 'name.1', silently
+            raise DataValidationError([f"{path.name} line 1: column {name!r} appears more than once in the header "
+                                       f"{header}; keep one" for name in twice], str(path))
         return _nfc(frame)
     raise DataValidationError([f"{path.name}: cannot decode as " + "; ".join(errors)], str(path))
 
