@@ -331,12 +331,17 @@ def load_backbone(modality: str, cfg):
     return image_backbone(cfg.image_model, cfg.image_size, weights=cfg.image_weights)
 
 
+def _frozen_key(modality: str, cfg) -> tuple:
+    """What makes one frozen encoder: its name (and weights file), input size and cache."""
+    name = cfg.text_model if modality == "text" else (cfg.image_model, cfg.image_weights)
+    return modality, name, cfg.image_size, cfg.cache_dir
+
+
 def frozen_backbone(modality: str, cfg):
     """The configuration's text or image encoder, one copy shared by every user in this process that does not
     train it (frozen-encoder models, the predictor's tokenizer and normalisation, Grad-CAM's preprocessing).
     Training never changes a frozen encoder, and a notebook builds a dozen models: loading e5 costs seconds."""
-    name = cfg.text_model if modality == "text" else (cfg.image_model, cfg.image_weights)
-    key = (modality, name, cfg.image_size, cfg.cache_dir)
+    key = _frozen_key(modality, cfg)
     if key not in _FROZEN:
         _FROZEN[key] = load_backbone(modality, cfg)
     return _FROZEN[key]
@@ -352,8 +357,7 @@ def preprocessing(modality: str, cfg):
     run that trains RoBERTa-large and ViT-L end to end does not also hold frozen copies (2.6 GB) to tokenize."""
     name = cfg.text_model if modality == "text" else cfg.image_model
     key = (modality, name, cfg.image_size, cfg.cache_dir)
-    frozen = (modality, name if modality == "text" else (name, cfg.image_weights), cfg.image_size, cfg.cache_dir)
-    if frozen in _FROZEN or name in SMALL:
+    if _frozen_key(modality, cfg) in _FROZEN or name in SMALL:
         return frozen_backbone(modality, cfg)
     if key not in _PREPROCESSING:
         _PREPROCESSING[key] = _text_tokenizer(name) if modality == "text" else _image_normalisation(name, cfg.image_size)

@@ -200,15 +200,17 @@ class Photos(torch.utils.data.Dataset):
         return image_uint8(self.images[i], self.size), not no_photo(self.images[i])
 
 
-def photo_batches(images, cfg, device, batch_size: int, mean, std):
-    """Normalised pixel batches of `images` on `device`, decoded by worker processes on a GPU."""
+def photo_batches(images, cfg, device, batch_size: int, mean, std, on=None):
+    """Normalised pixel batches of `images`, decoded by worker processes when `device` is a GPU, normalised on `on`
+    (default `device`: uint8 crosses to it; the predictor keeps its chunks on the host)."""
     from .rows import loader_workers
 
+    on = on or device
     loader = torch.utils.data.DataLoader(Photos(images, cfg.image_size), batch_size=batch_size,
                                          num_workers=loader_workers(cfg, device),
-                                         pin_memory=str(device).startswith("cuda"))
+                                         pin_memory=str(on).startswith("cuda"))
     for pixels, present in loader:
-        yield normalise_pixels(pixels.to(device, non_blocking=True), mean, std, present)
+        yield normalise_pixels(pixels.to(on, non_blocking=True), mean, std, present)
 
 
 def encode_images(images, cfg, batch_size: int = 64) -> dict:

@@ -455,27 +455,29 @@ def _backbone(modality: str, cfg, trainable: bool):
 TUNED_END_TO_END = ("text_finetuned", "image_finetuned", "fusion_transformer")  # late fusion keeps frozen encoders
 
 
-def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0, stage: str | None = None) -> nn.Module:
+def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0, stage: str | None = None,
+                backbone=_backbone) -> nn.Module:
     """A fresh model of `kind` (see INPUTS) with the configuration's encoders; seeded, so runs repeat.
 
     The kind's training mode (`cfg.schedule(kind, stage).training_mode`) decides: `cached`: fine-tuned kinds
     train their top text layers / image stages on cached states below them. `end_to_end`: fine-tuned and
     multimodal kinds train their whole encoders from raw inputs (the token-embedding table only with
-    `train_word_embeddings`); frozen kinds read raw inputs through the shared frozen encoders."""
+    `train_word_embeddings`); frozen kinds read raw inputs through the shared frozen encoders. `backbone(modality,
+    cfg, trainable)` makes the encoders (utils/plan.py: weightless ones of the same shapes)."""
     torch.manual_seed(seed)
     text = image = None
     whole = cfg.schedule(kind, stage).training_mode == "end_to_end" and kind in TUNED_END_TO_END
     if kind.startswith("text") or "fusion" in kind:
         tuned = whole or kind == "text_finetuned"
-        backbone = _backbone("text", cfg, tuned)
-        top = backbone.model.config.num_hidden_layers if whole else cfg.text_top_layers
-        text = TextTower(backbone, top, train_top=tuned)
+        encoder = backbone("text", cfg, tuned)
+        top = encoder.model.config.num_hidden_layers if whole else cfg.text_top_layers
+        text = TextTower(encoder, top, train_top=tuned)
         if whole and not cfg.train_word_embeddings:
             text.encoder.embeddings.word_embeddings.weight.requires_grad = False
     if kind.startswith("image") or "fusion" in kind:
         tuned = whole or kind == "image_finetuned"
-        backbone = _backbone("image", cfg, tuned)
-        image = ImageTower(backbone, len(backbone.model.blocks) if whole else cfg.image_top_stages, train_top=tuned)
+        encoder = backbone("image", cfg, tuned)
+        image = ImageTower(encoder, len(encoder.model.blocks) if whole else cfg.image_top_stages, train_top=tuned)
     for tower in (text, image):
         if whole and tower is not None and cfg.grad_checkpointing:
             tower.checkpointing = True

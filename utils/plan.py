@@ -145,10 +145,11 @@ def platform_named(name: str | None, output_dir: str | None = None) -> Platform:
 
 
 def precision_on(cfg, platform: Platform) -> str:
-    """What autocast runs on that platform (runtime.choose_precision's rule)."""
-    if cfg.precision != "auto":
-        return cfg.precision
-    return "fp32" if not platform.gpus else "bf16" if platform.bf16 else "fp16"
+    """What autocast runs on that platform: runtime.choose_precision for its GPU generation (native bf16 from
+    compute capability 8)."""
+    from .runtime import choose_precision
+
+    return choose_precision("cuda" if platform.gpus else "cpu", cfg.precision, (8, 0) if platform.bf16 else (7, 5))
 
 
 # ====================================================================== models without weights
@@ -186,7 +187,7 @@ def text_architecture(name: str):
 
 def random_backbone(modality: str, cfg, trainable: bool = True):
     """The configuration's text or image encoder built from its configuration (random weights, on the current
-    default device: the meta device counts parameters without memory). Replaces models._backbone in `build`."""
+    default device: the meta device counts parameters without memory): `build`'s `backbone` for build_model."""
     from .backbones import ImageBackbone, TextBackbone
 
     if modality == "text":
@@ -201,14 +202,12 @@ def random_backbone(modality: str, cfg, trainable: bool = True):
 def build(kind: str, cfg, stage: str | None = None, device: str = "meta", seed: int = 0):
     """`models.build_model(kind, ...)` with encoders built from their configurations on `device` (default meta:
     shapes and parameter counts only). The same code path as a run, so the counts are the run's."""
-    from unittest import mock
-
     import torch
 
     from . import models
 
-    with torch.device(device), mock.patch.object(models, "_backbone", random_backbone):
-        return models.build_model(kind, cfg, SIZES, seed, stage)
+    with torch.device(device):
+        return models.build_model(kind, cfg, SIZES, seed, stage, backbone=random_backbone)
 
 
 def trained_parameters(kind: str, cfg, stage: str | None = None) -> tuple[int, int]:

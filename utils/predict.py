@@ -33,12 +33,11 @@ from .images import no_photo, probe_image
 from .io import DamagedFile, read_json, write_json
 from .metrics import hierarchical_decode
 from .models import INPUTS, ImageTower, TextTower, modalities
-from .runtime import autocast, choose_precision, pick_device
+from .runtime import autocast, choose_precision, half_dtype, pick_device
 from .text import clean_overview
 
 MODEL_CARD = "predictor.json"
 BLOCK_ROWS = 512  # rows read at once; each member visits the device once per block (host memory: their pixels)
-HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._BatchNorm)  # kept fp32: _kept_fp32
 
 
@@ -114,7 +113,7 @@ def weight_dtype(device: str, precision: str) -> torch.dtype:
     """The predictor's weights: on a GPU in the half precision the run computes in (runtime.choose_precision: fp16
     below compute capability 8, bf16 from it), which halves what every member puts on the device; on the CPU
     fp32, so that CPU answers are those the run submitted (its bf16 autocast, if set, still applies)."""
-    return HALF.get(precision, torch.float32) if str(device).startswith("cuda") else torch.float32
+    return (half_dtype(precision) or torch.float32) if str(device).startswith("cuda") else torch.float32
 
 
 def _tensors(module: torch.nn.Module):
@@ -351,16 +350,11 @@ class Predictor:
         return {level: np.concatenate([p[level] for p in probs]) for level in probs[0]}
 
     def _photos(self, images: list, batch_size: int) -> list[torch.Tensor]:
-        """Each chunk's photos decoded (in loader workers on a GPU, `features.Photos`) and normalised as the cache
-        and training normalise them (`features.normalise_pixels`)."""
-        from torch.utils.data import DataLoader
+        """Each chunk's photos decoded (in loader workers on a GPU) and normalised on the host as the cache and
+        training normalise them (`features.photo_batches`)."""
+        from .features import photo_batches
 
-        from .features import Photos, normalise_pixels
-        from .rows import loader_workers
-
-        loader = DataLoader(Photos(images, self.cfg.image_size), batch_size=batch_size,
-                            num_workers=loader_workers(self.cfg, self.device))
-        return [normalise_pixels(pixels, self.image.mean, self.image.std, present) for pixels, present in loader]
+        return list(photo_batches(images, self.cfg, self.device, batch_size, self.image.mean, self.image.std, "cpu"))
 
     def _inputs(self, images: list, texts: list, pixels: torch.Tensor | None) -> tuple[dict, dict]:
         """A chunk's inputs on the host: the raw ones, and with them the cached states for cached-mode members."""

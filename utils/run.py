@@ -8,6 +8,7 @@ points and `predictor.json`. Caches that are safe to share between runs (keyed b
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,7 @@ def _check_disk(cfg) -> None:
 
     short = disk_shortfalls(cfg, notebook)
     if short:
-        raise DiskFull(28, "; ".join(short))
+        raise DiskFull(errno.ENOSPC, "; ".join(short))
 
 
 def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed: int = 0, run_name: str = "",

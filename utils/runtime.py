@@ -99,12 +99,17 @@ def announce_precision(device: str, precision: str) -> None:
         print(f"precision on {device}: {note[precision]}")
 
 
+def half_dtype(precision: str):
+    """The torch dtype of a half precision ("bf16", "fp16"); None for fp32."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 def autocast(device: str, precision: str):
     """Autocast to the precision's half type on the device's own kind (torch runs bf16 and fp16 on the CPU too,
     so the tests take the GPU's branch); fp32: off."""
     import torch
 
-    kind = torch.device(device).type
-    if precision in ("bf16", "fp16"):
-        return torch.autocast(kind, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    return torch.autocast(kind, enabled=False)
+    kind, dtype = torch.device(device).type, half_dtype(precision)
+    return torch.autocast(kind, dtype=dtype) if dtype is not None else torch.autocast(kind, enabled=False)
