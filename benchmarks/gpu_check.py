@@ -75,14 +75,14 @@ def batch_of(kind: str, cfg, n: int, device: str) -> dict:
     """`n` random items as `kind` reads raw rows: full-length token ids, normalised 384 px pixels, labels."""
     import torch
 
-    from utils.models import modalities
+    from utils.kinds import get as kind_spec
 
     out = {level: torch.randint(0, size, (n,), device=device) for level, size in (("cat1", 6), ("cat2", 18),
                                                                                    ("cat3", 128))}
-    if "text" in modalities(kind):
+    if "text" in kind_spec(kind).reads:
         out["input_ids"] = torch.randint(5, 200, (n, cfg.max_len), device=device)
         out["attention_mask"] = torch.ones(n, cfg.max_len, dtype=torch.long, device=device)
-    if "image" in modalities(kind):
+    if "image" in kind_spec(kind).reads:
         out["pixels"] = torch.randn(n, 3, cfg.image_size, cfg.image_size, device=device)
     return out
 

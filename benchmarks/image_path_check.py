@@ -116,12 +116,11 @@ def check_batchnorm(ds, cfg) -> None:
 
 
 def schedule_rows(cfg, n_train: int, n_fold_train: int) -> list[str]:
-    from utils.experiments import train_config
 
     lines = []
     for kind in KINDS:
         for stage, rows in ((None, n_train), ("kfold", n_fold_train)):
-            tc = train_config(kind, cfg, 0, stage)
+            tc = cfg.schedule(kind, stage)
             epochs, per_epoch, total = _steps(rows, tc)
             lines.append(f"  {cfg.profile:<5} {kind:<16} {stage or '04':<6} {cfg.schedule(kind, stage).training_mode:<10} "
                          f"{rows:>5} rows  {epochs:>3} epochs x {per_epoch:>3} steps = {total:>5} optimiser steps  "

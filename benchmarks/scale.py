@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def measure(size: str, mode: str, kind: str, steps: int, val_rows: int, cache_di
     """The three phases for one dataset size and training mode, in this process."""
     import numpy as np
 
-    from utils.experiments import model_data, train_config
+    from utils.experiments import model_data
     from utils.models import build_model
     from utils.run import start
     from utils.training import batches, fit
@@ -81,7 +82,7 @@ def measure(size: str, mode: str, kind: str, steps: int, val_rows: int, cache_di
     rows.append({**base, "phase": "data path (every training row once)", "peak_anon_mib": peak.anon,
                  "vm_hwm_mib": peak.hwm, "seconds": round(peak.seconds, 1)})
     model = build_model(kind, cfg, ds.taxonomy.sizes, cfg.seed)
-    tc = train_config(kind, cfg, cfg.seed, epochs=1, steps_per_epoch=steps)
+    tc = replace(cfg.schedule(kind), epochs=1, steps_per_epoch=steps)
     with PeakMemory() as peak:
         fit(model, data, train_idx, val_idx, tc, Path(run.dir) / "bench", verbose=False)
     rows.append({**base, "phase": f"one epoch ({steps} steps of {cfg.batch_size}, validation on {val_rows} rows)",

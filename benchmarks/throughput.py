@@ -27,9 +27,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from utils.config import MODEL_KINDS, build, parse_settings, resolve  # noqa: E402
+from utils import kinds  # noqa: E402
+from utils.config import build, parse_settings, resolve  # noqa: E402
 from utils.features import image_tensor, model_inputs  # noqa: E402
-from utils.models import INPUTS, POOLED, ImageTower, TextTower, build_model  # noqa: E402
+from utils.models import POOLED, ImageTower, TextTower, build_model  # noqa: E402
 from utils.runtime import autocast, choose_precision, machine_description, pick_device  # noqa: E402
 
 SIZES = {"cat1": 6, "cat2": 18, "cat3": 128}
@@ -54,7 +55,7 @@ def timed(fn, repeats: int, device: str) -> float:
 
 def configuration(profile: str, device: str, settings: dict):
     """The profile with every kind on cached states (what this benchmark times), resolved for its cache folder."""
-    cached = {"training_mode": "cached", **{f"{kind}.training_mode": "cached" for kind in MODEL_KINDS}}
+    cached = {"training_mode": "cached", **{f"{kind}.training_mode": "cached" for kind in kinds.names()}}
     cfg = build(profile, {**settings, "device": device, **cached})
     return resolve(replace(cfg, data_size=cfg.data_size or "default")) if not cfg.data_dir else resolve(cfg)
 
@@ -95,7 +96,7 @@ def model_of(kind: str, cfg, random_weights: bool, device: str):
 
 def train_rate(model, kind: str, cached: dict, bs: int, device: str, precision: str, repeats: int) -> float:
     """Items/s of one optimiser step on cached states, in the run's precision (fp16 with a GradScaler)."""
-    batch = {k: cached[k] for k in INPUTS[kind]}
+    batch = {k: cached[k] for k in kinds.get(kind).inputs}
     batch.update({level: torch.randint(0, n, (bs,), device=device) for level, n in SIZES.items()})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -123,16 +124,16 @@ def latency_ms(model, kind: str, towers, text_bb, image_bb, cfg, photo: Path, de
     def one_item():
         item = {}
         with torch.inference_mode(), autocast(device, precision):
-            if any(k.startswith("text") for k in INPUTS[kind]):
+            if "text" in kinds.get(kind).reads:
                 i, m = tokens(text_bb, [TEXT], cfg.max_len, device)
                 low = text.bottom(i, m)
                 item.update(text_bottom=low, text_final=text.top(low, m), text_mask=m)
-            if any(k.startswith("image") for k in INPUTS[kind]):
+            if "image" in kinds.get(kind).reads:
                 x = image_tensor(photo, cfg.image_size, image_bb.mean, image_bb.std)[None].to(device)
                 low = image.bottom(x)
                 item.update(image_bottom=low, image_final=image.top(low))
             item.update(model_inputs(item, POOLED))
-            model({k: item[k] for k in INPUTS[kind]})
+            model({k: item[k] for k in kinds.get(kind).inputs})
 
     return timed(one_item, repeats, device) * 1000
 
@@ -184,8 +185,8 @@ def main(argv=None) -> int:
     Image.fromarray((np.random.default_rng(0).random((280, 360, 3)) * 255).astype(np.uint8)).save(buf, "JPEG")
     photo = Path("/tmp/benchmark_photo.jpg")
     photo.write_bytes(buf.getvalue())
-    kinds = [k for k in (args.kinds.split(",") if args.kinds else INPUTS) if INPUTS.get(k)]  # TF-IDF: no encoder
-    for kind in kinds:
+    wanted = [k for k in (args.kinds.split(",") if args.kinds else kinds.names()) if kinds.get(k).neural]  # TF-IDF: no encoder
+    for kind in wanted:
         model, why = model_of(kind, cfg, args.random_weights, device)
         if model is None:
             rows.append((kind, None, why))

@@ -5,7 +5,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from utils import config, config_docs
+from utils import config, config_docs, kinds
 
 REPO = Path(__file__).resolve().parent.parent
 REGENERATE = "python -m utils.config_docs > docs/configuration.md"
@@ -39,7 +39,7 @@ def test_every_key_is_documented_with_its_default():
         flat = {f"{scope}.{k}": v for scope, d in values.get("schedules", {}).items() for k, v in d.items()}
         for key in [k for k in values if k != "schedules"] + list(flat):
             assert f"| `{key}` |" in page.split(f"### `{profile}`")[1].split("### ")[0], (profile, key)
-    for kind in config.MODEL_KINDS + config.STAGES + tuple(config.SCHEDULE_FIELDS):
+    for kind in kinds.names() + config.STAGES + tuple(config.SCHEDULE_FIELDS):
         assert f"`{kind}`" in page
 
 

@@ -1,5 +1,6 @@
 """The end-to-end engine: raw rows, whole-encoder training, precision from the hardware."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -7,9 +8,10 @@ import torch
 
 from utils.config import build
 from utils.data import load_dataset
-from utils.experiments import model_data, train_config
+from utils.experiments import model_data
 from utils.features import feature_data
-from utils.models import INPUTS, build_model
+from utils.kinds import get as kind_spec
+from utils.models import build_model
 from utils.rows import RawRows
 from utils.runtime import choose_precision
 from utils.training import fit, predict
@@ -35,7 +37,7 @@ def test_one_end_to_end_step_moves_the_lowest_encoder_layer_and_cached_mode_does
         model = build_model(kind, cfg, SIZES)
         before = _lowest(model, kind).detach().clone()
         data = model_data(ds, cfg, [kind])
-        tc = train_config(kind, cfg, 0, epochs=1, lr=1e-2, encoder_lr=1e-2, warmup_ratio=0.0)
+        tc = replace(cfg.schedule(kind), epochs=1, lr=1e-2, encoder_lr=1e-2, warmup_ratio=0.0)
         result = fit(model, data, np.arange(8), np.arange(8, 12), tc, tmp_path / f"{kind}-{mode}", verbose=False)
         changed = not torch.equal(before, _lowest(model, kind).detach())
         assert changed == moves, f"{kind} in {mode} mode: lowest encoder layer changed={changed}"
@@ -48,7 +50,7 @@ def test_a_frozen_model_predicts_the_same_from_raw_rows_and_from_cached_states(d
     cfg = build("tiny", {"cache_dir": str(tmp_path / "cache")})
     model = build_model(kind, cfg, SIZES).eval()
     rows = np.arange(len(ds.train) - 5, len(ds.train) + 5)  # train and test rows
-    cached = predict(model, feature_data(ds, cfg, INPUTS[kind]), rows, device="cpu")
+    cached = predict(model, feature_data(ds, cfg, kind_spec(kind).inputs), rows, device="cpu")
     raw = predict(model, RawRows(ds, build("tiny", {f"{kind}.training_mode": "end_to_end"}), ("text", "image")), rows,
                   device="cpu")
     for level in SIZES:
@@ -172,9 +174,9 @@ def batches_of(data, n=4):
 def test_loss_weights_reach_training_and_bad_ones_fail():
     from utils.config import ConfigError
 
-    assert train_config("text_finetuned", build("demo", {"loss_weights": "0.05,0.15,0.8"}), 0).loss_weights == (
+    assert build("demo", {"loss_weights": "0.05,0.15,0.8"}).schedule("text_finetuned").loss_weights == (
         0.05, 0.15, 0.8)  # the 9th place's
-    assert train_config("text_finetuned", build("full", {"data_dir": "/x"}), 0).loss_weights == (0.05, 0.15, 0.8)
+    assert build("full", {"data_dir": "/x"}).schedule("text_finetuned").loss_weights == (0.05, 0.15, 0.8)
     for bad in ("0.1,0.9", "a,b,c", "-1,1,1"):
         with pytest.raises(ConfigError, match="loss_weights"):
             build("demo", {"loss_weights": bad})
@@ -214,7 +216,7 @@ def test_distillation_students_learn_the_soft_test_labels_and_retrain_when_they_
     student = kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path, tmp_path, tag="distill", soft_test=soft)
     assert student["test"]["cat3"][:, c3].mean() > 5 * teacher["test"]["cat3"][:, c3].mean()
     result = json.loads((tmp_path / "distill/text_frozen/seed0/fold0/result.json").read_text())
-    assert result["config"]["extra"]["soft_targets"]
+    assert result["config"]["identity"]["soft_targets"]
     stamp = (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns
     kfold_predictions("text_frozen", ds, cfg, folds, [0], tmp_path, tmp_path, tag="distill", soft_test=soft)
     assert (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns == stamp  # same: reused
@@ -246,7 +248,7 @@ def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp
     assert [p.parent.name for p in two["checkpoints"]] == ["fold0", "fold1"]
     for run in ("one", "two"):  # as in 04, each unit starts from the frozen head trained on its own fold's rows
         start = json.loads((tmp_path / f"{run}/kfold/text_finetuned/seed0/fold1/result.json").read_text())
-        assert start["config"]["extra"]["init_from"].startswith(f"{tmp_path}/{run}/kfold/text_frozen/seed0/fold1/best.pt@")
+        assert start["config"]["identity"]["init_from"].startswith(f"{tmp_path}/{run}/kfold/text_frozen/seed0/fold1/best.pt@")
     frozen = {run: json.loads((tmp_path / f"{run}/kfold/text_frozen/seed0/fold1/result.json").read_text())
               for run in ("one", "two")}
     losses = {run: [epoch["val_loss_cat3"] for epoch in result["history"]] for run, result in frozen.items()}
@@ -263,7 +265,7 @@ def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds,
     soft = {level: np.random.default_rng(0).dirichlet(np.ones(SIZES[level]), 3) for level in SIZES}
     picked = np.array([0, 1, *rows])
     for data in (RawRows(ds, cfg, ("text",)).with_soft_labels(rows, soft),
-                 feature_data(ds, cfg, INPUTS["text_frozen"]).with_soft_labels(rows, soft)):
+                 feature_data(ds, cfg, kind_spec("text_frozen").inputs).with_soft_labels(rows, soft)):
         batch = next(iter(batches(data, picked, 8)))
         assert batch["soft"].tolist() == [False, False, True, True, True]
         for level in SIZES:
@@ -318,7 +320,7 @@ def _fit_without_dropout(data_dir: str, cache: str, out: str) -> None:
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     rows = CountingRows(data_set, cfg, ("text",))
-    tc = train_config("text_finetuned", cfg, 0, epochs=1, lr=1e-2, encoder_lr=1e-3, warmup_ratio=0.0, grad_accum=2)
+    tc = replace(cfg.schedule("text_finetuned"), epochs=1, lr=1e-2, encoder_lr=1e-3, warmup_ratio=0.0, grad_accum=2)
     reduces = []
     torch.nn.parallel.DistributedDataParallel = _count_all_reduces(reduces)
     fit(model, rows, np.arange(21), np.arange(21, 28), tc, Path(out) / "run", verbose=False)  # batches 8, 8, 5
@@ -385,7 +387,7 @@ def test_late_fusion_keeps_its_encoders_frozen_end_to_end(ds, tmp_path):
     model = build_model("late_fusion", cfg, SIZES)
     assert not any(p.requires_grad for p in [*model.text.parameters(), *model.image.parameters()])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    tc = train_config("late_fusion", cfg, 0, epochs=1, lr=1e-2, warmup_ratio=0.0)
+    tc = replace(cfg.schedule("late_fusion"), epochs=1, lr=1e-2, warmup_ratio=0.0)
     fit(model, model_data(ds, cfg, ["late_fusion"]), np.arange(8), np.arange(8, 12), tc, tmp_path / "lf", verbose=False)
     moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
     assert moved and all(n.startswith("heads.") for n in moved)

@@ -138,12 +138,11 @@ def test_settings_that_cannot_work_are_refused_all_at_once_naming_key_and_range(
 
 
 def test_imbalance_options_are_schedule_fields_so_06_can_use_what_03_measured():
-    from utils.experiments import train_config
 
     cfg = build("demo", {"kfold.sampling": "over", "kfold.fusion_transformer.mixup": "0.2", "class_weight": "balanced"})
-    assert train_config("late_fusion", cfg, 0, "kfold").sampling == "over"
-    assert train_config("late_fusion", cfg, 0).sampling is None  # 04/05 keep plain draws
-    assert train_config("fusion_transformer", cfg, 0, "kfold").mixup == 0.2
-    assert train_config("text_frozen", cfg, 0).class_weight == "balanced"
+    assert cfg.schedule("late_fusion", "kfold").sampling == "over"
+    assert cfg.schedule("late_fusion").sampling == ""  # 04/05 keep plain draws
+    assert cfg.schedule("fusion_transformer", "kfold").mixup == 0.2
+    assert cfg.schedule("text_frozen").class_weight == "balanced"
     with pytest.raises(ConfigError, match="sampling='overr': choose one of '', 'over', 'under'"):
         build("demo", {"sampling": "overr"})

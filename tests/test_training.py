@@ -1,4 +1,6 @@
 """The training engine: resume after an interruption, skip when unchanged, determinism, sampling."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,8 @@ import torch
 import utils.training as training
 from utils.models import build_model
 from utils.config import build
-from utils.training import TensorData, TrainConfig, epoch_indices, fit
+from utils.features import TensorData
+from utils.training import epoch_indices, fit
 
 SIZES = {"cat1": 6, "cat2": 18, "cat3": 128}
 
@@ -25,30 +28,38 @@ def model():
 
 
 CFG = dict(epochs=4, batch_size=16, lr=5e-3, patience=10, device="cpu")
+PLAIN = dict(encoder_lr=0.0, warmup_ratio=0.1, grad_accum=1, loss_weights=(0.1, 0.1, 0.8), class_weight="", sampling="",
+             mixup=0.0, precision="auto", layer_decay=1.0, steps_per_epoch=0, min_steps=0, optimizer="adamw",
+             lr_schedule="cosine", grad_clip=1.0, distill_weight=0.0, weight_decay=0.01, seed=0)
+
+
+def schedule(**changes):
+    """The tiny profile's schedule with the plain settings of these tests, and `changes`."""
+    return replace(build("tiny").schedule("image_frozen"), **{**PLAIN, **CFG, **changes})
 TRAIN, VAL = np.arange(0, 90), np.arange(90, 120)
 
 
 def test_learns_and_keeps_history(tmp_path):
-    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    result = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     assert len(result.history) == 4 and result.best_score > 0.3  # chance is about 0.12 on 8 classes
     assert (tmp_path / "run/best.pt").exists() and (tmp_path / "run/result.json").exists()
     assert not (tmp_path / "run/last.pt").exists()
 
 
 def test_same_config_is_not_retrained_but_a_change_is(tmp_path):
-    first = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
-    again = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    first = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
+    again = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     assert again.skipped and again.best_score == first.best_score
-    changed = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "lr": 1e-3}), tmp_path / "run", verbose=False)
+    changed = fit(model(), toy_data(), TRAIN, VAL, schedule(**{"lr": 1e-3}), tmp_path / "run", verbose=False)
     assert not changed.skipped
     relabelled = toy_data()
     relabelled.tensors["cat3"][3] = (relabelled.tensors["cat3"][3] + 1) % 8  # one corrected label
-    again = fit(model(), relabelled, TRAIN, VAL, TrainConfig(**{**CFG, "lr": 1e-3}), tmp_path / "run", verbose=False)
+    again = fit(model(), relabelled, TRAIN, VAL, schedule(**{"lr": 1e-3}), tmp_path / "run", verbose=False)
     assert not again.skipped
 
 
 def test_the_validation_pass_handed_back_is_the_best_epochs_and_what_best_pt_predicts(tmp_path):
-    data, cfg = toy_data(), TrainConfig(**{**CFG, "epochs": 8, "lr": 0.3})  # too high a rate: the last epoch is not the best
+    data, cfg = toy_data(), schedule(**{"epochs": 8, "lr": 0.3})  # too high a rate: the last epoch is not the best
     result = fit(model(), data, TRAIN, VAL, cfg, tmp_path / "run", verbose=False)
     assert result.best_epoch < len(result.history) - 1
     again = training.predict(result.model, data, VAL, device="cpu")
@@ -57,7 +68,7 @@ def test_the_validation_pass_handed_back_is_the_best_epochs_and_what_best_pt_pre
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-    reference = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "ref", verbose=False)
+    reference = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "ref", verbose=False)
     real_predict, calls = training.predict, {"n": 0}
 
     def crash_on_third_validation(*args, **kwargs):
@@ -68,32 +79,32 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "predict", crash_on_third_validation)
     with pytest.raises(KeyboardInterrupt):
-        fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+        fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     assert (tmp_path / "run/last.pt").exists() and not (tmp_path / "run/result.json").exists()
     monkeypatch.setattr(training, "predict", real_predict)
-    resumed = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    resumed = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     assert resumed.resumed and len(resumed.history) == 4
     assert [h["val_weighted_f1_cat3"] for h in resumed.history] == [h["val_weighted_f1_cat3"] for h in reference.history]
     assert resumed.history[-1]["train_loss"] == pytest.approx(reference.history[-1]["train_loss"], rel=1e-5)
 
 
 def test_seeded_runs_repeat(tmp_path):
-    a = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "a", verbose=False)
-    b = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "b", verbose=False)
+    a = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "a", verbose=False)
+    b = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "b", verbose=False)
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
 
 
 @pytest.mark.parametrize("option", [{"class_weight": "balanced"}, {"sampling": "over"}, {"sampling": "under"},
                                     {"mixup": 0.4}, {"grad_accum": 2}])
 def test_imbalance_options_train(tmp_path, option):
-    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, **option}), tmp_path / "run", verbose=False)
+    result = fit(model(), toy_data(), TRAIN, VAL, schedule(**option), tmp_path / "run", verbose=False)
     assert np.isfinite(result.history[-1]["train_loss"])
 
 
 def test_sampling_rules():
     labels = np.array([0] * 80 + [1] * 15 + [2] * 5)
     rng = np.random.default_rng(0)
-    assert sorted(epoch_indices(labels, None, rng)) == list(range(100))
+    assert sorted(epoch_indices(labels, "", rng)) == list(range(100))
     over = labels[epoch_indices(labels, "over", rng)]
     assert len(over) == 100 and (over == 2).sum() > 5 and (over == 0).sum() < 80
     under = labels[epoch_indices(labels, "under", rng)]
@@ -110,7 +121,7 @@ def test_steps_per_epoch_caps_each_epoch_to_a_fresh_share_of_the_rows(tmp_path, 
         yield from original(data, indices, batch_size, device, rank, world, epoch)
 
     monkeypatch.setattr(training, "batches", counting)
-    fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "steps_per_epoch": 2}), tmp_path / "run",
+    fit(model(), toy_data(), TRAIN, VAL, schedule(**{"epochs": 2, "steps_per_epoch": 2}), tmp_path / "run",
         verbose=False)
     assert [len(d) for d in drawn] == [32, 32]  # 2 steps of 16 rows per epoch, not all 90
     assert set(drawn[0]) <= set(TRAIN) and set(drawn[0]) != set(drawn[1])
@@ -119,10 +130,10 @@ def test_steps_per_epoch_caps_each_epoch_to_a_fresh_share_of_the_rows(tmp_path, 
 def test_min_steps_gives_a_smaller_dataset_more_epochs(tmp_path):
     """A schedule sized in optimiser steps trains as much on a third of the rows: 90 rows in batches of 16 are 6
     steps an epoch, so 2 epochs with min_steps 30 become 5; a dataset big enough keeps its epochs."""
-    few = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "min_steps": 30}), tmp_path / "a",
+    few = fit(model(), toy_data(), TRAIN, VAL, schedule(**{"epochs": 2, "min_steps": 30}), tmp_path / "a",
               verbose=False)
     assert len(few.history) == 5
-    enough = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 2, "min_steps": 12}),
+    enough = fit(model(), toy_data(), TRAIN, VAL, schedule(**{"epochs": 2, "min_steps": 12}),
                  tmp_path / "b", verbose=False)
     assert len(enough.history) == 2
     assert build("demo").schedule("fusion_transformer", "kfold").min_steps == 300
@@ -130,13 +141,13 @@ def test_min_steps_gives_a_smaller_dataset_more_epochs(tmp_path):
 
 
 def test_time_budget_stops_mid_epoch_and_a_rerun_matches_an_uninterrupted_run(tmp_path, countdown):
-    whole = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, mixup=0.2), tmp_path / "whole", verbose=False)
+    whole = fit(model(), toy_data(), TRAIN, VAL, schedule(mixup=0.2), tmp_path / "whole", verbose=False)
     for budget in (countdown(3), countdown(7)):  # stops within epoch 1, then within epoch 2
         with pytest.raises(training.TimeBudgetExceeded, match="time budget"):
-            fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, mixup=0.2), tmp_path / "cut", verbose=False,
+            fit(model(), toy_data(), TRAIN, VAL, schedule(mixup=0.2), tmp_path / "cut", verbose=False,
                 budget=budget)
         assert torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["within"]["step"] > 0
-    again = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, mixup=0.2), tmp_path / "cut", verbose=False)
+    again = fit(model(), toy_data(), TRAIN, VAL, schedule(mixup=0.2), tmp_path / "cut", verbose=False)
     assert again.resumed
     assert [h["val_weighted_f1_cat3"] for h in again.history] == [h["val_weighted_f1_cat3"] for h in whole.history]
     assert [h["train_loss"] for h in again.history] == pytest.approx([h["train_loss"] for h in whole.history])
@@ -147,10 +158,10 @@ def test_time_budget_stops_mid_epoch_and_a_rerun_matches_an_uninterrupted_run(tm
 def test_fp16_trains_with_loss_scaling_on_the_cpu_as_on_a_t4(tmp_path, countdown):
     """The T4's precision, run here: fp16 autocast and a GradScaler whose state is saved for a resume."""
     with pytest.raises(training.TimeBudgetExceeded):
-        fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, precision="fp16"), tmp_path / "run", verbose=False,
+        fit(model(), toy_data(), TRAIN, VAL, schedule(precision="fp16"), tmp_path / "run", verbose=False,
             budget=countdown(3))
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["scaler"]["scale"] > 1
-    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG, precision="fp16"), tmp_path / "run", verbose=False)
+    result = fit(model(), toy_data(), TRAIN, VAL, schedule(precision="fp16"), tmp_path / "run", verbose=False)
     assert result.resumed and result.best_score > 0.3
 
 
@@ -161,9 +172,9 @@ def test_a_run_resumes_on_another_gpu_kind(tmp_path, countdown, monkeypatch, fir
     resolved = {"now": first}
     monkeypatch.setattr(training, "choose_precision", lambda device, precision: resolved["now"])
     with pytest.raises(training.TimeBudgetExceeded):
-        fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False, budget=countdown(3))
+        fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False, budget=countdown(3))
     resolved["now"] = then
-    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    result = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     assert result.resumed and len(result.history) == 4
 
 
@@ -210,7 +221,7 @@ def test_the_step_schedule_halves_the_rate_every_ten_epochs_and_radam_is_used(tm
         return seen["scheduler"]
 
     monkeypatch.setattr(training, "_scheduler", spy)
-    fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**{**CFG, "epochs": 12, "optimizer": "radam", "lr_schedule": "step"}),
+    fit(model(), toy_data(), TRAIN, VAL, schedule(**{"epochs": 12, "optimizer": "radam", "lr_schedule": "step"}),
         tmp_path / "run", verbose=False)
     assert seen["optimizer"] == "RAdam"
     assert seen["scheduler"].get_last_lr()[0] == pytest.approx(CFG["lr"] * 0.5)  # 12 epochs: halved once
@@ -221,33 +232,33 @@ def test_the_notebooks_time_budget_reaches_every_fit_not_only_06s(tmp_path, coun
     training.set_session_budget(countdown(3))
     try:
         with pytest.raises(training.TimeBudgetExceeded):
-            fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+            fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     finally:
         training.set_session_budget(None)
-    assert fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False).resumed
+    assert fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False).resumed
 
 
 @pytest.mark.parametrize("damaged", ["best.pt", "result.json", "last.pt"])
 def test_a_damaged_file_is_named_and_its_work_redone_to_the_same_result(tmp_path, capsys, countdown, damaged):
     """A half-copied checkpoint (from Drive, a full disk) is never loaded into a wrong answer: named, set aside,
     and the unit trains again to what it gave before."""
-    first = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    first = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     if damaged == "last.pt":
         with pytest.raises(training.TimeBudgetExceeded):
-            fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "cut", verbose=False, budget=countdown(3))
+            fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "cut", verbose=False, budget=countdown(3))
         run = tmp_path / "cut"
     else:
         run = tmp_path / "run"
     path = run / damaged
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-    again = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), run, verbose=False)
+    again = fit(model(), toy_data(), TRAIN, VAL, schedule(), run, verbose=False)
     assert f"{path}: cannot be read" in capsys.readouterr().out
     assert not again.skipped and not again.resumed and (run / f"{damaged}.damaged").exists()
     assert [h["val_weighted_f1_cat3"] for h in again.history] == [h["val_weighted_f1_cat3"] for h in first.history]
 
 
 def test_a_damaged_checkpoint_given_to_load_is_refused_with_its_path_and_the_way_out(tmp_path):
-    fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     (tmp_path / "run" / "best.pt").write_bytes(b"")
     with pytest.raises(RuntimeError, match=r"best.pt: cannot be read .*rerun the notebook"):
         training.load_checkpoint(model(), tmp_path / "run" / "best.pt")
@@ -257,7 +268,7 @@ def test_a_plateau_in_validation_f1_keeps_the_epoch_of_lowest_validation_loss(tm
     """A head stuck on the majority class scores the same F1 every epoch while it learns (its loss falls): the
     checkpoint kept (best.pt, what a fine-tune warm-starts from) must be the learnt one, not the first epoch's."""
     monkeypatch.setattr(training, "weighted_f1", lambda y, p: 0.2)  # every epoch ties, as on a majority-class plateau
-    result = fit(model(), toy_data(), TRAIN, VAL, TrainConfig(**CFG), tmp_path / "run", verbose=False)
+    result = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
     losses = [h["val_loss_cat3"] for h in result.history]
     assert losses[-1] < losses[0]
     assert result.best_epoch == int(np.argmin(losses))

@@ -24,15 +24,14 @@ import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from . import kinds as registry
 from . import paths
 from .runtime import PRECISIONS, DeviceError
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
                    "steps_per_epoch": int, "min_steps": int, "training_mode": str, "optimizer": str,
                    "lr_schedule": str, "class_weight": str, "sampling": str, "mixup": float}
-STAGES = ("kfold", "augmentation")
-MODEL_KINDS = ("text_tfidf", "text_frozen", "text_finetuned", "image_frozen", "image_finetuned", "image_vit",
-               "late_fusion", "fusion_transformer")
+STAGES = ("kfold", "augmentation")  # model kinds: utils/kinds.py
 
 
 class ConfigError(ValueError):
@@ -41,7 +40,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """How one model trains: the values `Config.schedule(kind, stage)` resolves."""
+    """How one model trains, resolved once per fit by `Config.schedule(kind, stage, seed)`: the scoped fields
+    (SCHEDULE_FIELDS) and the run-wide ones the training loop reads. No defaults of its own: `Config` holds them."""
 
     epochs: int
     lr: float
@@ -56,6 +56,16 @@ class Schedule:
     class_weight: str
     sampling: str
     mixup: float
+    batch_size: int
+    grad_accum: int
+    loss_weights: tuple
+    layer_decay: float
+    weight_decay: float
+    grad_clip: float
+    distill_weight: float
+    precision: str
+    device: str
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ class Config:
     grad_accum: int = 1           # batches per optimiser step
     optimizer: str = "adamw"      # adamw, or radam (9th place: RAdam on every parameter)
     lr_schedule: str = "cosine"   # cosine (warmup, then cosine decay to 0), or step (9th place: halved every 10 epochs)
+    weight_decay: float = 0.01    # the optimiser's weight decay
     class_weight: str = ""        # imbalance (03 measures each): "" or balanced (loss weighted by inverse frequency)
     sampling: str = ""            # "", over (square-root balanced draws) or under (each class capped at the median)
     mixup: float = 0.0            # Beta(alpha, alpha) mixing of cached inputs; 0: off (e.g. kfold.sampling=over)
@@ -166,11 +177,17 @@ class Config:
                                      # submission's labels; 0: every test row (full and tiny profiles)
 
     # ------------------------------------------------------------ derived values (never stored twice)
-    def schedule(self, kind: str, stage: str | None = None) -> Schedule:
+    def schedule(self, kind: str, stage: str | None = None, seed: int | None = None) -> Schedule:
+        """How `kind` trains in `stage` (most specific scope wins), with the training seed `seed` (default: the
+        run's)."""
         values = {name: getattr(self, name) for name in SCHEDULE_FIELDS}
         for scope in ([stage] if stage else []) + [kind] + ([f"{stage}.{kind}"] if stage else []):
             values.update(self.schedules.get(scope, {}))
-        return Schedule(**values)
+        return Schedule(**values, batch_size=self.batch_size, grad_accum=self.grad_accum,
+                        loss_weights=self.level_loss_weights, layer_decay=self.layer_decay,
+                        weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+                        distill_weight=self.distill_weight, precision=self.precision, device=self.device,
+                        seed=self.seed if seed is None else seed)
 
     @property
     def kfold_kinds(self) -> list[str] | None:
@@ -258,7 +275,7 @@ def valid_keys() -> list[str]:
 
 
 def _key_help() -> str:
-    kinds = ", ".join(MODEL_KINDS)
+    kinds = ", ".join(registry.names())
     return (f"valid keys: {', '.join(valid_keys())}; and schedules as [STAGE.][KIND.]FIELD with FIELD one of "
             f"{', '.join(SCHEDULE_FIELDS)}, STAGE one of {', '.join(STAGES)}, KIND one of {kinds} "
             f"(docs/configuration.md)")
@@ -326,8 +343,8 @@ def apply_settings(cfg: Config, settings: dict) -> Config:
             continue
         parts = key.split(".")
         scope, name = ".".join(parts[:-1]), parts[-1]
-        scope_ok = (len(parts) == 2 and parts[0] in STAGES + MODEL_KINDS) or \
-                   (len(parts) == 3 and parts[0] in STAGES and parts[1] in MODEL_KINDS)
+        scope_ok = (len(parts) == 2 and parts[0] in STAGES + registry.names()) or \
+                   (len(parts) == 3 and parts[0] in STAGES and parts[1] in registry.names())
         if not scope_ok or name not in SCHEDULE_FIELDS:
             raise ConfigError(f"unknown configuration key {key!r}; {_key_help()}")
         schedules.setdefault(scope, {})[name] = _coerce(key, value, SCHEDULE_FIELDS[name])
@@ -363,7 +380,7 @@ RANGES = {  # key: (lowest, highest or None); every count and rate a run can be 
     "num_workers": (-1, None), "eda_sample_images": (0, None), "gallery_size": (0, None), "gradcam_explain": (1, None),
     "gradcam_calibrate": (0, None), "predictor_check_rows": (0, None), "label_min_class_rows": (1, None),
     "modality_dropout": (0.0, 0.99), "label_max_probability": (1e-9, 0.999), "time_budget_hours": (0.0, None),
-    "checkpoint_minutes": (0.0, None), "grad_clip": (1e-6, None), "distill_weight": (0.0, None),
+    "checkpoint_minutes": (0.0, None), "grad_clip": (1e-6, None), "weight_decay": (0.0, None), "distill_weight": (0.0, None),
     "layer_decay": (1e-6, 1.0), "kfold_margin": (0.0, 1.0), "tfidf_alpha": (1e-12, None),
     "label_tfidf_alpha": (1e-12, None), "epochs": (1, None), "lr": (1e-12, None), "encoder_lr": (1e-12, None),
     "patience": (0, None), "warmup_ratio": (0.0, 0.99), "steps_per_epoch": (0, None), "min_steps": (0, None),
@@ -391,9 +408,9 @@ def problems(cfg: Config) -> list[str]:
             out.append(f"{key}={value!r}: must be {'at least ' + repr(low) if high is None else f'from {low} to {high}'}")
     out += _list_problems("text_augment", cfg.text_augment, ("span",) + TEXT_OPS)
     out += _list_problems("text_ops", cfg.text_ops, TEXT_OPS)
-    out += _list_problems("label_experts", cfg.label_experts, MODEL_KINDS, allow_empty=False)
+    out += _list_problems("label_experts", cfg.label_experts, registry.names(), allow_empty=False)
     if cfg.kfold_models.strip() != "auto":
-        out += _list_problems("kfold_models", cfg.kfold_models, ("auto",) + MODEL_KINDS, allow_empty=False)
+        out += _list_problems("kfold_models", cfg.kfold_models, ("auto",) + registry.names(), allow_empty=False)
     if not re.fullmatch(r"\s*(\d+\s*(,\s*\d+\s*)*)?", cfg.kfold_seeds):
         out.append(f"kfold_seeds={cfg.kfold_seeds!r}: comma-separated whole numbers, e.g. 0,1,2")
     return out

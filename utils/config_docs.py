@@ -5,7 +5,7 @@
 Every key of `Config` with its type, default, allowed values and meaning. The meaning is the field's comment in
 utils/config.py: its trailing comment and the comment lines that continue it, paired with the field by reading
 the source (`ast` for the fields, `tokenize` for the comments); the `# ---- ...` lines that group the fields give
-the tables. Then the schedule scopes (`SCHEDULE_FIELDS`, `STAGES`, `MODEL_KINDS` and the default scopes) and each
+the tables. Then the schedule scopes (`SCHEDULE_FIELDS`, `STAGES`, the kinds of utils/kinds.py, the default scopes) and each
 profile's overrides with their comments. tests/test_docs.py checks that docs/configuration.md is this command's
 output, so a field added without regenerating the page (or without a comment) fails there.
 """
@@ -18,6 +18,8 @@ import sys
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import kinds as registry
 
 CONFIG_SOURCE = Path(__file__).with_name("config.py")
 
@@ -192,7 +194,7 @@ def render(source: str | None = None) -> str:
     fields_ = config_fields(source)
     schedule_fields = [k.value for k in _assigned(tree, "SCHEDULE_FIELDS").keys]
     stages = list(ast.literal_eval(_assigned(tree, "STAGES")))
-    kinds = list(ast.literal_eval(_assigned(tree, "MODEL_KINDS")))
+    kinds = list(registry.names())
     out = [
         "# Configuration",
         "",

@@ -8,11 +8,12 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from . import distributed
-from .data import LEVELS
-from .experiments import fit_model, frozen_counterpart, model_data
+from . import kinds as registry
+from .experiments import fit_model, model_data
 from .io import atomic_path, write_csv
 from .metrics import hierarchical_decode, weighted_f1
 from .progress import bar
+from .taxonomy import LEVELS
 from .training import TimeBudgetExceeded, session_budget
 
 
@@ -104,7 +105,7 @@ def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int
     """A fine-tune's K-fold unit starts, as in 04, from its frozen model's head trained on the same rows: that
     frozen unit (the member's own when the frozen kind is a member too, else trained here, once). Without it
     the demo's short fine-tunes start from a random head and stay near chance."""
-    frozen = frozen_counterpart(kind, cfg)
+    frozen = registry.get(kind).starts_from(cfg)
     if frozen is None:
         return None
     return fit_model(frozen, _kfold_data(frozen, ds, cfg, soft_test), train_idx, val_idx, ds, cfg,
@@ -153,17 +154,12 @@ def _run_parallel(jobs, processes: int, device: str, run=None, devices: list[str
         return [f.result() for f in futures]
 
 
-FAMILIES = {"text": ("text_tfidf", "text_frozen", "text_finetuned"),
-            "image": ("image_frozen", "image_finetuned", "image_vit"),
-            "multimodal": ("late_fusion", "fusion_transformer")}
-
-
 def choose_members(results: pd.DataFrame, margin: float) -> tuple[list[str], pd.DataFrame]:
-    """The K-fold members this run's own validation results call for: per family (text, image, multimodal) the
+    """The K-fold members this run's own validation results call for: per family (utils/kinds.py: text, image, multimodal) the
     best model by validation weighted F1, or, among the models within `margin` of that best, the one that trained
     fastest (a K-fold member trains once per fold and seed). Returns the kinds and the table behind the choice."""
     rows = []
-    for family, kinds in FAMILIES.items():
+    for family, kinds in registry.families().items():
         scored = results[results["model"].isin(kinds)]
         if scored.empty:
             continue
@@ -217,7 +213,7 @@ def distill(kinds, members: dict, weights, ds, cfg, folds, seeds, checkpoints_di
     y3 = ds.labels("cat3")
     soft = blend([members[k]["test"] for k in kinds], weights)
     students = {k: kfold_predictions(k, ds, cfg, folds, seeds, checkpoints_dir, run_dir, tag="distill", budget=budget,
-                                     soft_test=soft) for k in kinds if k != "text_tfidf"}  # TF-IDF takes no soft labels
+                                     soft_test=soft) for k in kinds if registry.get(k).neural}  # TF-IDF takes no soft labels
     taught = {k: students.get(k, members[k]) for k in kinds}
     taught_weights = fit_weights([taught[k]["oof"] for k in kinds], y3)
 

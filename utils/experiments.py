@@ -13,13 +13,14 @@ from typing import Callable
 import numpy as np
 
 from . import distributed
+from . import kinds as registry
 from .baselines import tfidf_logreg, tfidf_probabilities
-from .data import LEVELS
+from .taxonomy import LEVELS
 from .features import all_rows, has_photo
 from .metrics import evaluate, record
-from .models import build_model, modalities
+from .models import build_model
 from .text import prime_content_morphemes
-from .training import TimeBudget, TrainConfig, data_labels, fit, load_checkpoint, predict, session_budget
+from .training import TimeBudget, data_labels, fit, load_checkpoint, predict, session_budget
 
 
 @dataclass
@@ -36,27 +37,11 @@ class Trained:
     config: dict = field(default_factory=dict)  # what metrics.json records about how it was trained
 
 
-def train_config(kind: str, cfg, seed: int, stage: str | None = None, **overrides) -> TrainConfig:
-    """The configuration's schedule for `kind` (in `stage`: "kfold", "augmentation") as training settings."""
-    s = cfg.schedule(kind, stage)
-    base = TrainConfig(epochs=s.epochs, batch_size=cfg.batch_size, lr=s.lr, encoder_lr=s.encoder_lr,
-                       warmup_ratio=s.warmup_ratio, patience=s.patience, grad_accum=cfg.grad_accum,
-                       precision=cfg.precision, layer_decay=cfg.layer_decay, seed=seed, device=cfg.device,
-                       steps_per_epoch=s.steps_per_epoch, min_steps=s.min_steps, loss_weights=cfg.level_loss_weights,
-                       optimizer=s.optimizer, lr_schedule=s.lr_schedule, grad_clip=cfg.grad_clip,
-                       distill_weight=cfg.distill_weight, class_weight=s.class_weight or None,
-                       sampling=s.sampling or None, mixup=s.mixup,
-                       extra={"kind": kind, "training_mode": s.training_mode})
-    return replace(base, **overrides)
-
-
 def model_data(ds, cfg, kinds, labels_frame=None, stage: str | None = None):
     """What models of `kinds` train on: cached encoder states (`cached` mode, see features.feature_data) or raw
     rows decoded per batch (`end_to_end` mode, see rows.RawRows); all `kinds` must share their training mode."""
     from .features import feature_data
-    from .models import INPUTS
-
-    keys = tuple(k for kind in kinds for k in INPUTS[kind])
+    keys = tuple(k for kind in kinds for k in registry.get(kind).inputs)
     modes = {kind: cfg.schedule(kind, stage).training_mode for kind in kinds}
     if len(set(modes.values())) > 1:
         raise ValueError(f"models {modes} train in different modes: ask for their data one mode at a time")
@@ -72,7 +57,7 @@ def labels_of(data, indices) -> dict[str, np.ndarray]:
     return {level: data_labels(data, indices, level) for level in LEVELS}
 
 
-def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="model", **_) -> Trained:
+def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="model", **_) -> Trained:
     """TF-IDF + logistic regression on cat3 (cat1/cat2 summed from cat3); seconds to fit, so always refitted, and
     saved (run_dir/name/model.joblib) for the predictor."""
     import joblib
@@ -98,17 +83,17 @@ def _fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mod
 
 def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,
                 name="model", budget: TimeBudget | None = None, **overrides) -> Trained:
-    tc = train_config(kind, cfg, seed, stage, **overrides)
-    tc.extra = {**tc.extra, "taxonomy": ds.taxonomy.digest}
+    """`overrides`: schedule fields changed for this fit (03's imbalance options, a test's short schedule)."""
+    schedule = replace(cfg.schedule(kind, stage, seed), **overrides)
+    identity = {"kind": kind, "taxonomy": ds.taxonomy.digest}
     model = build_model(kind, cfg, ds.taxonomy.sizes, seed, stage)
     if init_from is not None:
         load_checkpoint(model, init_from, partial=True)
         digest = hashlib.sha1(Path(init_from).read_bytes()).hexdigest()[:12]  # a retrained start retrains this
-        tc.extra = {**tc.extra, "init_from": f"{init_from}@{digest}"}
-    fitted = fit(model, data, train_idx, val_idx, tc, Path(run_dir) / name, name, budget=budget,
+        identity["init_from"] = f"{init_from}@{digest}"
+    fitted = fit(model, data, train_idx, val_idx, schedule, Path(run_dir) / name, name, identity, budget=budget,
                  checkpoint_minutes=cfg.checkpoint_minutes)
-    described = {"kind": kind, **{k: v for k, v in asdict(tc).items() if k != "extra"},
-                 "text_model": cfg.text_model, "image_model": cfg.image_model}
+    described = {"kind": kind, **asdict(schedule), "text_model": cfg.text_model, "image_model": cfg.image_model}
 
     def probabilities(rows):
         """The validation rows' probabilities come from the best epoch's validation pass when this call ran it
@@ -128,29 +113,17 @@ def _fit_in_group(args: tuple, overrides: dict) -> None:
     _fit_neural(*args, **overrides)
 
 
-def frozen_counterpart(kind: str, cfg) -> str | None:
-    """The frozen model whose trained head a fine-tune starts from, when the heads are the same; layer-wise text
-    heads have no frozen counterpart and start fresh."""
-    frozen = {"text_finetuned": "text_frozen", "image_finetuned": "image_frozen"}.get(kind)
-    if frozen is None or (kind == "text_finetuned" and cfg.text_head != "pooled"):
-        return None
-    return frozen
-
-
 def warm_start(kind: str, cfg, checkpoints_dir) -> Path | None:
     """Where 04's fine-tune starts: its frozen model's trained head (04 trains that first)."""
-    frozen = frozen_counterpart(kind, cfg)
+    frozen = registry.get(kind).starts_from(cfg)
     return None if frozen is None else Path(checkpoints_dir) / frozen / "best.pt"
-
-
-TRAINERS = {"text_tfidf": _fit_tfidf}  # any other kind is a neural model of utils/models.py
 
 
 def runnable(kinds, ds) -> list[str]:
     """`kinds` less the models that need photos when the dataset has none (said once, with why)."""
     if ds.has_photos:
         return list(kinds)
-    dropped = [k for k in kinds if "image" in modalities(k)]
+    dropped = [k for k in kinds if "image" in registry.get(k).reads]
     if dropped:
         print(f"no training row has a photo: skipping {', '.join(dropped)} (they read images); text models only")
     return [k for k in kinds if k not in dropped]
@@ -189,16 +162,15 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
     """Fit (or reload, when unchanged) model `kind` on `train_idx`, early-stopping on `val_idx`.
     `init_from`: a best.pt to start from (a fine-tune starts from its frozen model's trained head).
     `budget`: stop cleanly (TimeBudgetExceeded) before it runs out; a rerun continues."""
-    trainer = TRAINERS.get(kind, _fit_neural)
+    trainer = registry.get(kind).fitter() or _fit_neural
     budget = budget if budget is not None else session_budget()  # handed to data-parallel processes too
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     photo = None
-    if modalities(kind) == {"image"}:
+    if registry.get(kind).reads == {"image"}:
         photo = np.concatenate([has_photo(ds), np.ones(len(data) - len(ds.train) - len(ds.test), bool)])  # + copies
         train_idx, val_idx = _rows_with_photos(name, photo, train_idx, val_idx)
-    if hasattr(data, "for_training"):  # raw rows: augmentation reaches the rows this model trains on, no others
-        data = data.for_training(train_idx, seed)
-    if trainer is _fit_neural and hasattr(data, "loader") and stage != "kfold" and distributed.world()[1] == 1 \
+    data = data.for_training(train_idx, seed)  # raw rows: augmentation reaches the rows this model trains on only
+    if trainer is _fit_neural and data.raw and stage != "kfold" and distributed.world()[1] == 1 \
             and (processes := distributed.processes_for(cfg)) > 1:  # one model on every GPU; K-fold units have one each
         distributed.launch(_fit_in_group, processes, ((kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage,
                                                        init_from, name, budget), overrides), cfg.device)

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from .backbones import frozen_backbone
-from .data import LEVELS
 from .images import load_image, no_photo
 from .io import DamagedFile, disk_full, read_json, write_json
 from .models import POOLED, ImageTower, TextTower
 from .progress import bar
 from .runtime import autocast, choose_precision, pick_device
+from .taxonomy import LEVELS
 
 
 def _file_digest(path: Path, memo: dict) -> str:
@@ -305,12 +306,12 @@ def model_inputs(states: dict, keys, chunk_rows: int = 512) -> dict:
 def needs_token_states(cfg, modality: str) -> bool:
     """Whether some model of this configuration trains on cached token states of `modality` (the demo's cached
     fine-tunes and fusion); if none does, its frozen models read pooled vectors alone (`pooled_features`)."""
-    from .config import MODEL_KINDS, STAGES
-    from .models import INPUTS
+    from . import kinds
+    from .config import STAGES
 
     return any(cfg.schedule(kind, stage).training_mode == "cached" and
-               any(k.startswith(modality) and k not in POOLED for k in INPUTS[kind])
-               for kind in MODEL_KINDS for stage in (None, *STAGES))
+               any(k.startswith(modality) and k not in POOLED for k in kinds.get(kind).inputs)
+               for kind in kinds.names() for stage in (None, *STAGES))
 
 
 def _entry_name(cfg, modality: str) -> tuple[str, str]:
@@ -336,6 +337,65 @@ def pooled_features(ds, cfg, modality: str) -> dict:
     return _dataset_features(ds, cfg, modality, column, model, f"{tag}-pooled", pool)
 
 
+def soft_digest(rows, soft: dict[str, np.ndarray]) -> str:
+    """Changes with the soft targets: a student of other teachers is retrained, never reused."""
+    h = hashlib.sha1(np.asarray(rows, dtype=np.int64).tobytes())
+    for level in sorted(soft):
+        h.update(np.round(np.asarray(soft[level], dtype=np.float64), 6).tobytes())
+    return h.hexdigest()[:12]
+
+
+class TensorData(Dataset):
+    """Rows of a dict of equally long tensors (cached features and labels): train rows, then test rows, then any
+    appended copies (`extended`). The same interface as rows.RawRows: `loader`, `labels_of`, `for_training`."""
+
+    raw = False  # cached tensors, sliced per batch (RawRows: decoded per batch)
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        self.n = len(next(iter(tensors.values())))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return {k: v[i] for k, v in self.tensors.items()}
+
+    def loader(self, groups, device: str = "cpu", epoch: int = 0):
+        """One batch per group of row indices, sliced directly (no per-row Python work)."""
+        for group in groups:
+            chunk = torch.from_numpy(np.asarray(group))
+            yield {k: v[chunk] for k, v in self.tensors.items()}
+
+    def labels_of(self, indices, level: str = "cat3") -> np.ndarray:
+        return self.tensors[level][np.asarray(indices)].numpy()
+
+    def for_training(self, train_idx, seed: int = 0) -> "TensorData":
+        """Cached rows are not augmented per draw: the same rows."""
+        return self
+
+    def with_soft_labels(self, rows, soft: dict[str, np.ndarray]) -> "TensorData":
+        """A copy whose `rows` train on soft targets (per level, (len(rows), classes) probabilities: the ensemble's
+        test predictions, for distillation) instead of their labels; see `soft_targets`."""
+        tensors = dict(self.tensors)
+        for level, probs in soft.items():
+            full = torch.zeros(self.n, probs.shape[1])
+            full[torch.as_tensor(np.asarray(rows))] = torch.as_tensor(probs, dtype=torch.float32)
+            tensors[f"soft_{level}"] = full
+        flags = torch.zeros(self.n, dtype=torch.bool)
+        flags[torch.as_tensor(np.asarray(rows))] = True
+        tensors["soft"] = flags
+        copy = TensorData(tensors)
+        copy.soft_digest = soft_digest(rows, soft)
+        return copy
+
+    def extended(self, extra: dict[str, torch.Tensor]) -> tuple["TensorData", np.ndarray]:
+        """A copy with `extra` rows appended (same keys), and the indices of those rows."""
+        n_extra = len(next(iter(extra.values())))
+        merged = {k: torch.cat([v, extra[k].to(v.dtype)]) for k, v in self.tensors.items()}
+        return TensorData(merged), np.arange(self.n, self.n + n_extra)
+
+
 def feature_data(ds, cfg, keys, labels_frame=None):
     """A TensorData over train + test rows with the cached inputs `keys` and labels (-1 on test rows).
 
@@ -343,8 +403,6 @@ def feature_data(ds, cfg, keys, labels_frame=None):
     token states (else they are pooled from those: the same vectors, bit for bit). `labels_frame` (default: ds.train) supplies the labels, so augmented or
     corrected labels can be used.
     """
-    from .training import TensorData
-
     tensors = {}
     for modality in ("text", "image"):
         wanted = [k for k in keys if k.startswith(modality)]

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from .data import LEVELS, check_labels
+from .data import check_labels
+from .taxonomy import LEVELS
 from .text import clean_overview
 
 GENERIC_NAMES = {"기타", "성"}  # too generic or too short to count as naming a class

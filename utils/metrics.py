@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from .config import DECODE_RULES
-from .data import LEVELS
+from .taxonomy import LEVELS
 from .io import read_json, write_json
 
 

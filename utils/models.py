@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import kinds
 from .backbones import ImageBackbone, TextBackbone, frozen_backbone, load_backbone, mean_pool
-from .data import LEVELS
+from .taxonomy import LEVELS
 
 
 def _maybe_checkpoint(tower: nn.Module, fn, h):
@@ -412,24 +413,6 @@ def pool_image(tokens: torch.Tensor) -> torch.Tensor:
 POOLED = {"text_pooled": (("text_final", "text_mask"), pool_text), "image_pooled": (("image_final",), pool_image)}
 
 
-# Which cached inputs each model kind reads (see utils/features.py); TF-IDF reads the raw text.
-INPUTS = {
-    "text_tfidf": (),
-    "text_frozen": ("text_pooled",),
-    "text_finetuned": ("text_bottom", "text_mask"),
-    "image_frozen": ("image_pooled",),
-    "image_finetuned": ("image_bottom",),
-    "image_vit": ("image_bottom",),
-    "late_fusion": ("text_pooled", "image_pooled"),
-    "fusion_transformer": ("text_final", "text_mask", "image_final"),
-}
-
-
-def modalities(kind: str) -> frozenset:
-    """What a model kind reads: {"text"}, {"image"} or both (TF-IDF reads the raw text)."""
-    return frozenset(key.split("_")[0] for key in INPUTS[kind]) or frozenset({"text"})
-
-
 def encoder_layer_lrs(model: nn.Module, encoder_lr: float, decay: float) -> dict[int, float]:
     """Layer-wise learning-rate decay: the top layer of each pretrained encoder gets `encoder_lr`, each layer
     below it `decay` times the one above (decay 1: every layer `encoder_lr`). Keyed by parameter id."""
@@ -452,48 +435,61 @@ def _backbone(modality: str, cfg, trainable: bool):
     return load_backbone(modality, cfg) if trainable else frozen_backbone(modality, cfg)
 
 
-TUNED_END_TO_END = ("text_finetuned", "image_finetuned", "fusion_transformer")  # late fusion keeps frozen encoders
-
-
 def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0, stage: str | None = None,
                 backbone=_backbone) -> nn.Module:
-    """A fresh model of `kind` (see INPUTS) with the configuration's encoders; seeded, so runs repeat.
+    """A fresh model of `kind` (utils/kinds.py) with the configuration's encoders; seeded, so runs repeat.
 
-    The kind's training mode (`cfg.schedule(kind, stage).training_mode`) decides: `cached`: fine-tuned kinds
-    train their top text layers / image stages on cached states below them. `end_to_end`: fine-tuned and
-    multimodal kinds train their whole encoders from raw inputs (the token-embedding table only with
-    `train_word_embeddings`); frozen kinds read raw inputs through the shared frozen encoders. `backbone(modality,
-    cfg, trainable)` makes the encoders (utils/plan.py: weightless ones of the same shapes)."""
+    The kind's training mode (`cfg.schedule(kind, stage).training_mode`) decides: `cached`: kinds that tune
+    train their top text layers / image stages on cached states below them. `end_to_end`: kinds that train whole
+    encoders do so from raw inputs (the token-embedding table only with `train_word_embeddings`); the others read
+    raw inputs through the shared frozen encoders. `backbone(modality, cfg, trainable)` makes the encoders
+    (utils/plan.py: weightless ones of the same shapes)."""
+    spec = kinds.get(kind)
     torch.manual_seed(seed)
-    text = image = None
-    whole = cfg.schedule(kind, stage).training_mode == "end_to_end" and kind in TUNED_END_TO_END
-    if kind.startswith("text") or "fusion" in kind:
-        tuned = whole or kind == "text_finetuned"
+    whole = spec.whole and cfg.schedule(kind, stage).training_mode == "end_to_end"
+    towers = {}
+    if "text" in spec.reads:
+        tuned = whole or spec.tunes
         encoder = backbone("text", cfg, tuned)
         top = encoder.model.config.num_hidden_layers if whole else cfg.text_top_layers
-        text = TextTower(encoder, top, train_top=tuned)
+        towers["text"] = TextTower(encoder, top, train_top=tuned)
         if whole and not cfg.train_word_embeddings:
-            text.encoder.embeddings.word_embeddings.weight.requires_grad = False
-    if kind.startswith("image") or "fusion" in kind:
-        tuned = whole or kind == "image_finetuned"
+            towers["text"].encoder.embeddings.word_embeddings.weight.requires_grad = False
+    if "image" in spec.reads:
+        tuned = whole or spec.tunes
         encoder = backbone("image", cfg, tuned)
-        image = ImageTower(encoder, len(encoder.model.blocks) if whole else cfg.image_top_stages, train_top=tuned)
-    for tower in (text, image):
-        if whole and tower is not None and cfg.grad_checkpointing:
-            tower.checkpointing = True
+        towers["image"] = ImageTower(encoder, len(encoder.model.blocks) if whole else cfg.image_top_stages,
+                                     train_top=tuned)
+    for tower in towers.values():
+        tower.checkpointing = whole and cfg.grad_checkpointing
     torch.manual_seed(seed)
-    if kind == "text_finetuned" and cfg.text_head == "layerwise":
-        return LayerwiseTextClassifier(text, sizes, cfg.head_depths)
-    if kind.startswith("text"):
-        return TextClassifier(text, sizes)
-    if kind == "image_vit":
-        return ImageClassifier(HybridViTTower(image, cfg.image_size), sizes)
-    if kind.startswith("image"):
-        return ImageClassifier(image, sizes)
-    if kind == "late_fusion":
-        return LateFusion(text, image, sizes)
-    if kind == "fusion_transformer":
-        return FusionTransformer(text, image, sizes, d_model=cfg.fusion_width, num_layers=cfg.fusion_layers,
-                                 dim_feedforward=cfg.fusion_ff, text_pool=cfg.fusion_text_pool,
-                                 modality_dropout=cfg.modality_dropout)
-    raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(INPUTS)}")
+    return spec.builder()(towers, sizes, cfg)
+
+
+# The networks of the registered kinds (utils/kinds.py): build(towers, sizes, cfg).
+def text_classifier(towers, sizes, cfg) -> nn.Module:
+    return TextClassifier(towers["text"], sizes)
+
+
+def tuned_text_classifier(towers, sizes, cfg) -> nn.Module:
+    if cfg.text_head == "layerwise":
+        return LayerwiseTextClassifier(towers["text"], sizes, cfg.head_depths)
+    return TextClassifier(towers["text"], sizes)
+
+
+def image_classifier(towers, sizes, cfg) -> nn.Module:
+    return ImageClassifier(towers["image"], sizes)
+
+
+def vit_classifier(towers, sizes, cfg) -> nn.Module:
+    return ImageClassifier(HybridViTTower(towers["image"], cfg.image_size), sizes)
+
+
+def late_fusion(towers, sizes, cfg) -> nn.Module:
+    return LateFusion(towers["text"], towers["image"], sizes)
+
+
+def fusion_transformer(towers, sizes, cfg) -> nn.Module:
+    return FusionTransformer(towers["text"], towers["image"], sizes, d_model=cfg.fusion_width,
+                             num_layers=cfg.fusion_layers, dim_feedforward=cfg.fusion_ff,
+                             text_pool=cfg.fusion_text_pool, modality_dropout=cfg.modality_dropout)

@@ -36,7 +36,7 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import paths
+from . import kinds, paths
 
 GB = 2**30
 CUDA_CONTEXT_GB = 1.5      # CUDA context, cuBLAS/cuDNN workspaces: outside torch's allocator (docs/benchmarks.md)
@@ -235,26 +235,25 @@ def reads(kind: str, cfg, stage: str | None = None) -> str:
     """What a fit of `kind` reads: raw rows (`raw`: end to end, through the encoders it trains or, for the frozen
     kinds, runs), cached token states (`tokens`), pooled vectors (`pooled`: models.POOLED, kilobytes a row) or the
     text itself (`text`, TF-IDF)."""
-    from .models import INPUTS, POOLED
+    from .models import POOLED
 
     if kind == "text_tfidf":
         return "text"
     if cfg.schedule(kind, stage).training_mode == "end_to_end":
         return "raw"
-    return "pooled" if all(key in POOLED for key in INPUTS[kind]) else "tokens"
+    return "pooled" if all(key in POOLED for key in kinds.get(kind).inputs) else "tokens"
 
 
 def signature(kind: str, cfg, stage: str | None = None) -> str:
     """Everything the per-item figures of `kind` depend on: the key of MEASURED."""
-    from .models import modalities
 
     parts = [kind, reads(kind, cfg, stage)]
-    if "text" in modalities(kind):
+    if "text" in kinds.get(kind).reads:
         parts += [f"{cfg.text_model}@{cfg.max_len}", f"top{cfg.text_top_layers}"]
         parts += [f"emb{int(cfg.train_word_embeddings)}"] if parts[1] == "raw" else []
     if kind == "text_finetuned":
         parts.append(f"{cfg.text_head}{cfg.layerwise_depths if cfg.text_head == 'layerwise' else ''}")
-    if "image" in modalities(kind):
+    if "image" in kinds.get(kind).reads:
         parts += [f"{cfg.image_model}@{cfg.image_size}", f"top{cfg.image_top_stages}"]
     if kind == "fusion_transformer":
         parts.append(f"fusion{cfg.fusion_width}x{cfg.fusion_layers}x{cfg.fusion_ff}/{cfg.fusion_text_pool}")
@@ -327,13 +326,12 @@ def _batch(kind: str, cfg, stage, model, n: int) -> dict:
     """A training batch of `n` items as `kind` reads it (raw rows or cached states), full-length texts."""
     import torch
 
-    from .models import modalities
 
     ids = torch.randint(5, 200, (n, cfg.max_len))
     raw = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
            "pixels": torch.randn(n, 3, cfg.image_size, cfg.image_size)}
     if reads(kind, cfg, stage) == "raw":
-        wanted = modalities(kind)
+        wanted = kinds.get(kind).reads
         out = {k: v for k, v in raw.items() if ("image" if k == "pixels" else "text") in wanted}
     else:
         out = _cached_inputs(kind, model, raw)
@@ -345,7 +343,7 @@ def _cached_inputs(kind: str, model, raw: dict) -> dict:
     """Cached states of `raw` as the cache stores them (fp16), computed by the model's own towers."""
     import torch
 
-    from .models import INPUTS, ImageTower, TextTower, pool_image, pool_text
+    from .models import ImageTower, TextTower, pool_image, pool_text
 
     text = next((m for m in model.modules() if isinstance(m, TextTower)), None)
     image = next((m for m in model.modules() if isinstance(m, ImageTower)), None)
@@ -360,7 +358,7 @@ def _cached_inputs(kind: str, model, raw: dict) -> dict:
             low = image.bottom(raw["pixels"])
             final = image.top(low)
             out.update(image_bottom=low.half(), image_final=final.half(), image_pooled=pool_image(final))
-    return {k: out[k] for k in INPUTS[kind]}
+    return {k: out[k] for k in kinds.get(kind).inputs}
 
 
 def _loss(out: dict):
@@ -605,12 +603,11 @@ def fits_of(cfg) -> list[Fit]:
 def _with_cache_passes(out: list[Fit], cfg, rows: int) -> list[Fit]:
     """An encoding pass before the first fit that reads each modality's cache (pooled vectors, or token states
     where some model trains on them: features.needs_token_states)."""
-    from .models import INPUTS, modalities
 
     done, result = set(), []
     for fit in out:
-        if fit.kind in INPUTS and reads(fit.kind, cfg, fit.stage) in ("pooled", "tokens"):
-            for modality in sorted(modalities(fit.kind) - done):
+        if fit.kind in kinds.KINDS and reads(fit.kind, cfg, fit.stage) in ("pooled", "tokens"):
+            for modality in sorted(kinds.get(fit.kind).reads - done):
                 result.append(Fit(fit.notebook, "cache", f"{modality} cache, every row", reads=modality,
                                   folder="cache", rows=(0, 0, rows)))
                 done.add(modality)
@@ -721,7 +718,6 @@ def _state_bytes(cfg, tokens: bool) -> dict[str, int]:
 def _rates(fig: Figures, fit: Fit, cfg, platform: Platform, measured: bool = True) -> tuple[float, float]:
     """Training and inference items/s of one unit: FLOPs at the assumed utilisation (GPU-measured where the same
     GPU model ran gpu_check), bounded by the loader's decoding for raw images and by per-step overhead."""
-    from .models import modalities
 
     peak = max(platform.peak_tflops, 1e-3) * 1e12 * platform.mfu
     train = peak / max(fig.flops * (4 / 3 if fit.checkpointing else 1), 1.0)
@@ -729,7 +725,7 @@ def _rates(fig: Figures, fit: Fit, cfg, platform: Platform, measured: bool = Tru
     row = _measured(fit.kind, "train", platform, fit.checkpointing) if measured else None
     if row and row["same_gpu"] and row.get("items_per_s"):
         train = float(row["items_per_s"])
-    if fit.reads == "raw" and "image" in modalities(fit.kind):
+    if fit.reads == "raw" and "image" in kinds.get(fit.kind).reads:
         loader = max(1, _workers(cfg, platform)) * IMAGES_PER_CORE
         train, infer = min(train, loader), min(infer, loader)
     train = min(train, max(1, fit.micro_batch) / STEP_SECONDS) * (1 + (fit.processes - 1) * DDP_EFFICIENCY)
@@ -784,7 +780,6 @@ def _encoder_figures(modality: str, cfg) -> Figures:
 
 def _cost_trained(fit: Fit, cfg, platform: Platform) -> Fit:
     """A neural fit: its GPU memory at the configured micro-batch, host RAM, checkpoints and hours."""
-    from .models import modalities
 
     fig = _with_measurements(figures(fit.kind, cfg, fit.stage), fit.kind, platform)
     processes = _processes(cfg, platform)
@@ -796,7 +791,7 @@ def _cost_trained(fit: Fit, cfg, platform: Platform) -> Fit:
     precision = precision_on(cfg, platform)
     device_bytes = max(_train_phases(fig, fit.micro_batch, fit.checkpointing, precision, fit.processes).values())
     fit.gpu_memory_gb = (device_bytes / GB + CUDA_CONTEXT_GB) if platform.gpus else 0.0
-    held = sum(4 * _encoder_params(m, cfg) for m in modalities(fit.kind)) if fit.reads == "raw" else 0
+    held = sum(4 * _encoder_params(m, cfg) for m in kinds.get(fit.kind).reads) if fit.reads == "raw" else 0
     per_process = host_base_gb() * GB + held + max(8 * fig.total, BYTES_LAST * fig.trained) + \
         (_workers(cfg, platform) * WORKER_GB * GB if fit.reads == "raw" else 0)
     per_process += 0 if platform.gpus else device_bytes

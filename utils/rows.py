@@ -17,14 +17,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from .augment import augment_image, augment_text_on_the_fly, image_pipeline, seed_pipeline
 from .backbones import preprocessing
-from .data import LEVELS
-from .features import all_rows, image_uint8, row_labels
+from .features import all_rows, image_uint8, row_labels, soft_digest
 from .images import load_image, no_photo
+from .taxonomy import LEVELS
 
 
 class RawRows(Dataset):
     """Train rows then test rows (the order of the cached features), with labels (-1 on test rows)."""
 
+    raw = True  # decoded per batch (features.TensorData: cached tensors)
     soft: dict | None = None  # distillation's soft targets by row (with_soft_labels)
 
     def __init__(self, ds, cfg, modalities=("text", "image"), labels_frame=None):
@@ -119,9 +120,7 @@ class RawRows(Dataset):
         self.image = preprocessing("image", self.cfg) if state["image"] else None
 
     def with_soft_labels(self, rows, soft: dict) -> "RawRows":
-        """A view whose `rows` train on soft targets instead of labels (see training.TensorData.with_soft_labels)."""
-        from .training import soft_digest
-
+        """A view whose `rows` train on soft targets instead of labels (see features.TensorData.with_soft_labels)."""
         view = self._view()
         view.soft = {int(r): {level: soft[level][i] for level in soft} for i, r in enumerate(rows)}
         view.soft_widths = {level: soft[level].shape[1] for level in soft}

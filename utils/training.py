@@ -1,11 +1,12 @@
 """One training loop for every model of the project.
 
-AdamW, cosine schedule with warmup, gradient accumulation, mixed precision from the hardware (bf16 where native,
-fp16 with loss scaling on older GPUs, fp32 on CPU), torch.compile on a GPU,
-early stopping on validation weighted F1 of cat3, the best checkpoint kept, history per epoch.
+AdamW or RAdam, cosine schedule with warmup or step decay, gradient accumulation, mixed precision from the hardware
+(bf16 where native, fp16 with loss scaling on older GPUs, fp32 on CPU), data-parallel processes, early stopping on validation weighted F1 of cat3, the best checkpoint kept, history per epoch.
 A run writes into its own folder: `last.pt` after every epoch (an interrupted run resumes from it),
 `best.pt`, and `result.json` when done; a finished run with the same configuration is not retrained.
-Imbalance options: class-weighted loss, over-/under-sampling, mixup.
+Imbalance options: class-weighted loss, over-/under-sampling, mixup. `fit` reads one `config.Schedule`, resolved
+from the run's configuration; its parts are the methods of `_Fit`. The data is a `features.TensorData` (cached
+tensors) or a `rows.RawRows` (rows decoded per batch): one interface, `loader`, `labels_of`, `for_training`.
 """
 from __future__ import annotations
 
@@ -19,78 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from .io import DamagedFile, atomic_path, load_torch, read_json, write_json
-from .data import LEVELS
+from . import distributed
+from .config import Schedule
 from .features import to_device
+from .io import DamagedFile, atomic_path, load_torch, read_json, write_json
 from .metrics import weighted_f1
 from .models import encoder_layer_lrs, pretrained_parameters
 from .progress import bar as progress_bar
 from .runtime import announce_precision, autocast, choose_precision, pick_device
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    encoder_lr: float | None = None  # learning rate of trainable encoder layers (default: lr)
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_accum: int = 1
-    patience: int = 3
-    loss_weights: tuple = (0.1, 0.1, 0.8)  # cat1, cat2, cat3
-    class_weight: str | None = None  # None or "balanced"
-    sampling: str | None = None  # None, "over" (square-root balanced draws) or "under" (cap at the median)
-    mixup: float = 0.0  # Beta(alpha, alpha) on the float inputs; 0 = off
-    precision: str = "auto"  # auto (from the hardware), bf16, fp16 (with a GradScaler) or fp32
-    layer_decay: float = 1.0  # layer-wise learning-rate decay of pretrained encoder layers (1: off)
-    steps_per_epoch: int = 0  # optimiser steps per epoch on a fresh random share of the rows (0: every row)
-    min_steps: int = 0  # at least this many optimiser steps in all: more epochs on a smaller dataset
-    optimizer: str = "adamw"  # or radam
-    lr_schedule: str = "cosine"  # cosine with warmup, or step (halved every 10 epochs)
-    grad_clip: float = 1.0
-    distill_weight: float = 0.0  # > 0: mean over hard rows + this x mean over soft-target rows
-    compile: bool = False  # torch.compile, GPU only
-    seed: int = 0
-    device: str = "auto"
-    extra: dict = field(default_factory=dict)  # anything else that defines the run (data, split, model)
-
-
-class TensorData(Dataset):
-    """Rows of a dict of equally long tensors (cached features and labels)."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        self.tensors = tensors
-        self.n = len(next(iter(tensors.values())))
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return {k: v[i] for k, v in self.tensors.items()}
-
-    def with_soft_labels(self, rows, soft: dict[str, np.ndarray]) -> "TensorData":
-        """A copy whose `rows` train on soft targets (per level, (len(rows), classes) probabilities: the ensemble's
-        test predictions, for distillation) instead of their labels; see `soft_targets`."""
-        tensors = dict(self.tensors)
-        for level, probs in soft.items():
-            full = torch.zeros(self.n, probs.shape[1])
-            full[torch.as_tensor(np.asarray(rows))] = torch.as_tensor(probs, dtype=torch.float32)
-            tensors[f"soft_{level}"] = full
-        flags = torch.zeros(self.n, dtype=torch.bool)
-        flags[torch.as_tensor(np.asarray(rows))] = True
-        tensors["soft"] = flags
-        copy = TensorData(tensors)
-        copy.soft_digest = soft_digest(rows, soft)
-        return copy
-
-    def extended(self, extra: dict[str, torch.Tensor]) -> tuple["TensorData", np.ndarray]:
-        """A copy with `extra` rows appended (same keys), and the indices of those rows."""
-        n_extra = len(next(iter(extra.values())))
-        merged = {k: torch.cat([v, extra[k].to(v.dtype)]) for k, v in self.tensors.items()}
-        return TensorData(merged), np.arange(self.n, self.n + n_extra)
+from .taxonomy import LEVELS
 
 
 class TimeBudgetExceeded(RuntimeError):
@@ -136,23 +76,10 @@ class FitResult:
     val_probs: dict | None = None  # the best epoch's validation pass, when this call ran it (the weights of best.pt)
 
 
-def soft_digest(rows, soft: dict[str, np.ndarray]) -> str:
-    """Changes with the soft targets: a student of other teachers is retrained, never reused."""
-    h = hashlib.sha1(np.asarray(rows, dtype=np.int64).tobytes())
-    for level in sorted(soft):
-        h.update(np.round(np.asarray(soft[level], dtype=np.float64), 6).tobytes())
-    return h.hexdigest()[:12]
-
-
 def soft_targets(batch: dict, level: str, n_classes: int) -> torch.Tensor:
     """Per item of a batch: its soft target where it has one (`soft`), else the one-hot of its label."""
     hard = nn.functional.one_hot(batch[level].clamp(min=0), n_classes).float()
     return torch.where(batch["soft"][:, None], batch[f"soft_{level}"].float(), hard)
-
-
-def config_hash(cfg: TrainConfig, model: nn.Module) -> str:
-    spec = json.dumps({"cfg": asdict(cfg), "model": repr(model)}, sort_keys=True, default=str)
-    return hashlib.sha1(spec.encode()).hexdigest()[:16]
 
 
 def _trainable_keys(model: nn.Module) -> set[str]:
@@ -196,10 +123,10 @@ def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(np.clip(weights, 0.05, 20.0), dtype=torch.float32)
 
 
-def epoch_indices(labels: np.ndarray, sampling: str | None, rng: np.random.Generator) -> np.ndarray:
-    """Positions (into the training rows) drawn for one epoch under the sampling option."""
+def epoch_indices(labels: np.ndarray, sampling: str, rng: np.random.Generator) -> np.ndarray:
+    """Positions (into the training rows) drawn for one epoch under the sampling option ("": a permutation)."""
     n = len(labels)
-    if sampling is None:
+    if not sampling:
         return rng.permutation(n)
     counts = np.bincount(labels)
     if sampling == "over":
@@ -209,24 +136,17 @@ def epoch_indices(labels: np.ndarray, sampling: str | None, rng: np.random.Gener
         cap = int(np.median(counts[counts > 0]))
         keep = [rng.permutation(np.flatnonzero(labels == c))[:cap] for c in np.unique(labels)]
         return rng.permutation(np.concatenate(keep))
-    raise ValueError(f"sampling must be None, 'over' or 'under', not {sampling!r}")
+    raise ValueError(f"sampling must be '', 'over' or 'under', not {sampling!r}")
 
 
 def batches(data: Dataset, indices, batch_size: int, device: str = "cpu", rank: int = 0, world: int = 1,
             epoch: int = 0):
-    """Batches of the given rows, in order. Cached tensors are sliced directly (no per-row Python work).
+    """Batches of the given rows, in order (`data.loader`: cached tensors sliced, raw rows decoded in workers).
     Data-parallel (`world` processes): this process's share of each batch, its rows rank, rank + world, ...
     `epoch` seeds raw rows' augmentation (with the row), so a resumed epoch draws what it drew before."""
     indices = np.asarray(indices)
     groups = [indices[start:start + batch_size][rank::world] for start in range(0, len(indices), batch_size)]
-    if isinstance(data, TensorData):
-        for group in groups:
-            chunk = torch.from_numpy(group)
-            yield {k: v[chunk] for k, v in data.tensors.items()}
-    elif hasattr(data, "loader"):  # raw rows (end to end): decoded and tokenized per batch, in worker processes
-        yield from data.loader(groups, device, epoch)
-    else:
-        yield from DataLoader(data, batch_sampler=[g.tolist() for g in groups])
+    yield from data.loader(groups, device, epoch)
 
 
 def _mix(batch: dict, alpha: float, rng: np.random.Generator):
@@ -261,14 +181,14 @@ def predict(model: nn.Module, data: Dataset, indices=None, batch_size: int = 256
     return {level: np.concatenate(v) for level, v in out.items()}
 
 
-def _scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int):
+def _scheduler(optimizer, s: Schedule, steps_per_epoch: int, epochs: int):
     """Stepped once per optimiser step: cosine decay after a linear warmup, or (9th place) halved every 10 epochs."""
-    if cfg.lr_schedule == "step":
+    if s.lr_schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=10 * max(1, steps_per_epoch), gamma=0.5)
     from transformers import get_cosine_schedule_with_warmup
 
     total = max(1, steps_per_epoch * epochs)
-    return get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    return get_cosine_schedule_with_warmup(optimizer, int(s.warmup_ratio * total), total)
 
 
 def _loss(logits: dict, batch: dict, losses: dict, weights: dict, perm, lam: float,
@@ -359,199 +279,282 @@ def _finished(run_dir: Path, key: str, model: nn.Module, name: str) -> dict | No
     return done
 
 
-def fit(model: nn.Module, data: Dataset, train_idx, val_idx, cfg: TrainConfig, run_dir, name: str = "model",
-        verbose: bool = True, budget: TimeBudget | None = None, checkpoint_minutes: float = 0.0) -> FitResult:
-    """Train `model` on rows `train_idx` of `data`, early-stopping on weighted F1 of cat3 on `val_idx`.
+@dataclass
+class _Progress:
+    """Where a fit stands: what `last.pt` keeps besides the weights, the optimiser and the random states."""
 
-    `last.pt` is written after every epoch and, with `checkpoint_minutes`, every that many minutes within one
-    (long epochs on a session that may disconnect); a rerun resumes from it, mid-epoch included, with the same
-    batches and random draws as an uninterrupted run. `budget`: before each optimiser step, if twice the mean
-    step time no longer fits, save `last.pt` and raise TimeBudgetExceeded."""
-    from . import distributed
+    history: list = field(default_factory=list)
+    best: float = -1.0
+    best_loss: float = float("inf")  # the best epoch's validation loss: breaks a tie in F1 (a majority-class plateau)
+    best_epoch: int = -1
+    epoch: int = 0  # the next epoch to run
+    seconds: float = 0.0
+    resumed: bool = False
+    within: dict | None = None  # where an epoch stopped part-way: {"epoch", "step", "rng_now", "total_loss", ...}
+    best_probs: dict | None = None  # the best epoch's validation probabilities, if that epoch ran in this call
 
-    budget = budget if budget is not None else session_budget()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rank, world = distributed.world()  # data-parallel: process `rank` of `world` (see utils/distributed.py)
-    main = rank == 0                   # the one that prints and writes
-    verbose = verbose and main
-    device = pick_device(cfg.device)
-    precision = choose_precision(device, cfg.precision)
-    if main:
-        announce_precision(device, precision)
-    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
-    label_bytes = b"".join(data_labels(data, idx, level).tobytes() for idx in (train_idx, val_idx) for level in LEVELS)
-    cfg.extra = {**cfg.extra, "train_rows": hashlib.sha1(train_idx.tobytes()).hexdigest()[:12],
-                 "val_rows": hashlib.sha1(val_idx.tobytes()).hexdigest()[:12],
-                 "labels": hashlib.sha1(label_bytes).hexdigest()[:12],  # corrected labels mean a new run
-                 **({"soft_targets": data.soft_digest} if getattr(data, "soft_digest", None) else {})}
-    key = config_hash(cfg, model)
-    done = _finished(run_dir, key, model, name)
-    if done:
-        if verbose:
-            print(f"{name}: already trained with this configuration ({run_dir}); loaded its best checkpoint")
-        return FitResult(model, done["history"], done["best_score"], done["best_epoch"], done["seconds"], skipped=True)
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
+def _optimizer(model: nn.Module, params: list, s: Schedule):
+    """AdamW or RAdam; new layers at `lr`, pretrained encoder layers at `encoder_lr` with layer-wise decay."""
     pretrained = pretrained_parameters(model)
-    groups = [{"params": [p for p in params if id(p) not in pretrained], "lr": cfg.lr}]
-    layer_lr = encoder_layer_lrs(model, cfg.encoder_lr or cfg.lr, cfg.layer_decay)
-    for lr in sorted({layer_lr.get(id(p), cfg.encoder_lr or cfg.lr) for p in params if id(p) in pretrained}):
+    encoder_lr = s.encoder_lr or s.lr
+    groups = [{"params": [p for p in params if id(p) not in pretrained], "lr": s.lr}]
+    layer_lr = encoder_layer_lrs(model, encoder_lr, s.layer_decay)
+    for lr in sorted({layer_lr.get(id(p), encoder_lr) for p in params if id(p) in pretrained}):
         groups.append({"params": [p for p in params if id(p) in pretrained
-                                  and layer_lr.get(id(p), cfg.encoder_lr or cfg.lr) == lr], "lr": lr})
-    optimizer = (torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.AdamW)(groups, weight_decay=cfg.weight_decay)
-    labels = {level: data_labels(data, train_idx, level) for level in LEVELS}
-    rows_per_epoch = len(train_idx)
-    if cfg.steps_per_epoch:
-        rows_per_epoch = min(rows_per_epoch, cfg.steps_per_epoch * cfg.batch_size * cfg.grad_accum)
-    steps_per_epoch = int(np.ceil(rows_per_epoch / cfg.batch_size / cfg.grad_accum))
-    epochs = max(cfg.epochs, int(np.ceil(cfg.min_steps / max(1, steps_per_epoch))))
-    scheduler = _scheduler(optimizer, cfg, steps_per_epoch, epochs)
-    weights = {level: (_class_weights(labels[level], model.heads.heads[level].out_features).to(device)
-                       if cfg.class_weight == "balanced" else None) for level in LEVELS}
-    losses = {level: nn.CrossEntropyLoss(weight=weights[level]) for level in LEVELS}
-    ddp = None
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+                                  and layer_lr.get(id(p), encoder_lr) == lr], "lr": lr})
+    return (torch.optim.RAdam if s.optimizer == "radam" else torch.optim.AdamW)(groups, weight_decay=s.weight_decay)
 
-        ddp = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
-                                      gradient_as_bucket_view=True)  # no second copy of the gradients
-    step_model = ddp or model
-    step_model = torch.compile(step_model) if cfg.compile and device == "cuda" else step_model
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")  # fp16 gradients underflow
 
-    history, best, best_epoch, start_epoch, seconds, resumed = [], -1.0, -1, 0, 0.0, False
-    best_loss = float("inf")  # the best epoch's validation loss: breaks a tie in F1 (a majority-class plateau)
-    best_probs = None  # the best epoch's validation probabilities, if that epoch ran in this call
-    within = None  # where an epoch stopped part-way: {"epoch", "step", "rng_now", "total_loss", "seen", "correct"}
-    state = _readable(run_dir / "last.pt", name, lambda p: load_torch(p, weights_only=False, mmap=True))
-    if state is not None:
-        if state.get("config_hash") == key:
-            model.load_state_dict({**model.state_dict(), **state["model"]})
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            resume_scaler(scaler, state["scaler"])
-            rng.bit_generator.state = state["rng"]
-            set_rng_states(state)
-            history, best, best_epoch, seconds = state["history"], state["best"], state["best_epoch"], state["seconds"]
-            best_loss = state.get("best_loss", float("inf"))
-            start_epoch, resumed, within = state["epoch"] + 1, True, state.get("within")
-            if verbose:
-                where = f", step {within['step'] + 1}" if within else ""
-                print(f"{name}: resuming from epoch {start_epoch + 1}{where} ({run_dir / 'last.pt'})")
+def _epoch_sizes(n_train: int, s: Schedule) -> tuple[int, int, int]:
+    """Rows drawn per epoch, optimiser steps per epoch, and epochs (more on a small dataset, for `min_steps`)."""
+    rows = n_train if not s.steps_per_epoch else min(n_train, s.steps_per_epoch * s.batch_size * s.grad_accum)
+    steps = int(np.ceil(rows / s.batch_size / s.grad_accum))
+    return rows, steps, max(s.epochs, int(np.ceil(s.min_steps / max(1, steps))))
 
-    def save_last(epoch_done: int, rng_state, part=None, elapsed: float = 0.0):
-        if not main:
+
+def _losses(model: nn.Module, labels: dict, s: Schedule, device: str) -> dict:
+    """Cross-entropy per level, class-weighted under `class_weight=balanced`."""
+    return {level: nn.CrossEntropyLoss(weight=(_class_weights(labels[level], model.heads.heads[level].out_features)
+                                               .to(device) if s.class_weight == "balanced" else None))
+            for level in LEVELS}
+
+
+def _data_parallel(model: nn.Module, world: int, device: str):
+    """The DistributedDataParallel wrapper of a data-parallel fit (None for one process)."""
+    if world == 1:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
+                                   gradient_as_bucket_view=True)  # no second copy of the gradients
+
+
+class _Fit:
+    """One call of `fit`: its settings and the named parts of the loop (prepare, resume, train an epoch, one
+    step, checkpoint or stop, validate, finish)."""
+
+    def __init__(self, model, data, train_idx, val_idx, s: Schedule, run_dir, name, verbose, budget, minutes):
+        self.model, self.data, self.s, self.name, self.minutes = model, data, s, name, minutes
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.rank, self.world = distributed.world()  # data-parallel: process `rank` of `world`
+        self.main = self.rank == 0                   # the one that prints and writes
+        self.verbose = verbose and self.main
+        self.device = pick_device(s.device)
+        self.precision = choose_precision(self.device, s.precision)
+        self.budget = budget if budget is not None else session_budget()
+        self.train_idx, self.val_idx = np.asarray(train_idx), np.asarray(val_idx)
+        self.progress = _Progress()
+
+    def identity(self, identity: dict) -> dict:
+        """What defines this fit besides its schedule and model: the rows, their labels (corrected labels mean a
+        new fit), the soft targets, and the caller's `identity` (kind, taxonomy, starting weights)."""
+        labels = b"".join(data_labels(self.data, idx, level).tobytes()
+                          for idx in (self.train_idx, self.val_idx) for level in LEVELS)
+        soft = getattr(self.data, "soft_digest", None)
+        return {**identity, "train_rows": hashlib.sha1(self.train_idx.tobytes()).hexdigest()[:12],
+                "val_rows": hashlib.sha1(self.val_idx.tobytes()).hexdigest()[:12],
+                "labels": hashlib.sha1(labels).hexdigest()[:12], **({"soft_targets": soft} if soft else {})}
+
+    def prepare(self) -> None:
+        """Seeds, optimiser and schedule, losses, the data-parallel wrapper and the loss scaler."""
+        s = self.s
+        torch.manual_seed(s.seed)
+        self.rng = np.random.default_rng(s.seed)
+        self.model.to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = _optimizer(self.model, self.params, s)
+        self.labels = {level: data_labels(self.data, self.train_idx, level) for level in LEVELS}
+        self.rows_per_epoch, steps_per_epoch, self.epochs = _epoch_sizes(len(self.train_idx), s)
+        self.scheduler = _scheduler(self.optimizer, s, steps_per_epoch, self.epochs)
+        self.losses = _losses(self.model, self.labels, s, self.device)
+        self.ddp = _data_parallel(self.model, self.world, self.device)
+        self.step_model = self.ddp or self.model
+        self.scaler = torch.amp.GradScaler(torch.device(self.device).type, enabled=self.precision == "fp16")
+        self.weights = dict(zip(LEVELS, s.loss_weights))
+
+    def resume(self, key: str) -> None:
+        """Continue from `last.pt` when it was written by this configuration (mid-epoch included)."""
+        state = _readable(self.run_dir / "last.pt", self.name, lambda p: load_torch(p, weights_only=False, mmap=True))
+        if state is None or state.get("config_hash") != key:
             return
-        with atomic_path(run_dir / "last.pt") as tmp:
-            torch.save({"config_hash": key, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state,
-                        **rng_states(), "history": history, "best": best, "best_loss": best_loss,
-                        "best_epoch": best_epoch, "epoch": epoch_done, "seconds": seconds + elapsed,
-                        "within": part}, tmp)
+        self.model.load_state_dict({**self.model.state_dict(), **state["model"]})
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        resume_scaler(self.scaler, state["scaler"])
+        self.rng.bit_generator.state = state["rng"]
+        set_rng_states(state)
+        self.progress = _Progress(state["history"], state["best"], state.get("best_loss", float("inf")),
+                                  state["best_epoch"], state["epoch"] + 1, state["seconds"], True, state.get("within"))
+        if self.verbose:
+            within = self.progress.within
+            where = f", step {within['step'] + 1}" if within else ""
+            print(f"{self.name}: resuming from epoch {self.progress.epoch + 1}{where} ({self.run_dir / 'last.pt'})")
 
-    lw = dict(zip(LEVELS, cfg.loss_weights))
-    for epoch in range(start_epoch, epochs):
-        if best_epoch >= 0 and epoch - best_epoch > cfg.patience:
-            break
-        t0 = time.time()
-        model.train()
-        epoch_rng = rng.bit_generator.state  # a mid-epoch resume redraws this epoch's order from here
-        order = train_idx[epoch_indices(labels["cat3"], cfg.sampling, rng)][:rows_per_epoch]
-        if 0 < len(order) % cfg.batch_size < world:  # every process needs a row of the last batch
-            order = order[:len(order) - len(order) % cfg.batch_size]
-        n_batches = int(np.ceil(len(order) / cfg.batch_size))
-        total_loss, seen, correct, first = 0.0, 0, 0, 0
-        if within is not None and within["epoch"] == epoch:
-            first, total_loss, seen, correct = within["step"], within["total_loss"], within["seen"], within["correct"]
-            rng.bit_generator.state = within["rng_now"]
-        within, saved_at, step_started = None, time.time(), time.time()
-        optimizer.zero_grad(set_to_none=True)
-        bar = progress_bar(batches(data, order[first * cfg.batch_size:], cfg.batch_size, device, rank, world, epoch),
-                           f"{name} epoch {epoch + 1}/{epochs}", n_batches, inner=True, initial=first, disable=not main)
+    def save_last(self, key: str, epoch_done: int, rng_state, part=None, elapsed: float = 0.0) -> None:
+        if not self.main:
+            return
+        p = self.progress
+        with atomic_path(self.run_dir / "last.pt") as tmp:
+            torch.save({"config_hash": key, "model": _trainable_state(self.model),
+                        "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                        "scaler": self.scaler.state_dict(), "rng": rng_state, **rng_states(), "history": p.history,
+                        "best": p.best, "best_loss": p.best_loss, "best_epoch": p.best_epoch, "epoch": epoch_done,
+                        "seconds": p.seconds + elapsed, "within": part}, tmp)
+
+    def train(self, key: str) -> None:
+        """Epochs until the last, or until `patience` epochs without a better validation F1."""
+        for epoch in range(self.progress.epoch, self.epochs):
+            if self.progress.best_epoch >= 0 and epoch - self.progress.best_epoch > self.s.patience:
+                break
+            t0 = time.time()
+            totals = self.train_epoch(key, epoch, t0)
+            self.validate(key, epoch, t0, totals)
+
+    def train_epoch(self, key: str, epoch: int, t0: float) -> list:
+        """One epoch's optimiser steps (from where a mid-epoch stop left it); returns loss sum, rows, correct."""
+        s, p = self.s, self.progress
+        self.model.train()
+        epoch_rng = self.rng.bit_generator.state  # a mid-epoch resume redraws this epoch's order from here
+        order = self.train_idx[epoch_indices(self.labels["cat3"], s.sampling, self.rng)][:self.rows_per_epoch]
+        if 0 < len(order) % s.batch_size < self.world:  # every process needs a row of the last batch
+            order = order[:len(order) - len(order) % s.batch_size]
+        n_batches = int(np.ceil(len(order) / s.batch_size))
+        totals, first = [0.0, 0, 0], 0
+        if p.within is not None and p.within["epoch"] == epoch:
+            first, totals = p.within["step"], [p.within["total_loss"], p.within["seen"], p.within["correct"]]
+            self.rng.bit_generator.state = p.within["rng_now"]
+        p.within, clock = None, {"saved": time.time(), "started": time.time()}
+        self.optimizer.zero_grad(set_to_none=True)
+        bar = progress_bar(batches(self.data, order[first * s.batch_size:], s.batch_size, self.device, self.rank,
+                                   self.world, epoch),
+                           f"{self.name} epoch {epoch + 1}/{self.epochs}", n_batches, inner=True, initial=first,
+                           disable=not self.main)
         for step, batch in enumerate(bar, start=first):
-            if step > first and step % cfg.grad_accum == 0:  # between optimiser steps: a clean place to stop
-                mean_step = (time.time() - step_started) / (step - first)
-                late = checkpoint_minutes and time.time() - saved_at > checkpoint_minutes * 60
-                stop = budget is not None and not budget.allows(2 * mean_step * cfg.grad_accum)
-                if budget is not None or checkpoint_minutes:
-                    late, stop = distributed.agree(late), distributed.agree(stop)
-                if late or stop:
-                    save_last(epoch - 1, epoch_rng, {"epoch": epoch, "step": step, "rng_now": rng.bit_generator.state,
-                                                     "total_loss": total_loss, "seen": seen, "correct": correct},
-                              time.time() - t0)
-                    saved_at = time.time()
-                    if stop:
-                        raise TimeBudgetExceeded(f"{name}: stopped at epoch {epoch + 1}, step {step + 1} of {n_batches} "
-                                                 f"before the {budget.hours} h time budget ran out; saved "
-                                                 f"{run_dir / 'last.pt'}")
-            batch = to_device(batch, device)
-            perm, lam = None, 1.0
-            if cfg.mixup > 0:
-                batch, perm, lam = _mix(batch, cfg.mixup, rng)
-            optimiser_step = (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches
-            with gradient_sync(ddp, optimiser_step):
-                with autocast(device, precision):
-                    logits = step_model(batch)
-                    loss = _loss(logits, batch, losses, lw, perm, lam, cfg.distill_weight)
-                share = 1.0
-                if world > 1:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
-                    in_batch = len(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-                    share = len(batch["cat3"]) * world / in_batch
-                scaler.scale(loss * share / cfg.grad_accum).backward()
-            if optimiser_step:
-                scaler.unscale_(optimizer)  # clip the true gradients
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                scaler.step(optimizer)  # skipped when fp16 overflowed; the scale then shrinks
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            n = len(batch["cat3"])
-            total_loss += float(loss.detach()) * n
-            seen += n
-            correct += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())  # rows with soft targets never count
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-        total_loss, seen, correct = distributed.total([total_loss, seen, correct])
-        probs = distributed.gather_rows(predict(model, data, val_idx[rank::world], device=cfg.device,
-                                                desc="validating", precision=precision))
-        y_val = data_labels(data, val_idx)
-        val_loss = float(np.mean(-np.log(probs["cat3"][np.arange(len(val_idx)), y_val] + 1e-9)))
+            if step > first and step % s.grad_accum == 0:  # between optimiser steps: a clean place to stop
+                self.checkpoint_or_stop(key, epoch, step, first, n_batches, epoch_rng, totals, clock, t0)
+            loss, logits, batch = self.step(batch, step, n_batches, order)
+            totals[0] += float(loss.detach()) * len(batch["cat3"])
+            totals[1] += len(batch["cat3"])
+            totals[2] += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())  # soft-target rows never count
+            bar.set_postfix(loss=f"{totals[0] / totals[1]:.3f}")
+        return distributed.total(totals)
+
+    def checkpoint_or_stop(self, key, epoch, step, first, n_batches, epoch_rng, totals, clock, t0) -> None:
+        """`last.pt` every `checkpoint_minutes` within an epoch; saved, then TimeBudgetExceeded, when two more
+        optimiser steps no longer fit the time budget."""
+        mean_step = (time.time() - clock["started"]) / (step - first)
+        late = self.minutes and time.time() - clock["saved"] > self.minutes * 60
+        stop = self.budget is not None and not self.budget.allows(2 * mean_step * self.s.grad_accum)
+        if self.budget is not None or self.minutes:
+            late, stop = distributed.agree(late), distributed.agree(stop)
+        if not (late or stop):
+            return
+        self.save_last(key, epoch - 1, epoch_rng, {"epoch": epoch, "step": step, "rng_now": self.rng.bit_generator.state,
+                                                   "total_loss": totals[0], "seen": totals[1], "correct": totals[2]},
+                       time.time() - t0)
+        clock["saved"] = time.time()
+        if stop:
+            raise TimeBudgetExceeded(f"{self.name}: stopped at epoch {epoch + 1}, step {step + 1} of {n_batches} "
+                                     f"before the {self.budget.hours} h time budget ran out; saved "
+                                     f"{self.run_dir / 'last.pt'}")
+
+    def step(self, batch: dict, step: int, n_batches: int, order: np.ndarray):
+        """One micro-batch: forward under the run's precision, scaled backward (gradients averaged over the
+        data-parallel processes only on a micro-batch that ends an optimiser step), and the optimiser step."""
+        s = self.s
+        batch = to_device(batch, self.device)
+        perm, lam = None, 1.0
+        if s.mixup > 0:
+            batch, perm, lam = _mix(batch, s.mixup, self.rng)
+        optimiser_step = (step + 1) % s.grad_accum == 0 or step + 1 == n_batches
+        with gradient_sync(self.ddp, optimiser_step):
+            with autocast(self.device, self.precision):
+                logits = self.step_model(batch)
+                loss = _loss(logits, batch, self.losses, self.weights, perm, lam, s.distill_weight)
+            share = 1.0
+            if self.world > 1:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
+                share = len(batch["cat3"]) * self.world / len(order[step * s.batch_size:(step + 1) * s.batch_size])
+            self.scaler.scale(loss * share / s.grad_accum).backward()
+        if optimiser_step:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
+            torch.nn.utils.clip_grad_norm_(self.params, s.grad_clip)
+            self.scaler.step(self.optimizer)  # skipped when fp16 overflowed; the scale then shrinks
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss, logits, batch
+
+    def validate(self, key: str, epoch: int, t0: float, totals) -> None:
+        """Weighted F1 of cat3 on the validation rows; the best epoch's weights kept in best.pt."""
+        p = self.progress
+        total_loss, seen, correct = totals
+        probs = distributed.gather_rows(predict(self.model, self.data, self.val_idx[self.rank::self.world],
+                                                device=self.s.device, desc="validating", precision=self.precision))
+        y_val = data_labels(self.data, self.val_idx)
+        val_loss = float(np.mean(-np.log(probs["cat3"][np.arange(len(self.val_idx)), y_val] + 1e-9)))
         score = weighted_f1(y_val, probs["cat3"].argmax(1))
-        seconds += time.time() - t0
+        p.seconds += time.time() - t0
         record = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_accuracy_cat3": correct / seen,
                   "val_loss_cat3": val_loss, "val_accuracy_cat3": float((probs["cat3"].argmax(1) == y_val).mean()),
                   "val_weighted_f1_cat3": score, "seconds": time.time() - t0}
-        history.append(record)
-        improved = score > best or (score == best and val_loss < best_loss)
+        p.history.append(record)
+        improved = score > p.best or (score == p.best and val_loss < p.best_loss)
         if improved:
-            best, best_loss, best_epoch, best_probs = score, val_loss, epoch, probs
-            if main:
-                with atomic_path(run_dir / "best.pt") as tmp:
-                    torch.save(_trainable_state(model), tmp)
-        save_last(epoch, rng.bit_generator.state)
-        if verbose:
-            print(f"{name} epoch {epoch + 1:>2}/{epochs}: train loss {record['train_loss']:.3f} "
+            p.best, p.best_loss, p.best_epoch, p.best_probs = score, val_loss, epoch, probs
+            if self.main:
+                with atomic_path(self.run_dir / "best.pt") as tmp:
+                    torch.save(_trainable_state(self.model), tmp)
+        self.save_last(key, epoch, self.rng.bit_generator.state)
+        if self.verbose:
+            print(f"{self.name} epoch {epoch + 1:>2}/{self.epochs}: train loss {record['train_loss']:.3f} "
                   f"acc {record['train_accuracy_cat3']:.3f} | val loss {val_loss:.3f} "
                   f"weighted F1 {score:.4f}{' *' if improved else ''} ({record['seconds']:.1f}s)")
 
-    distributed.barrier()  # process 0 has written best.pt
-    del optimizer, scaler, step_model, ddp  # AdamW's moments are twice the trained weights: free them now
-    release(model)
-    load_checkpoint(model, run_dir / "best.pt")
-    if main:
-        write_json({"config_hash": key, "history": history, "best_score": best, "best_epoch": best_epoch,
-                    "seconds": seconds, "config": asdict(cfg)}, run_dir / "result.json")
-        (run_dir / "last.pt").unlink(missing_ok=True)
-    distributed.barrier()
-    return FitResult(model, history, best, best_epoch, seconds, resumed=resumed, val_probs=best_probs)
+    def finish(self, key: str, described: dict) -> FitResult:
+        """The best weights loaded into the model, which waits on the CPU; result.json written, last.pt gone."""
+        p = self.progress
+        distributed.barrier()  # process 0 has written best.pt
+        del self.optimizer, self.scheduler, self.scaler, self.step_model, self.ddp  # AdamW's moments: free them now
+        release(self.model)
+        load_checkpoint(self.model, self.run_dir / "best.pt")
+        if self.main:
+            write_json({"config_hash": key, "history": p.history, "best_score": p.best, "best_epoch": p.best_epoch,
+                        "seconds": p.seconds, "config": described}, self.run_dir / "result.json")
+            (self.run_dir / "last.pt").unlink(missing_ok=True)
+        distributed.barrier()
+        return FitResult(self.model, p.history, p.best, p.best_epoch, p.seconds, resumed=p.resumed,
+                         val_probs=p.best_probs)
+
+
+def fit(model: nn.Module, data: Dataset, train_idx, val_idx, schedule: Schedule, run_dir, name: str = "model",
+        identity: dict | None = None, verbose: bool = True, budget: TimeBudget | None = None,
+        checkpoint_minutes: float = 0.0) -> FitResult:
+    """Train `model` on rows `train_idx` of `data` as `schedule` says (`Config.schedule`), early-stopping on
+    weighted F1 of cat3 on `val_idx`. `identity`: what else defines the fit (kind, taxonomy, starting weights).
+
+    A finished fit of the same configuration is loaded, not retrained. `last.pt` is written after every epoch and,
+    with `checkpoint_minutes`, every that many minutes within one (long epochs on a session that may disconnect);
+    a rerun resumes from it, mid-epoch included, with the same batches and random draws as an uninterrupted run.
+    `budget`: before each optimiser step, if twice the mean step time no longer fits, save `last.pt` and raise
+    TimeBudgetExceeded."""
+    run = _Fit(model, data, train_idx, val_idx, schedule, run_dir, name, verbose, budget, checkpoint_minutes)
+    if run.main:
+        announce_precision(run.device, run.precision)
+    described = {"schedule": asdict(schedule), "identity": run.identity(identity or {})}
+    key = hashlib.sha1(json.dumps({**described, "model": repr(model)}, sort_keys=True, default=str)
+                       .encode()).hexdigest()[:16]
+    done = _finished(run.run_dir, key, model, name)
+    if done:
+        if run.verbose:
+            print(f"{name}: already trained with this configuration ({run.run_dir}); loaded its best checkpoint")
+        return FitResult(model, done["history"], done["best_score"], done["best_epoch"], done["seconds"], skipped=True)
+    run.prepare()
+    run.resume(key)
+    run.train(key)
+    return run.finish(key, described)
 
 
 def data_labels(data: Dataset, indices, level: str = "cat3") -> np.ndarray:
-    if hasattr(data, "labels_of"):
-        return data.labels_of(indices, level)
-    if hasattr(data, "tensors"):
-        return data.tensors[level][np.asarray(indices)].numpy()
-    return np.array([int(data[i][level]) for i in indices])
+    return data.labels_of(indices, level)

@@ -1,0 +1,64 @@
+"""03's study: one model trained with each imbalance option and on each kind of augmented copies, on the fixed
+validation split, so that the table says what each does. The copies are encoded by the same frozen encoders as
+the originals and appended to the cached training rows; the imbalance options are schedule fields, so a later
+stage can take what this measured (`kfold.sampling=over`)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import augment
+from . import kinds as registry
+from .experiments import train_and_score
+from .features import encode_images, encode_texts, feature_data, model_inputs
+from .images import load_image
+from .taxonomy import LEVELS
+
+OPTIONS = {"none": {}, "class-weighted loss": {"class_weight": "balanced"}, "random over-sampling": {"sampling": "over"},
+           "random under-sampling": {"sampling": "under"}, "mixup (alpha 0.4)": {"mixup": 0.4}}
+
+
+def copy_variants(kind: str, data, ds, cfg, copies: pd.DataFrame, pipeline) -> tuple[dict, dict]:
+    """The augmented copies as cached inputs of `kind`, per variant (which modality of a copy is augmented; the
+    other is its original's), and their labels."""
+    keys = registry.get(kind).inputs
+    position = {rid: i for i, rid in enumerate(ds.train["id"])}
+    src = torch.tensor([position[s] for s in copies["source_id"]])
+    labels = {level: torch.from_numpy(ds.taxonomy.encode(level, copies[level])) for level in LEVELS}
+    text_enc = encode_texts(copies["overview"].tolist(), cfg)
+    new_text = model_inputs({"text_final": text_enc["final"], "text_mask": text_enc["mask"]}, keys)
+    if "image" not in registry.get(kind).reads:
+        return {"text EDA copies": new_text}, labels
+    labels["image_present"] = data.tensors["image_present"][src]  # a copy has a photo when its original has
+    photos = [augment.augment_image(img, pipeline) if img is not None else None
+              for img in map(load_image, copies["image_file"])]
+    new_image = model_inputs({"image_final": encode_images(photos, cfg)["final"]}, keys)
+    old_text, old_image = ({k: data.tensors[k][src] for k in keys if k.startswith(m)} for m in ("text", "image"))
+    return ({"text EDA copies": {**new_text, **old_image}, "image augmentation copies": {**old_text, **new_image},
+             "text + image copies": {**new_text, **new_image}}, labels)
+
+
+def augmentation_study(kind: str, ds, cfg, copies: pd.DataFrame, pipeline, train_idx, val_idx,
+                       checkpoints) -> pd.DataFrame:
+    """Validation scores of `kind` under each imbalance option and each variant of copies, with the change
+    against no option."""
+    data = feature_data(ds, cfg, registry.get(kind).inputs)
+    variants, labels = copy_variants(kind, data, ds, cfg, copies, pipeline)
+    rows = []
+    for name, option in {**OPTIONS, **{v: {} for v in variants}}.items():
+        run_data, run_train = data, train_idx
+        if name in variants:
+            run_data, extra_idx = data.extended({**variants[name], **labels})
+            run_train = np.concatenate([train_idx, extra_idx])
+        result, _, _ = train_and_score(kind, run_data, run_train, val_idx, ds, cfg, checkpoints / "augmentation",
+                                       name.replace(" ", "_").replace("(", "").replace(")", ""), cfg.seed,
+                                       stage="augmentation", **option)
+        h = result["hierarchical"]
+        rows.append({"option": name, "weighted F1 cat3": h["weighted_f1_cat3"], "macro F1 cat3": h["macro_f1_cat3"],
+                     "train rows": len(run_train)})
+    table = pd.DataFrame(rows)
+    base = table.set_index("option").loc["none"]
+    table["Δ weighted F1"] = table["weighted F1 cat3"] - base["weighted F1 cat3"]
+    table["Δ macro F1"] = table["macro F1 cat3"] - base["macro F1 cat3"]
+    return table
