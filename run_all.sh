@@ -138,12 +138,11 @@ if [ "$MODE" = jupyter ]; then
   cd "$REPO" && exec "$PY" -m jupyter lab --notebook-dir "$REPO/notebooks"
 fi
 
-# ---- the run: validate every --set before anything runs; the run folder and the settings come back
+# ---- the run: validate every --set before anything runs; the run folder comes back, the configuration in a file
 config_args=(--profile "$PROFILE" --data-dir "$DATA_DIR" --output-dir "$OUTPUT_DIR" --seed "$SEED" --run-name "$RUN_NAME")
 for kv in ${SETS[@]+"${SETS[@]}"}; do config_args+=(--set "$kv"); done
-resolved="$(cd "$REPO" && "$PY" -m utils.config "${config_args[@]}")" || exit 2
-RUN_DIR="$(sed -n 1p <<<"$resolved")"
-SET_YAML="$(sed -n 2p <<<"$resolved")"
+RESOLVED="$(mktemp)"
+RUN_DIR="$(cd "$REPO" && "$PY" -m utils.config "${config_args[@]}" --out "$RESOLVED")" || { rm -f "$RESOLVED"; exit 2; }
 RUN_NAME="$(basename "$RUN_DIR")"
 
 mkdir -p "$RUN_DIR/notebooks"
@@ -152,11 +151,14 @@ LOCK_OUT="$(mktemp)"
 "$PY" -m utils.lock "$RUN_DIR" $$ >"$LOCK_OUT" 2>&1 &
 LOCK_PID=$!
 while kill -0 "$LOCK_PID" 2>/dev/null && ! grep -q '^held' "$LOCK_OUT"; do sleep 0.1; done
-if ! grep -q '^held' "$LOCK_OUT"; then cat "$LOCK_OUT" >&2; rm -f "$LOCK_OUT"; exit 2; fi
+if ! grep -q '^held' "$LOCK_OUT"; then cat "$LOCK_OUT" >&2; rm -f "$LOCK_OUT" "$RESOLVED"; exit 2; fi
 grep -v '^held' "$LOCK_OUT" >&2 || true
 rm -f "$LOCK_OUT"
 trap 'kill "$LOCK_PID" 2>/dev/null; wait "$LOCK_PID" 2>/dev/null' EXIT
 export PIPELINE_RUN_LOCK="$RUN_DIR"
+# the configuration, resolved and validated once, becomes the run's config.json: the notebooks' one channel
+CONFIG_JSON="$(cd "$REPO" && "$PY" -m utils.config --record "$RESOLVED" | tail -n 1)" || exit 2
+rm -f "$RESOLVED"
 echo "==> run $RUN_NAME (profile $PROFILE, data ${DATA_DIR:-bundled generated}, seed $SEED): $RUN_DIR"
 started=$(date +%s)
 for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
@@ -168,8 +170,7 @@ for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   export PIPELINE_NOTEBOOK="$step"  # the notebook's disk need is checked against the plan before it starts
   t0=$(date +%s)
   if ! "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" \
-        -p PROFILE "$PROFILE" -p DATA_DIR "$DATA_DIR" -p OUTPUT_DIR "$OUTPUT_DIR" -p SEED "$SEED" \
-        -p RUN_NAME "$RUN_NAME" -y "$SET_YAML"; then
+        -p CONFIG "$CONFIG_JSON"; then
     if grep -q "DiskFull" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
       "$PY" - "$RUN_DIR/notebooks/$name" <<'PY' >&2 || true
 import json, sys

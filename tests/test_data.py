@@ -68,7 +68,7 @@ def test_duplicate_ids(small_copy):
     folder = small_copy()
     _edit(folder, "train.csv", lambda f: f.__setitem__("id", [f["id"].iloc[0]] * 2 + list(f["id"].iloc[2:])))
     msg = _error(folder)
-    assert "train.csv row TRAIN_00000" in msg and "'id' is duplicated" in msg and "lines 2, 3" in msg
+    assert "train.csv row TRAIN_00000" in msg and "'id' is duplicated" in msg and "lines 2, 5" in msg
 
 
 @pytest.mark.parametrize("value", ["", "   "])

@@ -27,6 +27,7 @@ from pathlib import Path
 from . import kinds as registry
 from . import paths
 from .runtime import PRECISIONS, DeviceError
+from .taxonomy import DECODE_RULES
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
                    "steps_per_epoch": int, "min_steps": int, "training_mode": str, "optimizer": str,
@@ -308,7 +309,6 @@ def _field_types() -> dict[str, type]:
             for f in fields(Config)}
 
 
-DECODE_RULES = ("product", "sum")  # see metrics.hierarchical_decode
 CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": PRECISIONS, "text_head": ("pooled", "layerwise"),
            "decode": DECODE_RULES, "optimizer": ("adamw", "radam"), "lr_schedule": ("cosine", "step"),
            "class_weight": ("", "balanced"), "sampling": ("", "over", "under")}
@@ -495,8 +495,40 @@ def planned_settings(cfg: Config, keep=()) -> dict:
     return changed_settings(cfg, new)
 
 
+CONFIG_JSON = "config.json"
+
+
+def _changes(old: dict, new: dict) -> list[str]:
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+
+
+def record(cfg: Config) -> Path:
+    """The run's config.json, the one channel from which its notebooks read the configuration; a change since the
+    run's last notebook is said (what was made under the old one is retrained or rewritten, never reused)."""
+    from .io import read_json, write_json
+
+    path = run_dir(cfg) / CONFIG_JSON
+    previous = read_json(path)
+    if previous and previous != cfg.to_dict():
+        print("configuration changed since this run's last notebook (artifacts made under the old one are "
+              "retrained or rewritten, never reused):", "; ".join(_changes(previous, cfg.to_dict())), file=sys.stderr)
+    write_json(cfg.to_dict(), path)
+    return path
+
+
+def read(path) -> Config:
+    """A run's config.json, as `record` wrote it (validated and resolved when it was made)."""
+    from .io import read_json
+
+    values = read_json(Path(path))
+    if not values:
+        raise ConfigError(f"{path}: no configuration there; run ./run_all.sh, or leave CONFIG empty in the notebook")
+    return Config.from_dict(values)
+
+
 def main(argv=None) -> int:
-    """For run_all.sh: validate `--set` pairs up front and print the run folder and the settings as JSON."""
+    """For run_all.sh: validate `--set` pairs up front, print the run folder and write the resolved configuration
+    to `--out`; `--record FILE`: make that configuration the run's config.json (once the run holds its lock)."""
     parser = argparse.ArgumentParser(description="Resolve a run's configuration (used by run_all.sh).")
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--data-dir", default="")
@@ -505,7 +537,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", default="0")
     parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
     parser.add_argument("--list", action="store_true", help="list every key with its type and default, then exit")
+    parser.add_argument("--out", default="", help="write the resolved configuration (JSON) here")
+    parser.add_argument("--record", default="", help="a file --out wrote: record it as the run's config.json")
     args = parser.parse_args(argv)
+    if args.record:
+        print(record(read(args.record)))
+        return 0
     if args.list:
         for f in fields(Config):
             if f.name != "schedules":
@@ -519,12 +556,15 @@ def main(argv=None) -> int:
         from .runtime import require_device
 
         require_device(cfg)
-        settings.update(planned_settings(cfg, keep=settings))
+        planned = planned_settings(cfg, keep=settings)
+        if planned:
+            cfg = resolve(build(args.profile, {**settings, **planned, **{k: v for k, v in base.items() if v != ""}}))
     except (ConfigError, DeviceError) as exc:
         print(f"run_all.sh: {exc}", file=sys.stderr)
         return 2
+    if args.out:
+        Path(args.out).write_text(json.dumps(cfg.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
     print(run_dir(cfg))
-    print(json.dumps({"SET": settings}, ensure_ascii=False))
     return 0
 
 

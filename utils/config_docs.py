@@ -187,6 +187,28 @@ def _allowed(name: str, type_: str) -> str:
     return ""
 
 
+def _profiles(source: str, tree, comments) -> list[str]:
+    """Each profile's overrides, with their comments."""
+    profiles = _assigned(tree, "PROFILES")
+    out = ["", "## Profiles", "",
+            "A profile is the defaults above with these keys changed (`./run_all.sh --profile NAME`); `--set` "
+            "applies on top. Schedule scopes are written `scope.field`. A run of the `full` profile, or with "
+            "`platform` set, is then adapted to its machine by its plan (`python -m utils.plan`), which prints "
+            "every key it changes and why."]
+    for key, value in zip(profiles.keys, profiles.values):
+        name = ast.literal_eval(key)
+        rows, notes = _dict_entries(source, value, comments)
+        out += ["", f"### `{name}`", ""]
+        if not rows:
+            out.append("The defaults above, unchanged.")
+            continue
+        out += ["| key | value | note |", "|---|---|---|"]
+        out += [f"| `{k}` | {_cell(_code(_value(v)))} | {_cell(n)} |" for k, v, n in rows]
+        if notes:
+            out += [""] + [f"* {_cell(n)}" for n in _paragraphs(notes)]
+    return out
+
+
 def render(source: str | None = None) -> str:
     """The whole page (Markdown), from `source` (default: utils/config.py as it is)."""
     source = CONFIG_SOURCE.read_text(encoding="utf-8") if source is None else source
@@ -236,24 +258,7 @@ def render(source: str | None = None) -> str:
         settings = ", ".join(f"`{ast.literal_eval(k)}={ast.get_source_segment(source, v)}`"
                              for k, v in zip(value.keys, value.values))
         out.append(f"| `{ast.literal_eval(key)}` | {_cell(settings)} | {_cell(note)} |")
-    # profiles
-    profiles = _assigned(tree, "PROFILES")
-    out += ["", "## Profiles", "",
-            "A profile is the defaults above with these keys changed (`./run_all.sh --profile NAME`); `--set` "
-            "applies on top. Schedule scopes are written `scope.field`. A run of the `full` profile, or with "
-            "`platform` set, is then adapted to its machine by its plan (`python -m utils.plan`), which prints "
-            "every key it changes and why."]
-    for key, value in zip(profiles.keys, profiles.values):
-        name = ast.literal_eval(key)
-        rows, notes = _dict_entries(source, value, comments)
-        out += ["", f"### `{name}`", ""]
-        if not rows:
-            out.append("The defaults above, unchanged.")
-            continue
-        out += ["| key | value | note |", "|---|---|---|"]
-        out += [f"| `{k}` | {_cell(_code(_value(v)))} | {_cell(n)} |" for k, v, n in rows]
-        if notes:
-            out += [""] + [f"* {_cell(n)}" for n in _paragraphs(notes)]
+    out += _profiles(source, tree, comments)
     return "\n".join(out) + "\n"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import unicodedata
@@ -18,11 +17,11 @@ import pandas as pd
 
 from . import paths
 from .progress import bar
+from .taxonomy import LEVELS, Taxonomy
 
 TRAIN_COLUMNS = ["id", "img_path", "overview", "cat1", "cat2", "cat3"]
 TEST_COLUMNS = ["id", "img_path", "overview"]
 SUBMISSION_COLUMNS = ["id", "cat3"]
-LEVELS = ("cat1", "cat2", "cat3")
 FIX_COLUMNS = ["id", "field", "old", "new", "reason"]
 ENCODINGS = ("utf-8-sig", "cp949")  # utf-8-sig reads plain UTF-8 too; cp949 is a superset of EUC-KR
 MAX_LISTED = 30
@@ -40,67 +39,6 @@ class DataValidationError(ValueError):
 
 
 # ---------------------------------------------------------------- taxonomy
-@dataclass(frozen=True)
-class Taxonomy:
-    """The label tree. Encoders are sorted names, fitted on the tree, so all 128 cat3 always exist."""
-
-    table: pd.DataFrame
-    cat1: list[str] = field(init=False)
-    cat2: list[str] = field(init=False)
-    cat3: list[str] = field(init=False)
-
-    def __post_init__(self):
-        for level in LEVELS:
-            object.__setattr__(self, level, sorted(self.table[level].unique()))
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        return {level: len(getattr(self, level)) for level in LEVELS}
-
-    def classes(self, level: str) -> list[str]:
-        return getattr(self, level)
-
-    def encode(self, level: str, values) -> np.ndarray:
-        index = {name: i for i, name in enumerate(self.classes(level))}
-        return np.array([index[v] for v in values], dtype=np.int64)
-
-    def decode(self, level: str, codes) -> list[str]:
-        names = self.classes(level)
-        return [names[int(c)] for c in codes]
-
-    def parent_of(self, child_level: str) -> np.ndarray:
-        """For each class of `child_level` (cat2 or cat3), the index of its parent one level up."""
-        parent_level = {"cat2": "cat1", "cat3": "cat2"}[child_level]
-        pairs = self.table.drop_duplicates(child_level).set_index(child_level)[parent_level]
-        return self.encode(parent_level, [pairs[c] for c in self.classes(child_level)])
-
-    def path(self, cat3: str) -> tuple[str, str, str]:
-        return (*self._paths[cat3], cat3)
-
-    def is_path(self, cat1: str, cat2: str, cat3: str) -> bool:
-        return cat3 in self._paths and self._paths[cat3] == (cat1, cat2)
-
-    def records(self) -> list[list[str]]:
-        """The tree as `[cat1, cat2, cat3]` rows, for a predictor that must not depend on the data folder."""
-        return self.table[list(LEVELS)].values.tolist()
-
-    @classmethod
-    def from_records(cls, records) -> "Taxonomy":
-        return cls(pd.DataFrame(records, columns=list(LEVELS)))
-
-    @cached_property
-    def digest(self) -> str:
-        """Changes with any class name or parent: a model trained under another tree is never reused."""
-        import hashlib
-
-        return hashlib.sha1(repr(sorted(map(tuple, self.records()))).encode()).hexdigest()[:12]
-
-    @cached_property
-    def _paths(self) -> dict[str, tuple[str, str]]:
-        """cat3 -> (cat1, cat2), built once: validation asks for every row."""
-        return {r.cat3: (r.cat1, r.cat2) for r in self.table.itertuples()}
-
-
 TAXONOMY_COLUMNS = ["cat1", "cat2", "cat3"]  # and optionally "count": rows per cat3 in the training data
 DATA_TAXONOMY = "taxonomy.csv"  # a data folder's own label tree, used instead of the bundled Dacon tree
 
@@ -116,7 +54,8 @@ def load_taxonomy(path=paths.TAXONOMY_CSV) -> Taxonomy:
         raise DataValidationError(problems, f"taxonomy {path}")
     if table.empty:
         raise DataValidationError([f"{path.name}: no rows (only a header)"], f"taxonomy {path}")
-    for line, row in enumerate(table.to_dict("records"), start=2):
+    file_lines = record_lines(path, table)  # as an editor numbers them, blank lines counted
+    for line, row in zip(file_lines, table.to_dict("records")):
         for level in TAXONOMY_COLUMNS:
             value = row[level]
             if not value.strip():
@@ -131,10 +70,12 @@ def load_taxonomy(path=paths.TAXONOMY_CSV) -> Taxonomy:
             lines.setdefault(name, []).append(i)
         for name, rows in lines.items():
             parents = table.loc[rows, parent].unique()
-            where = ", ".join(str(i + 2) for i in rows)
+            where = ", ".join(str(file_lines[i]) for i in rows)
             if child == "cat3" and len(rows) > 1:
-                problems.append(f"{path.name} lines {where}: cat3 {name!r} is listed more than once "
-                                f"(each cat3 is one row)")
+                why = (f", under more than one cat2 {sorted(parents)}: the taxonomy must be a tree" if len(parents) > 1
+                       else " (the same row repeated)" if len(table.loc[rows].drop_duplicates()) == 1
+                       else " (each cat3 is one row)")
+                problems.append(f"{path.name} lines {where}: cat3 {name!r} is listed more than once{why}")
             elif len(parents) > 1:
                 problems.append(f"{path.name} lines {where}: {child} {name!r} is under more than one {parent} "
                                 f"{sorted(parents)}: the taxonomy must be a tree")
@@ -165,36 +106,82 @@ def _looks_utf16(head: bytes) -> bool:
     return head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 8 and head.count(b"\x00") > len(head) // 4)
 
 
-def read_csv_any(path) -> pd.DataFrame:
-    """Read a CSV written as UTF-8, UTF-8 with BOM, or CP949/EUC-KR, as NFC strings."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found (expected the real Dacon layout, see README)")
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
-    if _looks_utf16(head):
+def _decode(path: Path) -> str:
+    """The text of a CSV in the first of ENCODINGS that reads all of it, Windows line breaks as "\\n" (also inside
+    values: a CRLF file reads as the same file with LF); a refusal naming the line where each reading fails."""
+    data = path.read_bytes()
+    if _looks_utf16(data[:4096]):
         raise DataValidationError([f"{path.name}: the file looks like UTF-16 (as Excel's 'Unicode text' writes it); "
                                    "save it as 'CSV UTF-8' (or UTF-8 / CP949) and rerun"], str(path))
     errors = []
-    quoting = 'a value that contains a comma must be quoted ("야영장,오토캠핑장")'
-    for encoding in ENCODINGS:
+    for encoding, label in zip(ENCODINGS, ("UTF-8", "CP949/EUC-KR")):
         try:
-            frame = pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False)
+            return data.decode(encoding).replace("\r\n", "\n")
         except UnicodeDecodeError as exc:
-            errors.append(f"{encoding}: {exc.reason} at byte {exc.start}")
-            continue
-        except pd.errors.ParserError as exc:
-            raise DataValidationError([f"{path.name}: {exc}; {quoting}"], str(path)) from exc
-        if not isinstance(frame.index, pd.RangeIndex):  # pandas' reading of lines one field longer than the header
-            raise DataValidationError([f"{path.name}: every line has more fields than the header "
-                                       f"{list(frame.columns)}; {quoting}"], str(path))
-        header = next(csv.reader([head.decode(encoding, errors="replace").lstrip("\ufeff").splitlines()[0]]), [])
-        twice = sorted({name.strip() for name in header if [h.strip() for h in header].count(name.strip()) > 1})
-        if twice:  # pandas would keep the first and rename the others 'name.1', silently
-            raise DataValidationError([f"{path.name} line 1: column {name!r} appears more than once in the header "
-                                       f"{header}; keep one" for name in twice], str(path))
-        return _nfc(frame)
-    raise DataValidationError([f"{path.name}: cannot decode as " + "; ".join(errors)], str(path))
+            line = data.count(b"\n", 0, exc.start) + 1
+            if exc.end >= len(data) and exc.reason in ("unexpected end of data", "incomplete multibyte sequence"):
+                raise DataValidationError([f"{path.name} line {line}: the file ends inside a character: it is cut off "
+                                           "(truncated); copy it again"], str(path)) from None
+            errors.append(f"as {label} (line {line}: {exc.reason})")
+    raise DataValidationError([f"{path.name}: cannot be read " + " nor ".join(errors) + ": parts of it are in "
+                               "different encodings, or it is damaged; re-save it as 'CSV UTF-8' and rerun"], str(path))
+
+
+def _record_lines(text: str) -> list[int] | None:
+    """The line on which each record (the header first) starts, as an editor numbers them: the blank lines the
+    reader skips and values spanning lines (multi-line overviews) counted; None where the csv module cannot
+    scan the text."""
+    import io
+
+    reader, starts, end = csv.reader(io.StringIO(text)), [], 0
+    try:
+        for row in reader:
+            if len(row) > 1 or (row and row[0].strip()):
+                starts.append(end + 1)
+            end = reader.line_num
+    except csv.Error:
+        return None
+    return starts
+
+
+def record_lines(path, frame: pd.DataFrame) -> list[int]:
+    """The file line of each row of `frame` as read_csv_any read it from `path` (row i is line i + 2 where no
+    line is blank and no value spans lines)."""
+    lines = _record_lines(_decode(Path(path)))
+    return lines[1:] if lines and len(lines) == len(frame) + 1 else [i + 2 for i in range(len(frame))]
+
+
+def read_csv_any(path) -> pd.DataFrame:
+    """Read a CSV written as UTF-8, UTF-8 with BOM, or CP949/EUC-KR, as NFC strings."""
+    import io
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found (expected the real Dacon layout, see README)")
+    if not path.is_file():  # a folder, or a FIFO that would block
+        raise DataValidationError([f"{path.name}: a folder, not a CSV file" if path.is_dir() else
+                                   f"{path.name}: not a regular file"], str(path))
+    text = _decode(path)
+    if not text.strip():
+        raise DataValidationError([f"{path.name}: the file is empty ({path.stat().st_size} bytes, not even a "
+                                   "header)"], str(path))
+    quoting = 'a value that contains a comma must be quoted ("야영장,오토캠핑장")'
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        lines = _record_lines(text) if "EOF inside string" in str(exc) else None
+        problem = (f"{path.name} line {lines[-1]}: a quoted value starts there and is never closed: the file is cut "
+                   f"off (truncated) or a closing quote (\") is missing" if lines else f"{path.name}: {exc}; {quoting}")
+        raise DataValidationError([problem], str(path)) from exc
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas' reading of lines one field longer than the header
+        raise DataValidationError([f"{path.name}: every line has more fields than the header "
+                                   f"{list(frame.columns)}; {quoting}"], str(path))
+    header = next(csv.reader([next(line for line in text.lstrip("\ufeff").split("\n") if line.strip())]), [])
+    twice = sorted({name.strip() for name in header if [h.strip() for h in header].count(name.strip()) > 1})
+    if twice:  # pandas would keep the first and rename the others 'name.1', silently
+        raise DataValidationError([f"{path.name} line 1: column {name!r} appears more than once in the header "
+                                   f"{header}; keep one" for name in twice], str(path))
+    return _nfc(frame)
 
 
 @dataclass
@@ -236,6 +223,9 @@ def load_dataset(data_dir, check_images: bool = True, label_fixes=None, taxonomy
     data_dir = Path(data_dir).resolve()
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: data folder not found")
+    own = data_dir / DATA_TAXONOMY
+    source = ("the taxonomy given" if taxonomy is not None else str(own) if own.is_file()
+              else f"the bundled taxonomy {paths.TAXONOMY_CSV}")
     taxonomy = taxonomy or dataset_taxonomy(data_dir)
     train = read_csv_any(data_dir / "train.csv")
     test = read_csv_any(data_dir / "test.csv")
@@ -252,8 +242,12 @@ def load_dataset(data_dir, check_images: bool = True, label_fixes=None, taxonomy
         train, fixes_applied = apply_label_fixes(train, label_fixes)
 
     problems += check_not_empty(train, "train.csv") + check_not_empty(test, "test.csv")
-    problems += check_ids(train, "train.csv") + check_ids(test, "test.csv") + check_shared_ids(train, test)
+    for frame, name in ((train, "train.csv"), (test, "test.csv")):
+        problems += check_ids(frame, name, record_lines(data_dir / name, frame))
+    problems += check_shared_ids(train, test)
     problems += check_overviews(train, "train.csv") + check_overviews(test, "test.csv")
+    problems += check_misread(train, "train.csv") + check_misread(test, "test.csv")
+    problems[:0] = check_label_names(train, taxonomy, "train.csv", source)  # first: never behind the rows listed
     problems += check_labels(train, taxonomy, "train.csv")
     problems += check_submission(submission, test)
     for frame, name in ((train, "train.csv"), (test, "test.csv")):
@@ -276,8 +270,8 @@ def check_columns_present(frame: pd.DataFrame, needed: list[str], name: str) -> 
 def resolve_image_paths(frame: pd.DataFrame, base: Path, name: str) -> tuple[list[str], list[str]]:
     """Absolute image files of `img_path` (relative to `base`, the folder holding the CSV), and a problem for
     every path that is absolute or resolves (symlinks followed) outside `base`, or names something that is not
-    a regular file: a dataset only ever opens its own files. An empty `img_path` means the place has no photo
-    (None); a path to a missing file stays an error."""
+    a regular file: a dataset only ever opens its own files. An empty or whitespace-only `img_path` means the place
+    has no photo (None); a path to a missing file stays an error."""
     base = Path(base).resolve()
     files, problems = [], []
     for rid, rel in zip(frame["id"], frame["img_path"]):
@@ -317,18 +311,28 @@ def check_columns(frame: pd.DataFrame, expected: list[str], name: str) -> list[s
     return problems
 
 
-def check_ids(frame: pd.DataFrame, name: str) -> list[str]:
+def check_ids(frame: pd.DataFrame, name: str, lines: list[int] | None = None) -> list[str]:
+    """`lines`: each row's line in the file (record_lines), else row i is line i + 2."""
+    lines = lines or [i + 2 for i in range(len(frame))]
     problems = []
     for row, value in enumerate(frame["id"]):
         if not value.strip():
-            problems.append(f"{name} line {row + 2}: column 'id' is empty")
+            problems.append(f"{name} line {lines[row]}: column 'id' is empty")
         elif value != value.strip():
-            problems.append(f"{name} line {row + 2}: column 'id' {value!r} has spaces around it")
+            problems.append(f"{name} line {lines[row]}: column 'id' {value!r} has spaces around it")
     stripped = frame["id"].str.strip()
     for value in sorted(set(stripped[stripped.duplicated(keep=False)])):
-        lines = [str(i + 2) for i in np.flatnonzero(stripped.to_numpy() == value)]
-        problems.append(f"{name} row {value}: column 'id' is duplicated (lines {', '.join(lines)})")
+        lines_of = [str(lines[i]) for i in np.flatnonzero(stripped.to_numpy() == value)]
+        problems.append(f"{name} row {value}: column 'id' is duplicated (lines {', '.join(lines_of)})")
     return problems
+
+
+def blank_text(text) -> bool:
+    """Whether a text has nothing to read once cleaned: only markup, whitespace or invisible characters (a
+    zero-width space, a BOM), which a model would read as an empty text."""
+    from .text import clean_overview
+
+    return not any(c.isprintable() and not c.isspace() for c in clean_overview(text))
 
 
 def check_overviews(frame: pd.DataFrame, name: str) -> list[str]:
@@ -336,7 +340,52 @@ def check_overviews(frame: pd.DataFrame, name: str) -> list[str]:
 
     return [f"{name} row {rid}: column 'overview' is empty or missing" if not str(text).strip() else
             f"{name} row {rid}: column 'overview' holds only markup ({str(text)[:40]!r}), no text"
-            for rid, text in zip(frame["id"], frame["overview"]) if not clean_overview(text)]
+            if not clean_overview(text) else
+            f"{name} row {rid}: column 'overview' holds only invisible characters ({clean_overview(text)[:40]!r}), "
+            f"no text" for rid, text in zip(frame["id"], frame["overview"]) if blank_text(text)]
+
+
+def misread_korean(text: str) -> str | None:
+    """Korean that was once read in the wrong encoding and saved so (UTF-8 or CP949 bytes shown as Latin-1 or
+    Windows-1252: '한식' as 'íœì‹'), as it should read; None for any other text (accented Latin stays text)."""
+    for shown in ("latin-1", "cp1252"):
+        try:
+            raw = str(text).encode(shown)
+        except UnicodeEncodeError:
+            continue
+        for real in ("utf-8", "cp949"):
+            try:
+                fixed = raw.decode(real)
+            except UnicodeDecodeError:
+                continue
+            if fixed != text and any("가" <= c <= "힣" for c in fixed):
+                return fixed
+    return None
+
+
+def check_misread(frame: pd.DataFrame, name: str, column: str = "overview") -> list[str]:
+    """Mojibake in a text column, which no label gives away in test.csv: one problem naming its rows."""
+    rows = [(rid, text, fixed) for rid, text in zip(frame["id"], frame[column]) if (fixed := misread_korean(text))]
+    if not rows:
+        return []
+    ids = ", ".join(str(rid) for rid, _, _ in rows[:3]) + (", ..." if len(rows) > 3 else "")
+    rid, text, fixed = rows[0]
+    return [f"{name}: column '{column}' of {len(rows)} row(s) ({ids}) is Korean read in the wrong encoding (row "
+            f"{rid}: {text[:20]!r} is {fixed[:20]!r}); re-save the file as UTF-8 and rerun"]
+
+
+def check_label_names(frame: pd.DataFrame, taxonomy: Taxonomy, name: str, source: str) -> list[str]:
+    """One problem per level naming every label the taxonomy lacks, however many rows carry them."""
+    problems = []
+    for level in LEVELS:
+        known = set(taxonomy.classes(level))
+        missing = frame.loc[~frame[level].isin(known), level]
+        if len(missing):
+            names = sorted(set(missing))
+            more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+            problems.append(f"{name}: {len(missing)} row(s) have a {level} that {source} lacks: "
+                            f"{names[:MAX_LISTED]}{more}; add them to it or correct the rows")
+    return problems
 
 
 def check_labels(frame: pd.DataFrame, taxonomy: Taxonomy, name: str) -> list[str]:
@@ -355,11 +404,12 @@ def check_labels(frame: pd.DataFrame, taxonomy: Taxonomy, name: str) -> list[str
             cat1, cat2, _ = taxonomy.path(row.cat3)
             problems.append(f"{name} row {row.id}: columns 'cat1','cat2' are {row.cat1!r},{row.cat2!r} but "
                             f"cat3 {row.cat3!r} belongs under {cat1!r},{cat2!r}")
-    unknown = sum(v not in known["cat3"] for v in frame["cat3"])
-    if len(frame) and unknown > len(frame) / 2:
-        problems.insert(0, f"{name}: {unknown} of {len(frame)} cat3 labels are not in the taxonomy: the file's "
+    unknown = [v for v in frame["cat3"] if v not in known["cat3"]]
+    misread = [v for v in unknown if "\ufffd" in v or misread_korean(v)]  # not a label missing from a tree
+    if len(frame) and len(unknown) > len(frame) / 2 and misread:
+        problems.insert(0, f"{name}: {len(unknown)} of {len(frame)} cat3 labels are not in the taxonomy: the file's "
                            f"encoding is the likely cause (Korean read in the wrong encoding, e.g. Latin-1 mojibake "
-                           f"such as {frame['cat3'].iloc[0]!r}); re-save it as UTF-8 and rerun")
+                           f"such as {misread[0]!r}); re-save it as UTF-8 and rerun")
     return problems
 
 

@@ -369,11 +369,27 @@ def corrupt_labels(rng, train: pd.DataFrame, taxonomy_table: pd.DataFrame, rate:
     return pd.DataFrame(records, columns=["id", "true_cat3", "given_cat3"])
 
 
+def _write_tables(work: Path, train, test, noise, boxes: list, meta: dict) -> None:
+    """The CSVs of the real layout, and the ground truth (truth/) that no training code reads."""
+    write_csv(train[["id", "img_path", "overview", "cat1", "cat2", "cat3"]], work / "train.csv")
+    write_csv(test[["id", "img_path", "overview"]], work / "test.csv")
+    write_csv(test[["id"]].assign(cat3=""), work / "sample_submission.csv")
+    write_csv(test[["id", "cat1", "cat2", "cat3"]], work / "truth/test_labels.csv")
+    write_csv(noise, work / "truth/label_noise.csv")
+    write_csv(pd.DataFrame(boxes), work / "truth/boxes.csv")
+    with atomic_path(work / "truth/generation.json") as tmp:
+        tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    (work / "GENERATED.txt").write_text(
+        "GENERATED data, not the real Korea Tourism Organization / Dacon data.\n"
+        f"Written by `python -m utils.generate` (seed {meta['seed']}, size {meta['size']}) in the real layout so that every\n"
+        "code path meets the real schema. truth/ holds ground truth that no training code reads.\n",
+        encoding="utf-8")
+
+
 def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int | None = None,
                      n_test: int | None = None, corrupt_rate: float | None = None, progress: bool = True) -> Path:
     """Write a GENERATED dataset in the real layout to `out_dir` (replaced atomically) and return it; the size
     names its row counts and its style (`second`: the second development dataset, see `Style`)."""
-    from .progress import bar
 
     started = time.time()
     out_dir = Path(out_dir)
@@ -415,22 +431,10 @@ def generate_dataset(out_dir, seed: int = 0, size: str = "default", n_train: int
         given.loc[rec.id, ["cat1", "cat2", "cat3"]] = [*parents.loc[rec.given_cat3, ["cat1", "cat2"]], rec.given_cat3]
     train = given.reset_index()
 
-    write_csv(train[["id", "img_path", "overview", "cat1", "cat2", "cat3"]], work / "train.csv")
-    write_csv(test[["id", "img_path", "overview"]], work / "test.csv")
-    write_csv(test[["id"]].assign(cat3=""), work / "sample_submission.csv")
-    write_csv(test[["id", "cat1", "cat2", "cat3"]], work / "truth/test_labels.csv")
-    write_csv(noise, work / "truth/label_noise.csv")
-    write_csv(pd.DataFrame(boxes), work / "truth/boxes.csv")
     meta = {"generated": True, "generator_version": GENERATOR_VERSION, "seed": seed, "size": size,
             "n_train": len(train), "n_test": len(test), "corrupted_labels": len(noise),
             "style": size if size in STYLES else "bundled", "image_decided_cat2": sorted(style.image_cat2)}
-    with atomic_path(work / "truth/generation.json") as tmp:
-        tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
-    (work / "GENERATED.txt").write_text(
-        "GENERATED data, not the real Korea Tourism Organization / Dacon data.\n"
-        f"Written by `python -m utils.generate` (seed {seed}, size {size}) in the real layout so that every\n"
-        "code path meets the real schema. truth/ holds ground truth that no training code reads.\n",
-        encoding="utf-8")
+    _write_tables(work, train, test, noise, boxes, meta)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     work.rename(out_dir)

@@ -189,3 +189,26 @@ def share_inside(points: np.ndarray, boxes: np.ndarray) -> float:
     """Share of points (x, y) inside their box (x0, y0, x1, y1)."""
     x, y = points[:, 0], points[:, 1]
     return float(np.mean((x >= boxes[:, 0]) & (x <= boxes[:, 2]) & (y >= boxes[:, 1]) & (y <= boxes[:, 3])))
+
+
+def score_against_boxes(models: dict, maps: dict, pixels, fixed: dict, sizes, boxes: np.ndarray,
+                        explainers: dict, defaults: dict, seed: int = 0) -> tuple[dict, dict]:
+    """Share of each model's heatmap peaks inside the object box, beside two references (a random point, and the
+    box area share it is expected to score), and each model's share under its recorded defaults (explained again
+    where the boxes chose another layer or method)."""
+    points = {name: peak_points(m, sizes) for name, m in maps.items()}
+    rng = np.random.default_rng(seed)
+    random_points = np.array([(rng.uniform(0, w), rng.uniform(0, h)) for w, h in sizes])
+    result = {name: share_inside(p, boxes) for name, p in points.items()}
+    result["random point"] = share_inside(random_points, boxes)
+    result["random point (expected: box area share)"] = float(
+        np.mean([(b[2] - b[0]) * (b[3] - b[1]) / (w * h) for b, (w, h) in zip(boxes, sizes)]))
+    with_defaults = {}
+    for name, model in models.items():
+        if tuple(explainers[name]) == tuple(defaults[name]):
+            with_defaults[name] = result[name]
+            continue
+        cams, _ = explain(model, pixels, fixed.get(name), *defaults[name],
+                          desc=f"{name}: the defaults, {' on '.join(defaults[name][::-1])}")
+        with_defaults[name] = share_inside(peak_points(cams, sizes), boxes)
+    return result, with_defaults

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from .config import DECODE_RULES
-from .taxonomy import LEVELS
 from .io import read_json, write_json
+from .taxonomy import DECODE_RULES, LEVELS
 
 
 def weighted_f1(y_true, y_pred) -> float:

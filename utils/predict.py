@@ -28,13 +28,14 @@ import torch
 
 from . import paths
 from .config import Config
-from .data import DataValidationError, Taxonomy, read_csv_any
+from .data import DataValidationError, read_csv_any
 from .images import no_photo, probe_image
 from .io import DamagedFile, read_json, write_json
 from .metrics import hierarchical_decode
-from .models import INPUTS, ImageTower, TextTower, modalities
+from . import kinds
+from .models import ImageTower, TextTower
 from .runtime import autocast, choose_precision, half_dtype, pick_device
-from .text import clean_overview
+from .taxonomy import Taxonomy
 
 MODEL_CARD = "predictor.json"
 BLOCK_ROWS = 512  # rows read at once; each member visits the device once per block (host memory: their pixels)
@@ -83,7 +84,10 @@ def latest_run(output_dir=None) -> Path:
 
 
 def has_text(text) -> bool:
-    return text is not None and bool(clean_overview(str(text)))
+    """Whether a text holds something to read: not only markup, whitespace or invisible characters."""
+    from .data import blank_text
+
+    return text is not None and not blank_text(str(text))
 
 
 def check_inputs(images, texts, ids=None) -> None:
@@ -184,6 +188,9 @@ class Predictor:
     def __init__(self, run_dir, device: str = "auto", dtype: torch.dtype | None = None):
         self.run_dir = Path(run_dir)
         card_path = self.run_dir / MODEL_CARD
+        if not self.run_dir.is_dir():
+            raise PredictionError(f"{self.run_dir}: no such run folder (--run takes the folder of a finished run, "
+                                  f"the one holding {MODEL_CARD})")
         try:
             card = read_json(card_path)
         except DamagedFile as exc:
@@ -212,19 +219,20 @@ class Predictor:
             import joblib
 
             self.keywords = joblib.load(self.run_dir / card["keywords"])
-        neural = [kind for kind, _, _ in self.members if kind != "text_tfidf"]
+        neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
         from .backbones import frozen_backbone
 
-        self.text = frozen_backbone("text", self.cfg) if any(k.startswith("text") or "fusion" in k for k in neural) else None
-        self.image = frozen_backbone("image", self.cfg) if any(k.startswith("image") or "fusion" in k for k in neural) else None
+        reads = {m for k in neural for m in kinds.get(k).reads}
+        self.text = frozen_backbone("text", self.cfg) if "text" in reads else None
+        self.image = frozen_backbone("image", self.cfg) if "image" in reads else None
         # Members trained on cached encoder states get those states as the cache holds them (fp16), computed
         # once per batch for all of them, so that they answer exactly as they did for the submission.
         self.cached_kinds = {k for k in neural if self.cfg.schedule(k, "kfold").training_mode == "cached"}
-        self.cached_inputs = sorted({key for kind in self.cached_kinds for key in INPUTS[kind]})
+        self.cached_inputs = sorted({key for kind in self.cached_kinds for key in kinds.get(kind).inputs})
         from .features import cache_tower
 
         self.cache_towers = {m: cache_tower(m, self.cfg, self.device)
-                             for m in sorted({m for k in self.cached_kinds for m in modalities(k)})}
+                             for m in sorted({m for k in self.cached_kinds for m in kinds.get(k).reads})}
         if dtype is None:
             _LOADED[_identity(self.run_dir, device)] = self
 
@@ -240,7 +248,7 @@ class Predictor:
 
     def _load_unit(self, kind: str, unit: str):
         """One unit on the host, in the predictor's dtype but for the frozen encoders it shares."""
-        if kind == "text_tfidf":
+        if not kinds.get(kind).neural:
             import joblib
 
             return joblib.load(unit)
@@ -252,7 +260,7 @@ class Predictor:
             return model
         from .backbones import frozen_backbone
 
-        shared = {id(t) for m in modalities(kind) for t in _tensors(frozen_backbone(m, self.cfg).model)}
+        shared = {id(t) for m in kinds.get(kind).reads for t in _tensors(frozen_backbone(m, self.cfg).model)}
         return _cast_own(model, self.dtype, shared)
 
     def on_device(self, units: list, dtype: torch.dtype | None = None) -> list:
@@ -297,10 +305,8 @@ class Predictor:
     def _member_probs(self, kind: str, units: list, batch: dict, texts: list[str]) -> dict[str, np.ndarray]:
         """One member's probabilities for a chunk: the mean over its fold and seed units; uniform (no information,
         as in training, see experiments.fit_model) for an item that lacks every input the member reads."""
-        if kind == "text_tfidf":
-            from .baselines import tfidf_probabilities
-
-            fold_probs = [tfidf_probabilities(m, texts, self.taxonomy) for m in units]
+        if not kinds.get(kind).neural:
+            fold_probs = [kinds.get(kind).answers()(m, texts, self.taxonomy) for m in units]
             mean = {level: np.mean([p[level] for p in fold_probs], 0) for level in fold_probs[0]}
         else:
             with torch.inference_mode(), self._autocast():
@@ -309,7 +315,7 @@ class Predictor:
                 for model in units:
                     for level, value in model(shared).items():
                         mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(units)
-        blind = ~np.any([batch[f"{m}_present"].cpu().numpy() for m in modalities(kind)], axis=0)
+        blind = ~np.any([batch[f"{m}_present"].cpu().numpy() for m in kinds.get(kind).reads], axis=0)
         for level, value in mean.items():
             value[blind] = 1.0 / value.shape[1]
         return mean
@@ -342,7 +348,7 @@ class Predictor:
 
     def _member_block(self, kind: str, units: list, inputs: list, texts: list) -> dict[str, np.ndarray]:
         """One member over a block's chunks; its units are on the device only while this runs."""
-        placed = units if kind == "text_tfidf" else _to_device(units, self.device, self.dtype)
+        placed = units if not kinds.get(kind).neural else _to_device(units, self.device, self.dtype)
         probs = []
         for (batch, cached), chunk_texts in zip(inputs, texts):
             chunk = {k: v.to(self.device) for k, v in (cached if kind in self.cached_kinds else batch).items()}
@@ -401,8 +407,8 @@ def check_rows(n_rows: int, wanted: int, seed: int) -> np.ndarray:
 
 def read_places(csv_path) -> tuple[list[str], list[str], list[str]]:
     """ids, image files and texts of a CSV in the real layout; a missing column or a path leaving the CSV's
-    folder is named with its file, row and column before any model loads."""
-    from .data import check_columns_present, resolve_image_paths
+    folder, or Korean read in the wrong encoding, is named with its file, row and column before any model loads."""
+    from .data import check_columns_present, check_misread, resolve_image_paths
 
     frame = read_csv_any(csv_path)
     problems = check_columns_present(frame, ["id", "img_path", "overview"], Path(csv_path).name)
@@ -410,6 +416,7 @@ def read_places(csv_path) -> tuple[list[str], list[str], list[str]]:
         raise DataValidationError(problems, str(csv_path))
     base = Path(csv_path).resolve().parent
     files, problems = resolve_image_paths(frame, base, Path(csv_path).name)
+    problems += check_misread(frame, Path(csv_path).name)
     if problems:
         raise DataValidationError(problems, str(csv_path))
     return frame["id"].tolist(), files, frame["overview"].tolist()

@@ -17,14 +17,11 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .config import Config, build, bundled_data_dir, resolve, run_dir
-from .io import read_json, write_csv, write_json
+from .config import Config, build, bundled_data_dir, read, record, resolve, run_dir
+from .io import write_csv, write_json
 from . import lock
 from .runtime import pick_device, require_device, seed_everything
 from .training import TimeBudget, set_session_budget
-
-CONFIG_JSON = "config.json"
-
 
 @dataclass
 class Run:
@@ -104,10 +101,6 @@ def default_label_fixes(data_dir: Path, label_fixes: str = "") -> Path | None:
     return own if own.exists() else None
 
 
-def _changes(old: dict, new: dict) -> list[str]:
-    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
-
-
 def _check_disk(cfg) -> None:
     """Before a GPU run's notebook (run_all.sh names it: PIPELINE_NOTEBOOK), the disk it will need, from the plan:
     refused now, naming the folder, rather than a full disk hours later."""
@@ -123,13 +116,17 @@ def _check_disk(cfg) -> None:
 
 
 def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed: int = 0, run_name: str = "",
-          settings: dict | None = None) -> Run:
-    """Seed everything, resolve the configuration, make sure the data exists, write config.json, and say
-    in one line which data, profile and run folder this is."""
-    given = {"data_dir": data_dir, "output_dir": output_dir, "run_name": run_name}
-    cfg = resolve(build(profile, {**(settings or {}), "seed": int(seed),
-                                  **{k: str(v) for k, v in given.items() if v}}))
-    require_device(cfg)
+          settings: dict | None = None, config: str = "") -> Run:
+    """Seed everything, take the run's configuration, make sure the data exists, and say in one line which data,
+    profile and run folder this is. `config`: the run's config.json (run_all.sh resolved and validated it once);
+    empty (a notebook opened by hand): resolved here from the other arguments and recorded as config.json."""
+    if config:
+        cfg = read(config)
+    else:
+        cfg = resolve(build(profile, {**(settings or {}), "seed": int(seed),
+                                      **{k: str(v) for k, v in {"data_dir": data_dir, "output_dir": output_dir,
+                                                                "run_name": run_name}.items() if v}}))
+        require_device(cfg)
     seed_everything(cfg.seed)
     if cfg.data_size and Path(cfg.data_dir) == bundled_data_dir(cfg.data_size).resolve():
         from .generate import ensure_dataset
@@ -142,11 +139,8 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     run.dir.mkdir(parents=True, exist_ok=True)
     lock.acquire(run.dir)  # a notebook opened on a run that another process runs stops here, naming it
     _check_disk(cfg)
-    previous = read_json(run.dir / CONFIG_JSON)
-    if previous and previous != cfg.to_dict():
-        print("configuration changed since this run's last notebook (artifacts made under the old one are "
-              "retrained or rewritten, never reused):", "; ".join(_changes(previous, cfg.to_dict())))
-    write_json(cfg.to_dict(), run.dir / CONFIG_JSON)
+    if not config:
+        record(cfg)
     kind = "GENERATED bundled data (not the real contest data)" if run.generated else "real data (no ground truth)"
     fixes = f" | label fixes {run.label_fixes}" if run.label_fixes else ""
     print(f"run {run.name} | profile {cfg.profile} | data {run.data_dir} [{kind}] | seed {cfg.seed}{fixes}\n"

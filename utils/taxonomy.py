@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 LEVELS = ("cat1", "cat2", "cat3")
+DECODE_RULES = ("product", "sum")  # how the levels' probabilities choose a path of the tree: metrics.hierarchical_decode
 
 
 @dataclass(frozen=True)
