@@ -169,8 +169,10 @@ for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   echo "==> $name"
   export PIPELINE_NOTEBOOK="$step"  # the notebook's disk need is checked against the plan before it starts
   t0=$(date +%s)
+  LOG="$RUN_DIR/notebooks/${name%.ipynb}.log"  # papermill's messages; its traceback of a failed cell stays there
   if ! "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" \
-        -p CONFIG "$CONFIG_JSON"; then
+        -p CONFIG "$CONFIG_JSON" 2> >(tee "$LOG" | sed -u '/^Traceback/,$d' >&2); then
+    sleep 0.2  # the filter above has printed what it keeps
     if grep -q "DiskFull" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
       "$PY" - "$RUN_DIR/notebooks/$name" <<'PY' >&2 || true
 import json, sys
@@ -185,7 +187,9 @@ PY
            "run the same command again (next session) to continue from there" >&2
       exit 3
     fi
-    echo "run_all.sh: FAILED at $name; the executed copy with the error is $RUN_DIR/notebooks/$name" >&2
+    grep -E '^[A-Za-z_.]*(Error|Exception|Exit)[A-Za-z]*:' "$LOG" | tail -n 1 >&2 || true
+    echo "run_all.sh: FAILED at $name; the executed copy with the error is $RUN_DIR/notebooks/$name" \
+         "(traceback: $LOG)" >&2
     exit 1
   fi
   echo "    done in $(( $(date +%s) - t0 ))s"

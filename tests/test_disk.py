@@ -58,3 +58,18 @@ def test_a_gpu_run_refuses_a_notebook_whose_disk_need_exceeds_the_free_space(tmp
     assert short and f"{tmp_path / 'out' / cfg.run_name}: notebook 06 writes about" in short[0]
     assert "1.0 GB free" in short[0] and "--output-dir" in short[0]
     assert plan.disk_shortfalls(cfg, "06", free_gb=lambda folder: 10_000.0) == []
+
+
+def test_a_run_on_a_disk_too_small_stops_before_the_notebook_naming_the_folder_and_the_need(small_disk, tiny_data):
+    """./run_all.sh on the tiny profile with its outputs on a 2 MB disk: 04 (which writes about 0.1 GB of
+    checkpoints) is refused before it trains, with exit status 4 and one line naming the folder, what the notebook
+    writes there and the free space; nothing of the run is half-written."""
+    from utils import paths
+
+    done = subprocess.run([str(paths.REPO_ROOT / "run_all.sh"), "--profile", "tiny", "--data-dir", str(tiny_data),
+                           "--output-dir", str(small_disk), "04"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 4, done.stderr[-2000:]
+    said = done.stderr.strip().splitlines()[-1]
+    assert f"{small_disk}/tiny-" in said and "notebook 04 writes about" in said and "GB free" in said, said
+    assert "--output-dir" in said and "Traceback" not in done.stderr
+    assert not list(small_disk.rglob("*.partial")) and not list(small_disk.rglob("*.tmp"))

@@ -587,10 +587,9 @@ def fits_of(cfg) -> list[Fit]:
     out.append(Fit("03", "encode", f"{copies} augmented copies encoded", rows=(0, 0, copies)))
     out.append(Fit("03", "late_fusion", f"{AUGMENT_VARIANTS} variants", AUGMENT_VARIANTS, stage="augmentation",
                    rows=(split[0] + copies * 3 // AUGMENT_VARIANTS, split[1], 0)))  # 3 variants add the copies
-    out += [Fit("04", kind, "validation split", rows=(*split, 0)) for kind in
-            ("text_tfidf", "text_frozen", "text_finetuned", "image_frozen", "image_finetuned")
-            + (("image_vit",) if "vit" not in cfg.image_model else ())]
-    out += [Fit("05", kind, "validation split", rows=(*split, 0)) for kind in ("fusion_transformer", "late_fusion")]
+    out += [Fit("04", kind, "validation split", rows=(*split, 0))
+            for kind in kinds.names("text", cfg) + kinds.names("image", cfg)]
+    out += [Fit("05", kind, "validation split", rows=(*split, 0)) for kind in kinds.names("multimodal", cfg)]
     students = 2 if cfg.distill else 1
     out += [Fit("06", kind, f"{k} folds x {seeds} seed(s)" + (" + students" if cfg.distill else ""),
                 k * seeds * students, stage="kfold", rows=(fold[0], fold[1], n_test)) for kind in kfold_members(cfg)]

@@ -102,10 +102,11 @@ def default_label_fixes(data_dir: Path, label_fixes: str = "") -> Path | None:
 
 
 def _check_disk(cfg) -> None:
-    """Before a GPU run's notebook (run_all.sh names it: PIPELINE_NOTEBOOK), the disk it will need, from the plan:
-    refused now, naming the folder, rather than a full disk hours later."""
+    """Before each notebook of a run_all.sh run (it names the notebook: PIPELINE_NOTEBOOK), the disk the notebook
+    will need, from the plan's arithmetic on this run's data: refused now, naming the folder, the need and the free
+    space, rather than a full disk hours later."""
     notebook = os.environ.get("PIPELINE_NOTEBOOK")
-    if not notebook or (cfg.profile != "full" and not cfg.platform):
+    if not notebook:
         return
     from .io import DiskFull
     from .plan import disk_shortfalls
