@@ -1,6 +1,5 @@
 """Augmentation: the seed's row-selection rule, the EDA operations, and no leak into validation."""
 import numpy as np
-import pandas as pd
 import pytest
 
 from utils.augment import augment_text, augment_training_rows, augmentation_probabilities

@@ -3,7 +3,6 @@ profile's refusal of a machine without CUDA."""
 import os
 import time
 
-import pytest
 
 
 def _timed_unit(job, data, device):
@@ -61,8 +60,8 @@ def test_run_all_stops_the_full_profile_before_01_without_cuda(tmp_path):
 
 
 def test_a_platform_preset_reaches_the_notebooks_and_a_run_that_cannot_fit_is_refused_naming_the_fix(tmp_path, capsys):
-    """`--set platform=kaggle-2xt4`: the plan's adaptations and what the preset gives up travel to the notebooks
-    as settings (each said once); a setting the user gave is kept; a GPU run that cannot fit stops before 01."""
+    """`--set platform=kaggle-2xt4`: the plan's adaptations and what the preset gives up reach the notebooks in
+    the resolved configuration (each said once); a setting the user gave is kept; a GPU run that cannot fit stops before 01."""
     import json
 
     from utils import config
@@ -70,10 +69,11 @@ def test_a_platform_preset_reaches_the_notebooks_and_a_run_that_cannot_fit_is_re
     (tmp_path / "data").mkdir()
     base = ["--profile", "full", "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
             "--set", "device=cpu"]
-    assert config.main(base + ["--set", "platform=kaggle-2xt4"]) == 0
+    resolved = tmp_path / "resolved.json"
+    assert config.main(base + ["--set", "platform=kaggle-2xt4", "--out", str(resolved)]) == 0
     out, err = capsys.readouterr()
-    sets = json.loads(out.splitlines()[1])["SET"]
-    assert sets["grad_checkpointing"] is True and sets["kfold_seeds"] == "0" and sets["processes"] == 1
+    cfg = json.loads(resolved.read_text())  # what run_all.sh records as the run's config.json
+    assert cfg["grad_checkpointing"] is True and cfg["kfold_seeds"] == "0" and cfg["processes"] == 1
     assert "plan: gave up: K-fold seeds: one per fold (--set kfold_seeds=0)" in err
     assert config.main(base + ["--set", "platform=kaggle-2xt4", "--set", "kfold_seeds=0,1"]) == 2  # the user's: kept
     err = capsys.readouterr().err

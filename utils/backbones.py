@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import paths
 from .text import clean_overview
 
 OFFLINE_TEXT = ("e5-small-offline", "tiny-text")

@@ -74,7 +74,7 @@ def _kfold_data(kind: str, ds, cfg, soft_test: dict | None):
     data = model_data(ds, cfg, [kind])
     if soft_test is None:
         return data
-    return data.with_soft_labels(np.arange(len(ds.train), len(ds.train) + len(ds.test)), soft_test)
+    return data.with_soft_labels(data.test_rows, soft_test)
 
 
 def _train_unit(job, data=None, device: str | None = None):
@@ -85,9 +85,9 @@ def _train_unit(job, data=None, device: str | None = None):
         import torch                                      # its checkpoint's key) stay those of one process
 
         torch.cuda.set_device(device)
-    test_idx = np.arange(len(ds.train), len(ds.train) + len(ds.test))
     if data is None:  # a worker process: the cache the parent built, read memory-mapped
         data = _kfold_data(kind, ds, cfg, soft_test)
+    test_idx = data.test_rows
     train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
     if soft_test is not None:
         train_idx = np.concatenate([train_idx, test_idx])

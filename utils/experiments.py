@@ -16,7 +16,7 @@ from . import distributed
 from . import kinds as registry
 from .baselines import tfidf_logreg, tfidf_probabilities
 from .taxonomy import LEVELS
-from .features import all_rows, has_photo
+from .features import all_rows, uninformed
 from .metrics import evaluate, record
 from .models import build_model
 from .text import prime_content_morphemes
@@ -67,7 +67,7 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
     started = time.time()
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
-    labels3 = data_labels(data, np.arange(len(ds.train)))
+    labels3 = data_labels(data, data.train_rows)
     model = tfidf_logreg(alpha=cfg.tfidf_alpha, seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
     saved = Path(run_dir) / name / "model.joblib"
     with atomic_path(saved) as tmp:
@@ -143,16 +143,17 @@ def _rows_with_photos(name: str, photo: np.ndarray, train_idx: np.ndarray, val_i
 
 
 def _uniform_without_photo(trained: Trained, photo: np.ndarray, sizes: dict[str, int]) -> Trained:
-    """`trained`, answering uniform probabilities for rows without a photo (the predictor does the same)."""
+    """`trained`, answering for rows without a photo as `features.uninformed` says."""
     inner = trained.probabilities
 
     def probabilities(rows):
         rows = np.asarray(rows)
-        out = {level: np.full((len(rows), sizes[level]), 1.0 / sizes[level], dtype=np.float32) for level in LEVELS}
-        if photo[rows].any():
-            for level, value in inner(rows[photo[rows]]).items():
-                out[level][photo[rows]] = value
-        return out
+        seen = photo[rows]
+        out = {level: np.zeros((len(rows), sizes[level]), dtype=np.float32) for level in LEVELS}
+        if seen.any():
+            for level, value in inner(rows[seen]).items():
+                out[level][seen] = value
+        return uninformed(out, ~seen)
 
     return replace(trained, probabilities=probabilities)
 
@@ -167,7 +168,7 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     photo = None
     if registry.get(kind).reads == {"image"}:
-        photo = np.concatenate([has_photo(ds), np.ones(len(data) - len(ds.train) - len(ds.test), bool)])  # + copies
+        photo = data.photo_rows()
         train_idx, val_idx = _rows_with_photos(name, photo, train_idx, val_idx)
     data = data.for_training(train_idx, seed)  # raw rows: augmentation reaches the rows this model trains on only
     if trainer is _fit_neural and data.raw and stage != "kfold" and distributed.world()[1] == 1 \

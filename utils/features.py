@@ -345,15 +345,60 @@ def soft_digest(rows, soft: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:12]
 
 
-class TensorData(Dataset):
-    """Rows of a dict of equally long tensors (cached features and labels): train rows, then test rows, then any
-    appended copies (`extended`). The same interface as rows.RawRows: `loader`, `labels_of`, `for_training`."""
+class ModelData(Dataset):
+    """What a model trains and predicts on: train rows, then test rows, then any appended copies (03's augmented
+    rows), with labels (-1 on test rows). Two kinds: `TensorData` (cached tensors, sliced per batch) and
+    `rows.RawRows` (raw rows decoded per batch); the training loop, the ensemble and the predictor use only this
+    interface. The container holds which rows are which (`train_rows`, `test_rows`, `copy_rows`), and which have
+    a photo (`photo_rows`), so that no other module counts positions."""
 
-    raw = False  # cached tensors, sliced per batch (RawRows: decoded per batch)
+    raw: bool
+    n_train: int
+    n_test: int
 
-    def __init__(self, tensors: dict[str, torch.Tensor]):
+    @property
+    def train_rows(self) -> np.ndarray:
+        return np.arange(self.n_train)
+
+    @property
+    def test_rows(self) -> np.ndarray:
+        return np.arange(self.n_train, self.n_train + self.n_test)
+
+    @property
+    def copy_rows(self) -> np.ndarray:
+        return np.arange(self.n_train + self.n_test, len(self))
+
+    def photo_rows(self) -> np.ndarray:
+        """(len,) bool: which rows have a photo (a copy has one when its original has)."""
+        raise NotImplementedError
+
+    def loader(self, groups, device: str = "cpu", epoch: int = 0):
+        """One batch (a dict of tensors) per group of row indices, in order."""
+        raise NotImplementedError
+
+    def labels_of(self, indices, level: str = "cat3") -> np.ndarray:
+        raise NotImplementedError
+
+    def for_training(self, train_idx, seed: int = 0) -> "ModelData":
+        """A view in which augmentation (if any) touches `train_idx` only."""
+        raise NotImplementedError
+
+    def with_soft_labels(self, rows, soft: dict[str, np.ndarray]) -> "ModelData":
+        """A view whose `rows` train on soft targets (per level, (len(rows), classes) probabilities: the ensemble's
+        test predictions, for distillation) instead of their labels; see training.soft_targets."""
+        raise NotImplementedError
+
+
+class TensorData(ModelData):
+    """Rows of a dict of equally long tensors (cached features and labels)."""
+
+    raw = False
+
+    def __init__(self, tensors: dict[str, torch.Tensor], n_train: int | None = None, n_test: int = 0):
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
+        self.n_train = self.n if n_train is None else n_train
+        self.n_test = n_test
 
     def __len__(self):
         return self.n
@@ -370,13 +415,15 @@ class TensorData(Dataset):
     def labels_of(self, indices, level: str = "cat3") -> np.ndarray:
         return self.tensors[level][np.asarray(indices)].numpy()
 
+    def photo_rows(self) -> np.ndarray:
+        present = self.tensors.get("image_present")
+        return np.ones(self.n, bool) if present is None else present.numpy().astype(bool)
+
     def for_training(self, train_idx, seed: int = 0) -> "TensorData":
         """Cached rows are not augmented per draw: the same rows."""
         return self
 
     def with_soft_labels(self, rows, soft: dict[str, np.ndarray]) -> "TensorData":
-        """A copy whose `rows` train on soft targets (per level, (len(rows), classes) probabilities: the ensemble's
-        test predictions, for distillation) instead of their labels; see `soft_targets`."""
         tensors = dict(self.tensors)
         for level, probs in soft.items():
             full = torch.zeros(self.n, probs.shape[1])
@@ -385,7 +432,7 @@ class TensorData(Dataset):
         flags = torch.zeros(self.n, dtype=torch.bool)
         flags[torch.as_tensor(np.asarray(rows))] = True
         tensors["soft"] = flags
-        copy = TensorData(tensors)
+        copy = TensorData(tensors, self.n_train, self.n_test)
         copy.soft_digest = soft_digest(rows, soft)
         return copy
 
@@ -393,7 +440,7 @@ class TensorData(Dataset):
         """A copy with `extra` rows appended (same keys), and the indices of those rows."""
         n_extra = len(next(iter(extra.values())))
         merged = {k: torch.cat([v, extra[k].to(v.dtype)]) for k, v in self.tensors.items()}
-        return TensorData(merged), np.arange(self.n, self.n + n_extra)
+        return TensorData(merged, self.n_train, self.n_test), np.arange(self.n, self.n + n_extra)
 
 
 def feature_data(ds, cfg, keys, labels_frame=None):
@@ -418,7 +465,16 @@ def feature_data(ds, cfg, keys, labels_frame=None):
     if any(k.startswith("image") for k in keys):
         tensors["image_present"] = torch.tensor(has_photo(ds))
     tensors.update({level: torch.from_numpy(y) for level, y in row_labels(ds, labels_frame).items()})
-    return TensorData(tensors)
+    return TensorData(tensors, len(ds.train), len(ds.test))
+
+
+def uninformed(probs: dict[str, np.ndarray], blind: np.ndarray) -> dict[str, np.ndarray]:
+    """The rule for a row that lacks every input its model reads (a photo, for an image-only model): uniform
+    probabilities, no information, so that in a blend the other members decide. Training, 06 and the predictor
+    all apply this one; `probs` is changed in place and returned."""
+    for value in probs.values():
+        value[blind] = 1.0 / value.shape[1]
+    return probs
 
 
 def has_photo(ds) -> np.ndarray:

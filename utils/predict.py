@@ -17,25 +17,32 @@ from __future__ import annotations
 
 import argparse
 import copy
-from dataclasses import replace
 import itertools
+import pickle
 import sys
+import warnings
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from . import paths
+from . import kinds, paths
+from .backbones import frozen_backbone
 from .config import Config
-from .data import DataValidationError, read_csv_any
+from .data import DataValidationError, blank_text, check_columns_present, check_misread, read_csv_any, resolve_image_paths
+from .features import cache_tower, image_states, model_inputs, photo_batches, text_states, uninformed
 from .images import no_photo, probe_image
-from .io import DamagedFile, read_json, write_json
+from .io import DamagedFile, atomic_path, read_json, write_csv, write_json
+from .keywords import hashtags
 from .metrics import hierarchical_decode
-from . import kinds
-from .models import ImageTower, TextTower
+from .models import ImageTower, TextTower, build_model
+from .progress import bar
 from .runtime import autocast, choose_precision, half_dtype, pick_device
 from .taxonomy import Taxonomy
+from .training import load_checkpoint
 
 MODEL_CARD = "predictor.json"
 BLOCK_ROWS = 512  # rows read at once; each member visits the device once per block (host memory: their pixels)
@@ -53,8 +60,6 @@ def save_predictor(cfg: Config, taxonomy: Taxonomy, units: dict[str, list[Path]]
     the run's label tree (the data folder's own taxonomy.csv, or the bundled one), so that predicting needs
     no data folder; and the keyword model (utils.keywords), saved beside it."""
     import joblib
-
-    from .io import atomic_path
 
     members = [{"kind": kind, "weight": float(weights[kind]), "units": [_within(u, run_dir) for u in units[kind]]}
                for kind in weights]
@@ -85,8 +90,6 @@ def latest_run(output_dir=None) -> Path:
 
 def has_text(text) -> bool:
     """Whether a text holds something to read: not only markup, whitespace or invisible characters."""
-    from .data import blank_text
-
     return text is not None and not blank_text(str(text))
 
 
@@ -106,8 +109,6 @@ def check_inputs(images, texts, ids=None) -> None:
         if not has_text(text):
             photo_only.append(rid)
     if photo_only:
-        import warnings
-
         warnings.warn(f"{len(photo_only)} place(s) with a photo but no text ({', '.join(map(str, photo_only[:5]))}): "
                       "the text carries most of the signal, so expect weaker categories and no keywords",
                       stacklevel=2)
@@ -220,8 +221,6 @@ class Predictor:
 
             self.keywords = joblib.load(self.run_dir / card["keywords"])
         neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
-        from .backbones import frozen_backbone
-
         reads = {m for k in neural for m in kinds.get(k).reads}
         self.text = frozen_backbone("text", self.cfg) if "text" in reads else None
         self.image = frozen_backbone("image", self.cfg) if "image" in reads else None
@@ -229,8 +228,6 @@ class Predictor:
         # once per batch for all of them, so that they answer exactly as they did for the submission.
         self.cached_kinds = {k for k in neural if self.cfg.schedule(k, "kfold").training_mode == "cached"}
         self.cached_inputs = sorted({key for kind in self.cached_kinds for key in kinds.get(kind).inputs})
-        from .features import cache_tower
-
         self.cache_towers = {m: cache_tower(m, self.cfg, self.device)
                              for m in sorted({m for k in self.cached_kinds for m in kinds.get(k).reads})}
         if dtype is None:
@@ -238,8 +235,6 @@ class Predictor:
 
     def _load(self, kind: str, unit: str):
         """One unit, or a PredictionError naming its file when it cannot be read (truncated, another version)."""
-        import pickle
-
         try:
             return self._load_unit(kind, unit)
         except (RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError, OSError) as exc:
@@ -252,14 +247,9 @@ class Predictor:
             import joblib
 
             return joblib.load(unit)
-        from .models import build_model
-        from .training import load_checkpoint
-
         model = load_checkpoint(build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold"), unit).eval()
         if self.dtype == torch.float32:
             return model
-        from .backbones import frozen_backbone
-
         shared = {id(t) for m in kinds.get(kind).reads for t in _tensors(frozen_backbone(m, self.cfg).model)}
         return _cast_own(model, self.dtype, shared)
 
@@ -278,8 +268,6 @@ class Predictor:
     def _cached_states(self, batch: dict) -> dict:
         """The cached inputs of a batch (features.text_states / image_states, and the pooled vectors that
         features.model_inputs makes of them), for the cached-mode members."""
-        from .features import image_states, model_inputs, text_states
-
         out = {}
         with torch.inference_mode(), autocast(self.device, self.precision):  # the caching pass's precision
             if "text" in self.cache_towers:
@@ -315,16 +303,11 @@ class Predictor:
                 for model in units:
                     for level, value in model(shared).items():
                         mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(units)
-        blind = ~np.any([batch[f"{m}_present"].cpu().numpy() for m in kinds.get(kind).reads], axis=0)
-        for level, value in mean.items():
-            value[blind] = 1.0 / value.shape[1]
-        return mean
+        return uninformed(mean, ~np.any([batch[f"{m}_present"].cpu().numpy() for m in kinds.get(kind).reads], axis=0))
 
     def probabilities(self, images, texts, batch_size: int = 32, check: bool = True) -> dict[str, np.ndarray]:
         """Probabilities per level: the members' fold means blended with the submission's weights; every input
         is checked before any work (`check=False`: the caller already did, as the CLI does before loading)."""
-        from .progress import bar
-
         images = [None if no_photo(p) else p for p in images]
         texts = [t if has_text(t) else "" for t in texts]
         if check:
@@ -358,8 +341,6 @@ class Predictor:
     def _photos(self, images: list, batch_size: int) -> list[torch.Tensor]:
         """Each chunk's photos decoded (in loader workers on a GPU) and normalised on the host as the cache and
         training normalise them (`features.photo_batches`)."""
-        from .features import photo_batches
-
         return list(photo_batches(images, self.cfg, self.device, batch_size, self.image.mean, self.image.std, "cpu"))
 
     def _inputs(self, images: list, texts: list, pixels: torch.Tensor | None) -> tuple[dict, dict]:
@@ -376,8 +357,6 @@ class Predictor:
     def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3) -> list[dict]:
         """Per item: the consistent best path with its own probabilities, the top-k cat3, and the hashtags: the
         path's categories followed by up to `n_keywords` keywords of the text."""
-        from .keywords import hashtags
-
         texts = [t if has_text(t) else "" for t in texts]
         probs = self.probabilities(images, texts, check=check)
         words = self.keywords.keywords(list(texts), n_keywords) if self.keywords and n_keywords else [[]] * len(probs["cat3"])
@@ -408,8 +387,6 @@ def check_rows(n_rows: int, wanted: int, seed: int) -> np.ndarray:
 def read_places(csv_path) -> tuple[list[str], list[str], list[str]]:
     """ids, image files and texts of a CSV in the real layout; a missing column or a path leaving the CSV's
     folder, or Korean read in the wrong encoding, is named with its file, row and column before any model loads."""
-    from .data import check_columns_present, check_misread, resolve_image_paths
-
     frame = read_csv_any(csv_path)
     problems = check_columns_present(frame, ["id", "img_path", "overview"], Path(csv_path).name)
     if problems:
@@ -455,9 +432,6 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.csv and args.out:
-        import pandas as pd
-
-        from .io import write_csv
         write_csv(pd.DataFrame([{"id": i, "cat3": r["cat3"], "hashtags": r["hashtags"], "keywords": " ".join(r["keywords"]),
                                  "path_probability_cat3": round(r["path_probability"]["cat3"], 4),
                                  "top_cat3": r["top_k"][0][0], "top_probability": round(r["top_k"][0][1], 4)}

@@ -13,23 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .augment import augment_image, augment_text_on_the_fly, image_pipeline, seed_pipeline
 from .backbones import preprocessing
-from .features import all_rows, image_uint8, row_labels, soft_digest
+from .features import ModelData, all_rows, image_uint8, row_labels, soft_digest
 from .images import load_image, no_photo
 from .taxonomy import LEVELS
 
 
-class RawRows(Dataset):
-    """Train rows then test rows (the order of the cached features), with labels (-1 on test rows)."""
+class RawRows(ModelData):
+    """Train rows then test rows (the order of the cached features), decoded per batch."""
 
-    raw = True  # decoded per batch (features.TensorData: cached tensors)
+    raw = True
     soft: dict | None = None  # distillation's soft targets by row (with_soft_labels)
 
     def __init__(self, ds, cfg, modalities=("text", "image"), labels_frame=None):
         rows = all_rows(ds)
+        self.n_train, self.n_test = len(ds.train), len(ds.test)
         self.cfg, self.modalities = cfg, tuple(modalities)
         self.texts = rows["overview"].tolist()
         self.files = [None if no_photo(f) else f for f in rows["image_file"]]
@@ -120,7 +121,7 @@ class RawRows(Dataset):
         self.image = preprocessing("image", self.cfg) if state["image"] else None
 
     def with_soft_labels(self, rows, soft: dict) -> "RawRows":
-        """A view whose `rows` train on soft targets instead of labels (see features.TensorData.with_soft_labels)."""
+        """A view whose `rows` train on soft targets instead of labels (features.ModelData)."""
         view = self._view()
         view.soft = {int(r): {level: soft[level][i] for level in soft} for i, r in enumerate(rows)}
         view.soft_widths = {level: soft[level].shape[1] for level in soft}
@@ -135,6 +136,9 @@ class RawRows(Dataset):
 
     def labels_of(self, indices, level: str = "cat3") -> np.ndarray:
         return self.labels[level][np.asarray(indices)]
+
+    def photo_rows(self) -> np.ndarray:
+        return np.array([f is not None for f in self.files])
 
 
 def loader_workers(cfg, device: str) -> int:

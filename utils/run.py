@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import paths
 from .config import Config, build, bundled_data_dir, read, record, resolve, run_dir
