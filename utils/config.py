@@ -170,6 +170,8 @@ class Config:
     label_tfidf_alpha: float = 1e-4  # 02: the TF-IDF expert's L2 penalty (less confident than the member's: docs/results.md)
     label_min_class_rows: int = 3   # 02: a class with fewer train rows is contradicted on text evidence only
     text_ops: str = "swap,delete"   # 03: EDA operations (add synonym,insert to try the meaning-changing ones)
+    study_rows: int = 4000          # 03: its study trains on at most this many training rows, a sample stratified on
+                                    # cat3, so that it stays minutes on a larger dataset (0: every training row)
     gallery_size: int = 8           # 02, 07: images per gallery
     gradcam_explain: int = 120      # 07: validation images explained and scored per model
     gradcam_calibrate: int = 48     # 07: other validation images on which layer and method are chosen (0: defaults)
@@ -377,7 +379,7 @@ RANGES = {  # key: (lowest, highest or None); every count and rate a run can be 
     "batch_size": (1, None), "grad_accum": (1, None), "n_folds": (2, None), "max_len": (8, None),
     "image_size": (32, None), "text_top_layers": (1, None), "image_top_stages": (1, None), "fusion_width": (1, None),
     "fusion_layers": (1, None), "fusion_ff": (1, None), "fusion_text_pool": (1, None), "processes": (0, None),
-    "num_workers": (-1, None), "eda_sample_images": (0, None), "gallery_size": (0, None), "gradcam_explain": (1, None),
+    "num_workers": (-1, None), "eda_sample_images": (0, None), "gallery_size": (0, None), "study_rows": (0, None), "gradcam_explain": (1, None),
     "gradcam_calibrate": (0, None), "predictor_check_rows": (0, None), "label_min_class_rows": (1, None),
     "modality_dropout": (0.0, 0.99), "label_max_probability": (1e-9, 0.999), "time_budget_hours": (0.0, None),
     "checkpoint_minutes": (0.0, None), "grad_clip": (1e-6, None), "weight_decay": (0.0, None), "distill_weight": (0.0, None),

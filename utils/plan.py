@@ -583,10 +583,11 @@ def fits_of(cfg) -> list[Fit]:
     fold, split = (n * (k - 1) // k, n // k), (n - n // 5, n // 5)
     out = [Fit("02", kind, f"{k} folds (02's experts)", k, stage="kfold", rows=(*fold, n_test))
            for kind in cfg.label_expert_kinds]
-    copies = augmented_copies(n)
+    study = min(split[0], cfg.study_rows) if cfg.study_rows else split[0]  # 03 trains on a bounded sample
+    copies = augmented_copies(study * 5 // 4)
     out.append(Fit("03", "encode", f"{copies} augmented copies encoded", rows=(0, 0, copies)))
     out.append(Fit("03", "late_fusion", f"{AUGMENT_VARIANTS} variants", AUGMENT_VARIANTS, stage="augmentation",
-                   rows=(split[0] + copies * 3 // AUGMENT_VARIANTS, split[1], 0)))  # 3 variants add the copies
+                   rows=(study + copies * 3 // AUGMENT_VARIANTS, split[1], 0)))  # 3 variants add the copies
     out += [Fit("04", kind, "validation split", rows=(*split, 0))
             for kind in kinds.names("text", cfg) + kinds.names("image", cfg)]
     out += [Fit("05", kind, "validation split", rows=(*split, 0)) for kind in kinds.names("multimodal", cfg)]

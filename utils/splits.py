@@ -6,7 +6,6 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 
-
 def _strata(labels: np.ndarray, n_splits: int) -> np.ndarray:
     """Classes with fewer rows than splits are pooled into one stratum, so stratification still works."""
     counts = pd.Series(labels).value_counts()
@@ -35,3 +34,14 @@ def kfold(labels, n_splits: int = 5, seed: int = 0) -> np.ndarray:
     for k, (_, val) in enumerate(skf.split(np.zeros(len(labels)), _strata(labels, n_splits))):
         folds[val] = k
     return folds
+
+
+def stratified_sample(rows: np.ndarray, labels, n: int, seed: int = 0) -> np.ndarray:
+    """At most `n` of `rows` (sorted), stratified on their `labels` (rare classes pooled); all of them when they
+    are no more than `n` (or `n` is 0)."""
+    rows = np.asarray(rows)
+    if n <= 0 or len(rows) <= n:
+        return rows
+    labels = np.asarray(labels)[rows]
+    keep, _ = train_test_split(np.arange(len(rows)), train_size=n, random_state=seed, stratify=_strata(labels, 2))
+    return np.sort(rows[keep])

@@ -13,10 +13,22 @@ from . import kinds as registry
 from .experiments import train_and_score
 from .features import encode_images, encode_texts, feature_data, model_inputs
 from .images import load_image
+from .splits import stratified_sample
 from .taxonomy import LEVELS
 
 OPTIONS = {"none": {}, "class-weighted loss": {"class_weight": "balanced"}, "random over-sampling": {"sampling": "over"},
            "random under-sampling": {"sampling": "under"}, "mixup (alpha 0.4)": {"mixup": 0.4}}
+
+
+def study_rows(train_idx: np.ndarray, ds, cfg) -> np.ndarray:
+    """The training rows a study trains on: at most `study_rows`, stratified on cat3 (said when it samples), so
+    that the study's cost stays bounded on a larger dataset while the chain that makes the submission trains on
+    every row."""
+    rows = stratified_sample(train_idx, ds.labels("cat3"), cfg.study_rows, cfg.seed)
+    if len(rows) < len(train_idx):
+        print(f"this study trains on {len(rows):,} of the {len(train_idx):,} training rows, a sample stratified on "
+              f"cat3 (study_rows={cfg.study_rows}; 0: every row); validation stays the run's whole split")
+    return rows
 
 
 def copy_variants(kind: str, data, ds, cfg, copies: pd.DataFrame, pipeline) -> tuple[dict, dict]:
