@@ -123,9 +123,8 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     if config:
         cfg = read(config)
     else:
-        cfg = resolve(build(profile, {**(settings or {}), "seed": int(seed),
-                                      **{k: str(v) for k, v in {"data_dir": data_dir, "output_dir": output_dir,
-                                                                "run_name": run_name}.items() if v}}))
+        given = {k: str(v) for k, v in {"data_dir": data_dir, "output_dir": output_dir, "run_name": run_name}.items() if v}
+        cfg = resolve(build(profile, {"seed": int(seed), **given, **(settings or {})}))  # SET's keys win
         require_device(cfg)
     seed_everything(cfg.seed)
     if cfg.data_size and Path(cfg.data_dir) == bundled_data_dir(cfg.data_size).resolve():
