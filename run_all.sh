@@ -142,7 +142,8 @@ fi
 config_args=(--profile "$PROFILE" --data-dir "$DATA_DIR" --output-dir "$OUTPUT_DIR" --seed "$SEED" --run-name "$RUN_NAME")
 for kv in ${SETS[@]+"${SETS[@]}"}; do config_args+=(--set "$kv"); done
 RESOLVED="$(mktemp)"
-RUN_DIR="$(cd "$REPO" && "$PY" -m utils.config "${config_args[@]}" --out "$RESOLVED")" || { rm -f "$RESOLVED"; exit 2; }
+trap 'rm -f "$RESOLVED"' EXIT
+RUN_DIR="$(cd "$REPO" && "$PY" -m utils.config "${config_args[@]}" --out "$RESOLVED")" || exit 2
 RUN_NAME="$(basename "$RUN_DIR")"
 
 mkdir -p "$RUN_DIR/notebooks"
@@ -151,14 +152,13 @@ LOCK_OUT="$(mktemp)"
 "$PY" -m utils.lock "$RUN_DIR" $$ >"$LOCK_OUT" 2>&1 &
 LOCK_PID=$!
 while kill -0 "$LOCK_PID" 2>/dev/null && ! grep -q '^held' "$LOCK_OUT"; do sleep 0.1; done
-if ! grep -q '^held' "$LOCK_OUT"; then cat "$LOCK_OUT" >&2; rm -f "$LOCK_OUT" "$RESOLVED"; exit 2; fi
+if ! grep -q '^held' "$LOCK_OUT"; then cat "$LOCK_OUT" >&2; rm -f "$LOCK_OUT"; exit 2; fi
 grep -v '^held' "$LOCK_OUT" >&2 || true
 rm -f "$LOCK_OUT"
-trap 'kill "$LOCK_PID" 2>/dev/null; wait "$LOCK_PID" 2>/dev/null' EXIT
+trap 'rm -f "$RESOLVED"; kill "$LOCK_PID" 2>/dev/null; wait "$LOCK_PID" 2>/dev/null' EXIT
 export PIPELINE_RUN_LOCK="$RUN_DIR"
 # the configuration, resolved and validated once, becomes the run's config.json: the notebooks' one channel
 CONFIG_JSON="$(cd "$REPO" && "$PY" -m utils.config --record "$RESOLVED" | tail -n 1)" || exit 2
-rm -f "$RESOLVED"
 echo "==> run $RUN_NAME (profile $PROFILE, data ${DATA_DIR:-bundled generated}, seed $SEED): $RUN_DIR"
 started=$(date +%s)
 for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
@@ -170,9 +170,10 @@ for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   export PIPELINE_NOTEBOOK="$step"  # the notebook's disk need is checked against the plan before it starts
   t0=$(date +%s)
   LOG="$RUN_DIR/notebooks/${name%.ipynb}.log"  # papermill's messages; its traceback of a failed cell stays there
-  if ! "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" \
-        -p CONFIG "$CONFIG_JSON" 2> >(tee "$LOG" | sed -u '/^Traceback/,$d' >&2); then
-    sleep 0.2  # the filter above has printed what it keeps
+  status=0
+  { "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" -p CONFIG "$CONFIG_JSON" \
+      2>&1 1>&3 3>&- | tee "$LOG" | sed -u '/^Traceback/,$d' >&2 || status=${PIPESTATUS[0]}; } 3>&1
+  if [ "$status" -ne 0 ]; then
     if grep -q "DiskFull" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
       "$PY" - "$RUN_DIR/notebooks/$name" <<'PY' >&2 || true
 import json, sys
@@ -187,7 +188,7 @@ PY
            "run the same command again (next session) to continue from there" >&2
       exit 3
     fi
-    grep -E '^[A-Za-z_.]*(Error|Exception|Exit)[A-Za-z]*:' "$LOG" | tail -n 1 >&2 || true
+    sed -n '/^Traceback/,$p' "$LOG" | grep -E '^[A-Za-z_][A-Za-z0-9_.]*: ' | tail -n 1 >&2 || true  # the error
     echo "run_all.sh: FAILED at $name; the executed copy with the error is $RUN_DIR/notebooks/$name" \
          "(traceback: $LOG)" >&2
     exit 1

@@ -73,3 +73,24 @@ def test_a_run_on_a_disk_too_small_stops_before_the_notebook_naming_the_folder_a
     assert f"{small_disk}/tiny-" in said and "notebook 04 writes about" in said and "GB free" in said, said
     assert "--output-dir" in said and "Traceback" not in done.stderr
     assert not list(small_disk.rglob("*.partial")) and not list(small_disk.rglob("*.tmp"))
+
+
+def test_what_earlier_notebooks_wrote_does_not_count_as_room_for_the_next(tmp_path):
+    """06's need is reduced only by what 06 itself already wrote (a rerun resumes), not by 04's checkpoints."""
+    import os
+
+    from utils import plan
+    from utils.config import build, resolve
+
+    (tmp_path / "data").mkdir()
+    cfg = resolve(build("full", {"data_dir": str(tmp_path / "data"), "output_dir": str(tmp_path / "out"),
+                                 "platform": "kaggle-2xt4", "device": "cpu"}))
+    run_dir = tmp_path / "out" / cfg.run_name
+    for sub, gb in (("text_finetuned", 500), ("kfold/text_finetuned/seed0", 0)):
+        (run_dir / "checkpoints" / sub).mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "checkpoints" / sub / "best.pt", "wb") as fh:
+            os.truncate(fh.fileno(), gb * 2**30)  # sparse: its size without the disk
+    assert plan.disk_shortfalls(cfg, "06", free_gb=lambda folder: 1.0)  # 04's 500 GB are not 06's
+    with open(run_dir / "checkpoints" / "kfold/text_finetuned/seed0/best.pt", "wb") as fh:
+        os.truncate(fh.fileno(), 500 * 2**30)
+    assert plan.disk_shortfalls(cfg, "06", free_gb=lambda folder: 1.0) == []  # 06's own: a rerun resumes

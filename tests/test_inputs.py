@@ -301,8 +301,8 @@ def test_korean_read_in_the_wrong_encoding_is_refused_in_overviews_too(small_cop
     from utils.predict import read_places
 
     folder = small_copy()
-    latin = ["Crème brûlée, Ã la carte"]
-    _edit(folder, "train.csv", lambda f: f.__setitem__("overview", latin + list(f["overview"][1:])))
+    latin = ["Crème brûlée, Ã la carte", "Water 25°C", "ÀB test"]  # cp949 would read '°C' and 'ÀB' as one syllable
+    _edit(folder, "train.csv", lambda f: f.__setitem__("overview", latin + list(f["overview"][3:])))
     load_dataset(folder, progress=False, check_images=False)
     text = (folder / "test.csv").read_text(encoding="utf-8")
     (folder / "test.csv").write_text(text.encode(codec).decode("latin-1"), encoding="utf-8")

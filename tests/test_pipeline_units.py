@@ -10,7 +10,7 @@ from utils.data import load_dataset, load_taxonomy
 from utils.ensemble import blend, choose_members, fit_weights
 from utils.io import read_json
 from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
-from utils.splits import kfold, stratified_split
+from utils.splits import kfold, stratified_sample, stratified_split
 
 TAX = load_taxonomy()
 
@@ -21,6 +21,19 @@ def test_kfold_spreads_classes_smaller_than_the_folds():
     assert np.bincount(folds).min() >= 15
     for rare in (2, 3):
         assert len(set(folds[labels == rare])) == (labels == rare).sum()  # each row in a different fold
+
+
+@pytest.mark.parametrize("n_rows, n", [(4010, 4000), (8000, 3000), (8000, 50), (300, 4000)])
+def test_a_study_sample_keeps_each_class_share_at_any_size(n_rows, n):
+    """03's bounded sample: exactly min(n, rows) distinct rows, each class within one row of its share, seeded;
+    also just above the bound and below the number of classes (128), where sklearn's stratified split refuses."""
+    labels = np.random.default_rng(0).integers(0, 128, n_rows)
+    rows = np.arange(n_rows)
+    sample = stratified_sample(rows, labels, n, seed=0)
+    assert len(sample) == len(set(sample)) == min(n, n_rows) and np.array_equal(sample, np.sort(sample))
+    share = np.bincount(labels, minlength=128) * min(n, n_rows) / n_rows
+    assert np.all(np.abs(np.bincount(labels[sample], minlength=128) - share) < 1 + 1e-9)
+    assert np.array_equal(sample, stratified_sample(rows, labels, n, seed=0))
 
 
 def test_validation_split_follows_its_seed(tiny_data):

@@ -358,8 +358,10 @@ def misread_korean(text: str) -> str | None:
                 fixed = raw.decode(real)
             except UnicodeDecodeError:
                 continue
-            if fixed != text and any("가" <= c <= "힣" for c in fixed):
-                return fixed
+            hangul = sum("가" <= c <= "힣" for c in fixed)
+            foreign = sum(not c.isascii() for c in fixed)
+            if fixed != text and hangul >= 2 and hangul * 2 > foreign and not any("가" <= c <= "힣" for c in text):
+                return fixed  # mostly Korean once repaired, none before: '25°C' (one syllable by chance) stays text
     return None
 
 

@@ -1,7 +1,9 @@
 """The model kinds, each registered once: what it reads, how it is built and trained, its family, what Grad-CAM
 explains. Everything that lists kinds derives from here: the configuration's valid kinds and scopes, the inputs
 of the feature cache, 06's families for `kfold_models=auto`, the trainers, the predictor's encoders, the
-notebooks' lists. Adding a kind is one `register(Kind(...))` (tests/test_kinds.py registers a toy one).
+notebooks' lists. Adding a kind is one `register(Kind(...))` in this module (tests/test_kinds.py registers a toy
+one in its own process): a kind registered elsewhere is unknown to the worker processes a run spawns (K-fold
+units, data-parallel fits) and to `python -m utils.predict`.
 
 Builders and trainers are callables or "module:name" strings inside `utils` (resolved when used), so that the
 configuration can read this registry without importing torch.

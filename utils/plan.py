@@ -569,11 +569,16 @@ def augmented_copies(train_rows: int) -> int:
 
 
 def kfold_members(cfg) -> list[str]:
-    """06's members: the named ones, or for `auto` per family (text, image, multimodal) the one that costs most
-    (the choice is made from 04/05's results, after this plan)."""
+    """06's members: the named ones, or for `auto` per family of the registry the one that costs most (the choice
+    is made from 04/05's results, after this plan)."""
     if cfg.kfold_kinds is not None:
         return list(cfg.kfold_kinds)
-    return ["text_finetuned", "image_finetuned", "fusion_transformer"]
+    out = []
+    for family in kinds.families():
+        applies = kinds.names(family, cfg)
+        whole = [k for k in applies if kinds.get(k).whole]  # trains whole encoders: the costliest of its family
+        out += [(whole or list(applies))[-1]] if applies else []
+    return out
 
 
 def fits_of(cfg) -> list[Fit]:
@@ -1390,9 +1395,15 @@ def _size_gb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / GB if folder.is_dir() else 0.0
 
 
+def _checkpoint_folders(notebook: str, fits: list[Fit]) -> set[str]:
+    """The folders under the run's checkpoints/ that a notebook's fits write (what a rerun finds there already)."""
+    return {"02": {"label_fixing"}, "03": {"augmentation"}, "06": {"kfold", "distill"}}.get(
+        notebook, {f.kind for f in fits if f.kind in kinds.KINDS})
+
+
 def disk_shortfalls(cfg, notebook: str, free_gb=None) -> list[str]:
     """Where notebook `notebook` ("04") would run out of disk: per folder (run folder, cache) what its fits write,
-    less what this run already holds there (a rerun resumes), against the folder's free space (`free_gb`: a
+    less what they already wrote there (a rerun resumes), against the folder's free space (`free_gb`: a
     function of a folder, for tests). Each names the folder, the need, the free space and the way out."""
     import shutil
 
@@ -1400,9 +1411,11 @@ def disk_shortfalls(cfg, notebook: str, free_gb=None) -> list[str]:
     fits = [f for f in make_plan(cfg).fits if f.notebook == notebook]
     run_dir = Path(cfg.output_dir) / cfg.run_name
     folders = {"run": (run_dir, "--output-dir"), "cache": (Path(cfg.cache_dir), "--cache-dir")}
+    held = {"run": sum(_size_gb(run_dir / "checkpoints" / sub) for sub in _checkpoint_folders(notebook, fits)),
+            "cache": _size_gb(Path(cfg.cache_dir))}  # the cache is shared by content: counted whole, leniently
     out = []
     for name, (folder, option) in folders.items():
-        need = sum(f.disk_gb for f in fits if f.folder == name) - (_size_gb(run_dir) if name == "run" else 0.0)
+        need = sum(f.disk_gb for f in fits if f.folder == name) - held[name]
         existing = folder
         while not existing.exists():
             existing = existing.parent

@@ -37,11 +37,17 @@ def kfold(labels, n_splits: int = 5, seed: int = 0) -> np.ndarray:
 
 
 def stratified_sample(rows: np.ndarray, labels, n: int, seed: int = 0) -> np.ndarray:
-    """At most `n` of `rows` (sorted), stratified on their `labels` (rare classes pooled); all of them when they
-    are no more than `n` (or `n` is 0)."""
+    """At most `n` of `rows` (sorted), each class keeping its share (largest remainders, so the shares add up to
+    `n`; a class may get none when `n` is below the number of classes); all of them when they are no more than
+    `n` (or `n` is 0)."""
     rows = np.asarray(rows)
     if n <= 0 or len(rows) <= n:
         return rows
-    labels = np.asarray(labels)[rows]
-    keep, _ = train_test_split(np.arange(len(rows)), train_size=n, random_state=seed, stratify=_strata(labels, 2))
-    return np.sort(rows[keep])
+    rng = np.random.default_rng(seed)
+    classes, inverse = np.unique(np.asarray(labels)[rows], return_inverse=True)
+    exact = np.bincount(inverse) * n / len(rows)
+    take = np.floor(exact).astype(int)
+    order = np.lexsort((rng.random(len(classes)), -(exact - take)))  # largest remainders, ties in a seeded order
+    take[order[:n - take.sum()]] += 1
+    keep = [rng.permutation(np.flatnonzero(inverse == c))[:take[c]] for c in range(len(classes))]
+    return np.sort(rows[np.concatenate(keep)])
