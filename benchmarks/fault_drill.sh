@@ -44,9 +44,9 @@ same "$WORK/twice" && say "the first run, which kept its lock, finished with the
 
 # 3. a disk too small
 mkdir -p "$WORK/small"
-if mount -t tmpfs -o size=3m drill "$WORK/small" 2>/dev/null; then
+if mount -t tmpfs -o size=12m drill "$WORK/small" 2>/dev/null; then
   run "$WORK/small" >"$WORK/small-1.log" 2>&1; code=$?
-  say "3 MB disk: exit $code: $(tail -n 1 "$WORK/small-1.log")"
+  say "12 MB disk: exit $code: $(tail -n 1 "$WORK/small-1.log")"
   mount -o remount,size=2g "$WORK/small"
   run "$WORK/small" >"$WORK/small-2.log" 2>&1 && same "$WORK/small" \
     && say "the same command after the disk grew: same submission" \

@@ -70,7 +70,7 @@ def test_a_run_on_a_disk_too_small_stops_before_the_notebook_naming_the_folder_a
                            "--output-dir", str(small_disk), "04"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 4, done.stderr[-2000:]
     said = done.stderr.strip().splitlines()[-1]
-    assert f"{small_disk}/tiny-" in said and "notebook 04 writes about" in said and "GB free" in said, said
+    assert f"{small_disk}/tiny-" in said and "notebook 04 writes about" in said and "MB there" in said and "free;" in said, said
     assert "--output-dir" in said and "Traceback" not in done.stderr
     assert not list(small_disk.rglob("*.partial")) and not list(small_disk.rglob("*.tmp"))
 

@@ -11,13 +11,18 @@ class DiskFull(OSError):
     """A write stopped because its disk is full: names the folder and the way out, nothing left half-written."""
 
 
+def amount(gb: float) -> str:
+    """A disk amount people can read at any scale: GB from 1 GB, else MB."""
+    return f"{gb:.1f} GB" if gb >= 1 else f"{gb * 1024:.0f} MB" if gb * 1024 >= 1 else f"{gb * 2**20:.0f} KB"
+
+
 def disk_full(path, exc: OSError) -> DiskFull:
     """The clear form of ENOSPC for `path`: the folder, its free space, and what to do."""
     import shutil
 
     folder = Path(path).parent
     free = shutil.disk_usage(folder).free / 2**30 if folder.exists() else 0.0
-    return DiskFull(errno.ENOSPC, f"{folder}: the disk is full while writing {Path(path).name} ({free:.2f} GB free). "
+    return DiskFull(errno.ENOSPC, f"{folder}: the disk is full while writing {Path(path).name} ({amount(free)} free). "
                                   f"`python -m utils.plan` shows what the run needs where; free space there, or move "
                                   f"the run with --output-dir or the cache with --cache-dir, and rerun the same "
                                   f"command: finished work is kept ({exc.strerror})")

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import kinds, paths
+from .io import amount
 
 GB = 2**30
 CUDA_CONTEXT_GB = 1.5      # CUDA context, cuBLAS/cuDNN workspaces: outside torch's allocator (docs/benchmarks.md)
@@ -1420,7 +1421,7 @@ def disk_shortfalls(cfg, notebook: str, free_gb=None) -> list[str]:
         while not existing.exists():
             existing = existing.parent
         if need > 0 and free_gb(existing) < need:
-            out.append(f"{folder}: notebook {notebook} writes about {need:.1f} GB there and its disk has "
-                       f"{free_gb(existing):.1f} GB free; free space, or move it with {option} (python -m utils.plan "
+            out.append(f"{folder}: notebook {notebook} writes about {amount(need)} there and its disk has "
+                       f"{amount(free_gb(existing))} free; free space, or move it with {option} (python -m utils.plan "
                        f"shows the whole run's needs)")
     return out
