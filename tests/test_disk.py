@@ -94,3 +94,17 @@ def test_what_earlier_notebooks_wrote_does_not_count_as_room_for_the_next(tmp_pa
     with open(run_dir / "checkpoints" / "kfold/text_finetuned/seed0/best.pt", "wb") as fh:
         os.truncate(fh.fileno(), 500 * 2**30)
     assert plan.disk_shortfalls(cfg, "06", free_gb=lambda folder: 1.0) == []  # 06's own: a rerun resumes
+
+
+def test_the_plan_behind_the_disk_check_is_made_once_per_configuration(tmp_path, monkeypatch):
+    """Each notebook's check reads the run's disk_plan.json; a changed configuration plans again."""
+    from utils import plan
+    from utils.config import build, resolve
+
+    cfg = resolve(build("tiny", {"output_dir": str(tmp_path)}))
+    first = plan.notebook_disk_needs(cfg)
+    assert first["04"]["run"] > 0 and (tmp_path / cfg.run_name / "disk_plan.json").exists()
+    monkeypatch.setattr(plan, "make_plan", lambda *a, **k: pytest.fail("planned again"))
+    assert plan.notebook_disk_needs(cfg) == first
+    monkeypatch.undo()
+    assert plan.notebook_disk_needs(resolve(build("tiny", {"output_dir": str(tmp_path), "n_folds": 2}))) != first

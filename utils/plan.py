@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import kinds, paths
-from .io import amount
+from .io import amount, read_json, write_json
 
 GB = 2**30
 CUDA_CONTEXT_GB = 1.5      # CUDA context, cuBLAS/cuDNN workspaces: outside torch's allocator (docs/benchmarks.md)
@@ -1396,10 +1396,31 @@ def _size_gb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / GB if folder.is_dir() else 0.0
 
 
-def _checkpoint_folders(notebook: str, fits: list[Fit]) -> set[str]:
+def _checkpoint_folders(notebook: str, fit_kinds: list[str]) -> set[str]:
     """The folders under the run's checkpoints/ that a notebook's fits write (what a rerun finds there already)."""
     return {"02": {"label_fixing"}, "03": {"augmentation"}, "06": {"kfold", "distill"}}.get(
-        notebook, {f.kind for f in fits if f.kind in kinds.KINDS})
+        notebook, {kind for kind in fit_kinds if kind in kinds.KINDS})
+
+
+def notebook_disk_needs(cfg) -> dict:
+    """Per notebook, the GB its fits write into the run folder and the cache, and its fits' kinds: the plan's, kept
+    in the run folder (`disk_plan.json`, keyed by the configuration and the data's rows), so that the check before
+    each notebook reads a file instead of planning again."""
+    path = Path(cfg.output_dir) / cfg.run_name / "disk_plan.json"
+    key = json.dumps({"cfg": cfg.to_dict(), "rows": data_rows(cfg)}, sort_keys=True, default=str)
+    memo = read_json(path)
+    if memo and memo.get("key") == key:
+        return memo["needs"]
+    needs: dict = {}
+    for fit in make_plan(cfg).fits:
+        entry = needs.setdefault(fit.notebook, {"run": 0.0, "cache": 0.0, "kinds": []})
+        entry[fit.folder] += fit.disk_gb
+        entry["kinds"].append(fit.kind)
+    try:
+        write_json({"key": key, "needs": needs}, path)
+    except OSError:  # a full disk: the check that follows says so better than this memo would
+        pass
+    return needs
 
 
 def disk_shortfalls(cfg, notebook: str, free_gb=None) -> list[str]:
@@ -1409,14 +1430,14 @@ def disk_shortfalls(cfg, notebook: str, free_gb=None) -> list[str]:
     import shutil
 
     free_gb = free_gb or (lambda folder: shutil.disk_usage(folder).free / GB)
-    fits = [f for f in make_plan(cfg).fits if f.notebook == notebook]
     run_dir = Path(cfg.output_dir) / cfg.run_name
+    needs = notebook_disk_needs(cfg).get(notebook, {"run": 0.0, "cache": 0.0, "kinds": []})
     folders = {"run": (run_dir, "--output-dir"), "cache": (Path(cfg.cache_dir), "--cache-dir")}
-    held = {"run": sum(_size_gb(run_dir / "checkpoints" / sub) for sub in _checkpoint_folders(notebook, fits)),
+    held = {"run": sum(_size_gb(run_dir / "checkpoints" / sub) for sub in _checkpoint_folders(notebook, needs["kinds"])),
             "cache": _size_gb(Path(cfg.cache_dir))}  # the cache is shared by content: counted whole, leniently
     out = []
     for name, (folder, option) in folders.items():
-        need = sum(f.disk_gb for f in fits if f.folder == name) - held[name]
+        need = needs[name] - held[name]
         existing = folder
         while not existing.exists():
             existing = existing.parent
