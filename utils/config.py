@@ -26,7 +26,8 @@ from pathlib import Path
 
 from . import kinds as registry
 from . import paths
-from .runtime import PRECISIONS, DeviceError
+from .io import read_json, write_json
+from .runtime import PRECISIONS, DeviceError, require_device
 from .taxonomy import DECODE_RULES
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
@@ -507,8 +508,6 @@ def _changes(old: dict, new: dict) -> list[str]:
 def record(cfg: Config) -> Path:
     """The run's config.json, the one channel from which its notebooks read the configuration; a change since the
     run's last notebook is said (what was made under the old one is retrained or rewritten, never reused)."""
-    from .io import read_json, write_json
-
     path = run_dir(cfg) / CONFIG_JSON
     previous = read_json(path)
     if previous and previous != cfg.to_dict():
@@ -518,10 +517,18 @@ def record(cfg: Config) -> Path:
     return path
 
 
+def for_run(profile: str, settings: dict) -> Config:
+    """A run's configuration: its profile with `settings`, validated and resolved, the device checked, and a GPU
+    run's plan applied (each change said once, a key in `settings` never changed); what run_all.sh records and what
+    a notebook opened by hand starts from."""
+    cfg = resolve(build(profile, settings))
+    require_device(cfg)
+    planned = planned_settings(cfg, keep=settings)
+    return resolve(build(profile, {**settings, **planned})) if planned else cfg
+
+
 def read(path) -> Config:
     """A run's config.json, as `record` wrote it (validated and resolved when it was made)."""
-    from .io import read_json
-
     values = read_json(Path(path))
     if not values:
         raise ConfigError(f"{path}: no configuration there; run ./run_all.sh, or leave CONFIG empty in the notebook")
@@ -554,13 +561,7 @@ def main(argv=None) -> int:
     try:
         settings = parse_settings(args.sets)
         base = {"data_dir": args.data_dir, "output_dir": args.output_dir, "run_name": args.run_name, "seed": args.seed}
-        cfg = resolve(build(args.profile, {**settings, **{k: v for k, v in base.items() if v != ""}}))
-        from .runtime import require_device
-
-        require_device(cfg)
-        planned = planned_settings(cfg, keep=settings)
-        if planned:
-            cfg = resolve(build(args.profile, {**settings, **planned, **{k: v for k, v in base.items() if v != ""}}))
+        cfg = for_run(args.profile, {**settings, **{k: v for k, v in base.items() if v != ""}})
     except (ConfigError, DeviceError) as exc:
         print(f"run_all.sh: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ Layout (the contest download's `open/` folder): `train.csv`, `test.csv`, `sample
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 from . import paths
 from .progress import bar
 from .taxonomy import LEVELS, Taxonomy
+from .text import clean_overview
 
 TRAIN_COLUMNS = ["id", "img_path", "overview", "cat1", "cat2", "cat3"]
 TEST_COLUMNS = ["id", "img_path", "overview"]
@@ -48,13 +50,12 @@ def load_taxonomy(path=paths.TAXONOMY_CSV) -> Taxonomy:
     cat2 under one cat1), no empty names or names with spaces around them; every fault listed by line.
     A shallower tree repeats names (`의류,의류,티셔츠` for two levels)."""
     path = Path(path)
-    table = read_csv_any(path)
+    table, file_lines = read_csv_lines(path)  # lines as an editor numbers them, blank lines counted
     problems = check_columns(table, TAXONOMY_COLUMNS + ["count"] * ("count" in table.columns), path.name)
     if problems:
         raise DataValidationError(problems, f"taxonomy {path}")
     if table.empty:
         raise DataValidationError([f"{path.name}: no rows (only a header)"], f"taxonomy {path}")
-    file_lines = record_lines(path, table)  # as an editor numbers them, blank lines counted
     for line, row in zip(file_lines, table.to_dict("records")):
         for level in TAXONOMY_COLUMNS:
             value = row[level]
@@ -86,10 +87,14 @@ def load_taxonomy(path=paths.TAXONOMY_CSV) -> Taxonomy:
     return Taxonomy(table)
 
 
-def dataset_taxonomy(data_dir) -> Taxonomy:
-    """The label tree of a data folder: its own taxonomy.csv when it has one, else the bundled Dacon tree."""
+def taxonomy_file(data_dir) -> Path:
+    """Where a data folder's label tree is: its own taxonomy.csv when it has one, else the bundled Dacon tree."""
     own = Path(data_dir) / DATA_TAXONOMY
-    return load_taxonomy(own if own.is_file() else paths.TAXONOMY_CSV)
+    return own if own.is_file() else paths.TAXONOMY_CSV
+
+
+def dataset_taxonomy(data_dir) -> Taxonomy:
+    return load_taxonomy(taxonomy_file(data_dir))
 
 
 # ---------------------------------------------------------------- reading
@@ -131,8 +136,6 @@ def _record_lines(text: str) -> list[int] | None:
     """The line on which each record (the header first) starts, as an editor numbers them: the blank lines the
     reader skips and values spanning lines (multi-line overviews) counted; None where the csv module cannot
     scan the text."""
-    import io
-
     reader, starts, end = csv.reader(io.StringIO(text)), [], 0
     try:
         for row in reader:
@@ -144,18 +147,21 @@ def _record_lines(text: str) -> list[int] | None:
     return starts
 
 
-def record_lines(path, frame: pd.DataFrame) -> list[int]:
-    """The file line of each row of `frame` as read_csv_any read it from `path` (row i is line i + 2 where no
-    line is blank and no value spans lines)."""
-    lines = _record_lines(_decode(Path(path)))
-    return lines[1:] if lines and len(lines) == len(frame) + 1 else [i + 2 for i in range(len(frame))]
-
-
 def read_csv_any(path) -> pd.DataFrame:
     """Read a CSV written as UTF-8, UTF-8 with BOM, or CP949/EUC-KR, as NFC strings."""
-    import io
+    return _read_csv(Path(path))[0]
 
-    path = Path(path)
+
+def read_csv_lines(path) -> tuple[pd.DataFrame, list[int]]:
+    """`read_csv_any`, and the file line of each row, from the same reading (row i is line i + 2 where no line is
+    blank and no value spans lines)."""
+    frame, text = _read_csv(Path(path))
+    lines = _record_lines(text)
+    return frame, lines[1:] if lines and len(lines) == len(frame) + 1 else [i + 2 for i in range(len(frame))]
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
+    """The frame and the decoded text it was read from."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found (expected the real Dacon layout, see README)")
     if not path.is_file():  # a folder, or a FIFO that would block
@@ -181,7 +187,7 @@ def read_csv_any(path) -> pd.DataFrame:
     if twice:  # pandas would keep the first and rename the others 'name.1', silently
         raise DataValidationError([f"{path.name} line 1: column {name!r} appears more than once in the header "
                                    f"{header}; keep one" for name in twice], str(path))
-    return _nfc(frame)
+    return _nfc(frame), text
 
 
 @dataclass
@@ -223,12 +229,12 @@ def load_dataset(data_dir, check_images: bool = True, label_fixes=None, taxonomy
     data_dir = Path(data_dir).resolve()
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: data folder not found")
-    own = data_dir / DATA_TAXONOMY
-    source = ("the taxonomy given" if taxonomy is not None else str(own) if own.is_file()
-              else f"the bundled taxonomy {paths.TAXONOMY_CSV}")
-    taxonomy = taxonomy or dataset_taxonomy(data_dir)
-    train = read_csv_any(data_dir / "train.csv")
-    test = read_csv_any(data_dir / "test.csv")
+    tree = taxonomy_file(data_dir)
+    source = ("the taxonomy given" if taxonomy is not None else
+              f"the bundled taxonomy {tree}" if tree == paths.TAXONOMY_CSV else str(tree))
+    taxonomy = taxonomy or load_taxonomy(tree)
+    train, train_lines = read_csv_lines(data_dir / "train.csv")
+    test, test_lines = read_csv_lines(data_dir / "test.csv")
     submission = read_csv_any(data_dir / "sample_submission.csv")
 
     problems = check_columns(train, TRAIN_COLUMNS, "train.csv")
@@ -242,8 +248,7 @@ def load_dataset(data_dir, check_images: bool = True, label_fixes=None, taxonomy
         train, fixes_applied = apply_label_fixes(train, label_fixes)
 
     problems += check_not_empty(train, "train.csv") + check_not_empty(test, "test.csv")
-    for frame, name in ((train, "train.csv"), (test, "test.csv")):
-        problems += check_ids(frame, name, record_lines(data_dir / name, frame))
+    problems += check_ids(train, "train.csv", train_lines) + check_ids(test, "test.csv", test_lines)
     problems += check_shared_ids(train, test)
     problems += check_overviews(train, "train.csv") + check_overviews(test, "test.csv")
     problems += check_misread(train, "train.csv") + check_misread(test, "test.csv")
@@ -312,7 +317,7 @@ def check_columns(frame: pd.DataFrame, expected: list[str], name: str) -> list[s
 
 
 def check_ids(frame: pd.DataFrame, name: str, lines: list[int] | None = None) -> list[str]:
-    """`lines`: each row's line in the file (record_lines), else row i is line i + 2."""
+    """`lines`: each row's line in the file (read_csv_lines), else row i is line i + 2."""
     lines = lines or [i + 2 for i in range(len(frame))]
     problems = []
     for row, value in enumerate(frame["id"]):
@@ -330,14 +335,10 @@ def check_ids(frame: pd.DataFrame, name: str, lines: list[int] | None = None) ->
 def blank_text(text) -> bool:
     """Whether a text has nothing to read once cleaned: only markup, whitespace or invisible characters (a
     zero-width space, a BOM), which a model would read as an empty text."""
-    from .text import clean_overview
-
     return not any(c.isprintable() and not c.isspace() for c in clean_overview(text))
 
 
 def check_overviews(frame: pd.DataFrame, name: str) -> list[str]:
-    from .text import clean_overview
-
     return [f"{name} row {rid}: column 'overview' is empty or missing" if not str(text).strip() else
             f"{name} row {rid}: column 'overview' holds only markup ({str(text)[:40]!r}), no text"
             if not clean_overview(text) else

@@ -16,11 +16,11 @@ from . import distributed
 from . import kinds as registry
 from .baselines import tfidf_logreg, tfidf_probabilities
 from .taxonomy import LEVELS
-from .features import all_rows, uninformed
+from .features import all_rows, feature_data, uninformed
 from .metrics import evaluate, record
 from .models import build_model
 from .text import prime_content_morphemes
-from .training import TimeBudget, data_labels, fit, load_checkpoint, predict, session_budget
+from .training import TimeBudget, fit, load_checkpoint, predict, session_budget
 
 
 @dataclass
@@ -40,7 +40,6 @@ class Trained:
 def model_data(ds, cfg, kinds, labels_frame=None, stage: str | None = None):
     """What models of `kinds` train on: cached encoder states (`cached` mode, see features.feature_data) or raw
     rows decoded per batch (`end_to_end` mode, see rows.RawRows); all `kinds` must share their training mode."""
-    from .features import feature_data
     keys = tuple(k for kind in kinds for k in registry.get(kind).inputs)
     modes = {kind: cfg.schedule(kind, stage).training_mode for kind in kinds}
     if len(set(modes.values())) > 1:
@@ -54,7 +53,7 @@ def model_data(ds, cfg, kinds, labels_frame=None, stage: str | None = None):
 
 
 def labels_of(data, indices) -> dict[str, np.ndarray]:
-    return {level: data_labels(data, indices, level) for level in LEVELS}
+    return {level: data.labels_of(indices, level) for level in LEVELS}
 
 
 def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="model", **_) -> Trained:
@@ -67,7 +66,7 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
     started = time.time()
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
-    labels3 = data_labels(data, data.train_rows)
+    labels3 = data.labels_of(data.train_rows)
     model = tfidf_logreg(alpha=cfg.tfidf_alpha, seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
     saved = Path(run_dir) / name / "model.joblib"
     with atomic_path(saved) as tmp:

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import kinds
 from .backbones import frozen_backbone
+from .config import STAGES
 from .images import load_image, no_photo
 from .io import DamagedFile, disk_full, read_json, write_json
 from .models import POOLED, ImageTower, TextTower
@@ -306,9 +308,6 @@ def model_inputs(states: dict, keys, chunk_rows: int = 512) -> dict:
 def needs_token_states(cfg, modality: str) -> bool:
     """Whether some model of this configuration trains on cached token states of `modality` (the demo's cached
     fine-tunes and fusion); if none does, its frozen models read pooled vectors alone (`pooled_features`)."""
-    from . import kinds
-    from .config import STAGES
-
     return any(cfg.schedule(kind, stage).training_mode == "cached" and
                any(k.startswith(modality) and k not in POOLED for k in kinds.get(kind).inputs)
                for kind in kinds.names() for stage in (None, *STAGES))
@@ -349,8 +348,8 @@ class ModelData(Dataset):
     """What a model trains and predicts on: train rows, then test rows, then any appended copies (03's augmented
     rows), with labels (-1 on test rows). Two kinds: `TensorData` (cached tensors, sliced per batch) and
     `rows.RawRows` (raw rows decoded per batch); the training loop, the ensemble and the predictor use only this
-    interface. The container holds which rows are which (`train_rows`, `test_rows`, `copy_rows`), and which have
-    a photo (`photo_rows`), so that no other module counts positions."""
+    interface. The container holds which rows are train and test rows (`train_rows`, `test_rows`; `extended`
+    appends copies after them), and which have a photo (`photo_rows`), so that no other module counts positions."""
 
     raw: bool
     n_train: int
@@ -363,10 +362,6 @@ class ModelData(Dataset):
     @property
     def test_rows(self) -> np.ndarray:
         return np.arange(self.n_train, self.n_train + self.n_test)
-
-    @property
-    def copy_rows(self) -> np.ndarray:
-        return np.arange(self.n_train + self.n_test, len(self))
 
     def photo_rows(self) -> np.ndarray:
         """(len,) bool: which rows have a photo (a copy has one when its original has)."""

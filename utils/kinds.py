@@ -53,7 +53,7 @@ class Kind:
         return _resolve(self.build)
 
     def fitter(self) -> Callable | None:
-        return _resolve(self.trainer) if self.trainer is not None else None
+        return _resolve(self.trainer)
 
     def answers(self) -> Callable:
         return _resolve(self.predictor)
@@ -100,6 +100,7 @@ def families() -> dict[str, tuple[str, ...]]:
 
 
 def _resolve(target):
+    """A callable given as "module:name" inside utils, imported now; a callable (or None) as it is."""
     if not isinstance(target, str):
         return target
     module, _, attr = target.partition(":")

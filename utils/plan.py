@@ -247,7 +247,6 @@ def reads(kind: str, cfg, stage: str | None = None) -> str:
 
 def signature(kind: str, cfg, stage: str | None = None) -> str:
     """Everything the per-item figures of `kind` depend on: the key of MEASURED."""
-
     parts = [kind, reads(kind, cfg, stage)]
     if "text" in kinds.get(kind).reads:
         parts += [f"{cfg.text_model}@{cfg.max_len}", f"top{cfg.text_top_layers}"]
@@ -326,7 +325,6 @@ def _fake(model):
 def _batch(kind: str, cfg, stage, model, n: int) -> dict:
     """A training batch of `n` items as `kind` reads it (raw rows or cached states), full-length texts."""
     import torch
-
 
     ids = torch.randint(5, 200, (n, cfg.max_len))
     raw = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
@@ -609,7 +607,6 @@ def fits_of(cfg) -> list[Fit]:
 def _with_cache_passes(out: list[Fit], cfg, rows: int) -> list[Fit]:
     """An encoding pass before the first fit that reads each modality's cache (pooled vectors, or token states
     where some model trains on them: features.needs_token_states)."""
-
     done, result = set(), []
     for fit in out:
         if fit.kind in kinds.KINDS and reads(fit.kind, cfg, fit.stage) in ("pooled", "tokens"):
@@ -724,7 +721,6 @@ def _state_bytes(cfg, tokens: bool) -> dict[str, int]:
 def _rates(fig: Figures, fit: Fit, cfg, platform: Platform, measured: bool = True) -> tuple[float, float]:
     """Training and inference items/s of one unit: FLOPs at the assumed utilisation (GPU-measured where the same
     GPU model ran gpu_check), bounded by the loader's decoding for raw images and by per-step overhead."""
-
     peak = max(platform.peak_tflops, 1e-3) * 1e12 * platform.mfu
     train = peak / max(fig.flops * (4 / 3 if fit.checkpointing else 1), 1.0)
     infer = peak / max(fig.flops / 3, 1.0)
@@ -786,7 +782,6 @@ def _encoder_figures(modality: str, cfg) -> Figures:
 
 def _cost_trained(fit: Fit, cfg, platform: Platform) -> Fit:
     """A neural fit: its GPU memory at the configured micro-batch, host RAM, checkpoints and hours."""
-
     fig = _with_measurements(figures(fit.kind, cfg, fit.stage), fit.kind, platform)
     processes = _processes(cfg, platform)
     fit.reads = reads(fit.kind, cfg, fit.stage)

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .config import Config, build, bundled_data_dir, planned_settings, read, record, resolve, run_dir
+from .config import Config, bundled_data_dir, for_run, read, record, run_dir
 from .io import write_csv, write_json
 from . import lock
-from .runtime import pick_device, require_device, seed_everything
+from .runtime import pick_device, seed_everything
 from .training import TimeBudget, set_session_budget
+
 
 @dataclass
 class Run:
@@ -124,12 +125,7 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
         cfg = read(config)
     else:
         given = {k: str(v) for k, v in {"data_dir": data_dir, "output_dir": output_dir, "run_name": run_name}.items() if v}
-        chosen = {"seed": int(seed), **given, **(settings or {})}  # SET's keys win
-        cfg = resolve(build(profile, chosen))
-        require_device(cfg)
-        planned = planned_settings(cfg, keep=chosen)  # a GPU run's plan, as run_all.sh applies it
-        if planned:
-            cfg = resolve(build(profile, {**chosen, **planned}))
+        cfg = for_run(profile, {"seed": int(seed), **given, **(settings or {})})  # SET's keys win
     seed_everything(cfg.seed)
     if cfg.data_size and Path(cfg.data_dir) == bundled_data_dir(cfg.data_size).resolve():
         from .generate import ensure_dataset

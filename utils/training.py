@@ -347,15 +347,19 @@ class _Fit:
         self.train_idx, self.val_idx = np.asarray(train_idx), np.asarray(val_idx)
         self.progress = _Progress()
 
-    def identity(self, identity: dict) -> dict:
-        """What defines this fit besides its schedule and model: the rows, their labels (corrected labels mean a
-        new fit), the soft targets, and the caller's `identity` (kind, taxonomy, starting weights)."""
-        labels = b"".join(data_labels(self.data, idx, level).tobytes()
+    def identify(self, identity: dict) -> None:
+        """What defines this fit (`described`, written to result.json) and its key: the schedule, the model, the
+        rows, their labels (corrected labels mean a new fit), the soft targets, and the caller's `identity` (kind,
+        taxonomy, starting weights)."""
+        labels = b"".join(self.data.labels_of(idx, level).tobytes()
                           for idx in (self.train_idx, self.val_idx) for level in LEVELS)
         soft = getattr(self.data, "soft_digest", None)
-        return {**identity, "train_rows": hashlib.sha1(self.train_idx.tobytes()).hexdigest()[:12],
-                "val_rows": hashlib.sha1(self.val_idx.tobytes()).hexdigest()[:12],
-                "labels": hashlib.sha1(labels).hexdigest()[:12], **({"soft_targets": soft} if soft else {})}
+        self.described = {"schedule": asdict(self.s), "identity": {
+            **identity, "train_rows": hashlib.sha1(self.train_idx.tobytes()).hexdigest()[:12],
+            "val_rows": hashlib.sha1(self.val_idx.tobytes()).hexdigest()[:12],
+            "labels": hashlib.sha1(labels).hexdigest()[:12], **({"soft_targets": soft} if soft else {})}}
+        self.key = hashlib.sha1(json.dumps({**self.described, "model": repr(self.model)}, sort_keys=True,
+                                           default=str).encode()).hexdigest()[:16]
 
     def prepare(self) -> None:
         """Seeds, optimiser and schedule, losses, the data-parallel wrapper and the loss scaler."""
@@ -365,7 +369,7 @@ class _Fit:
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = _optimizer(self.model, self.params, s)
-        self.labels = {level: data_labels(self.data, self.train_idx, level) for level in LEVELS}
+        self.labels = {level: self.data.labels_of(self.train_idx, level) for level in LEVELS}
         self.rows_per_epoch, steps_per_epoch, self.epochs = _epoch_sizes(len(self.train_idx), s)
         self.scheduler = _scheduler(self.optimizer, s, steps_per_epoch, self.epochs)
         self.losses = _losses(self.model, self.labels, s, self.device)
@@ -374,10 +378,10 @@ class _Fit:
         self.scaler = torch.amp.GradScaler(torch.device(self.device).type, enabled=self.precision == "fp16")
         self.weights = dict(zip(LEVELS, s.loss_weights))
 
-    def resume(self, key: str) -> None:
+    def resume(self) -> None:
         """Continue from `last.pt` when it was written by this configuration (mid-epoch included)."""
         state = _readable(self.run_dir / "last.pt", self.name, lambda p: load_torch(p, weights_only=False, mmap=True))
-        if state is None or state.get("config_hash") != key:
+        if state is None or state.get("config_hash") != self.key:
             return
         self.model.load_state_dict({**self.model.state_dict(), **state["model"]})
         self.optimizer.load_state_dict(state["optimizer"])
@@ -392,27 +396,27 @@ class _Fit:
             where = f", step {within['step'] + 1}" if within else ""
             print(f"{self.name}: resuming from epoch {self.progress.epoch + 1}{where} ({self.run_dir / 'last.pt'})")
 
-    def save_last(self, key: str, epoch_done: int, rng_state, part=None, elapsed: float = 0.0) -> None:
+    def save_last(self, epoch_done: int, rng_state, part=None, elapsed: float = 0.0) -> None:
         if not self.main:
             return
         p = self.progress
         with atomic_path(self.run_dir / "last.pt") as tmp:
-            torch.save({"config_hash": key, "model": _trainable_state(self.model),
+            torch.save({"config_hash": self.key, "model": _trainable_state(self.model),
                         "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                         "scaler": self.scaler.state_dict(), "rng": rng_state, **rng_states(), "history": p.history,
                         "best": p.best, "best_loss": p.best_loss, "best_epoch": p.best_epoch, "epoch": epoch_done,
                         "seconds": p.seconds + elapsed, "within": part}, tmp)
 
-    def train(self, key: str) -> None:
+    def train(self) -> None:
         """Epochs until the last, or until `patience` epochs without a better validation F1."""
         for epoch in range(self.progress.epoch, self.epochs):
             if self.progress.best_epoch >= 0 and epoch - self.progress.best_epoch > self.s.patience:
                 break
             t0 = time.time()
-            totals = self.train_epoch(key, epoch, t0)
-            self.validate(key, epoch, t0, totals)
+            totals = self.train_epoch(epoch, t0)
+            self.validate(epoch, t0, totals)
 
-    def train_epoch(self, key: str, epoch: int, t0: float) -> list:
+    def train_epoch(self, epoch: int, t0: float) -> list:
         """One epoch's optimiser steps (from where a mid-epoch stop left it); returns loss sum, rows, correct."""
         s, p = self.s, self.progress
         self.model.train()
@@ -433,7 +437,7 @@ class _Fit:
                            disable=not self.main)
         for step, batch in enumerate(bar, start=first):
             if step > first and step % s.grad_accum == 0:  # between optimiser steps: a clean place to stop
-                self.checkpoint_or_stop(key, epoch, step, first, n_batches, epoch_rng, totals, clock, t0)
+                self.checkpoint_or_stop(epoch, step, first, n_batches, epoch_rng, totals, clock, t0)
             loss, logits, batch = self.step(batch, step, n_batches, order)
             totals[0] += float(loss.detach()) * len(batch["cat3"])
             totals[1] += len(batch["cat3"])
@@ -441,7 +445,7 @@ class _Fit:
             bar.set_postfix(loss=f"{totals[0] / totals[1]:.3f}")
         return distributed.total(totals)
 
-    def checkpoint_or_stop(self, key, epoch, step, first, n_batches, epoch_rng, totals, clock, t0) -> None:
+    def checkpoint_or_stop(self, epoch, step, first, n_batches, epoch_rng, totals, clock, t0) -> None:
         """`last.pt` every `checkpoint_minutes` within an epoch; saved, then TimeBudgetExceeded, when two more
         optimiser steps no longer fit the time budget."""
         mean_step = (time.time() - clock["started"]) / (step - first)
@@ -451,8 +455,8 @@ class _Fit:
             late, stop = distributed.agree(late), distributed.agree(stop)
         if not (late or stop):
             return
-        self.save_last(key, epoch - 1, epoch_rng, {"epoch": epoch, "step": step, "rng_now": self.rng.bit_generator.state,
-                                                   "total_loss": totals[0], "seen": totals[1], "correct": totals[2]},
+        self.save_last(epoch - 1, epoch_rng, {"epoch": epoch, "step": step, "rng_now": self.rng.bit_generator.state,
+                                              "total_loss": totals[0], "seen": totals[1], "correct": totals[2]},
                        time.time() - t0)
         clock["saved"] = time.time()
         if stop:
@@ -486,13 +490,13 @@ class _Fit:
             self.optimizer.zero_grad(set_to_none=True)
         return loss, logits, batch
 
-    def validate(self, key: str, epoch: int, t0: float, totals) -> None:
+    def validate(self, epoch: int, t0: float, totals) -> None:
         """Weighted F1 of cat3 on the validation rows; the best epoch's weights kept in best.pt."""
         p = self.progress
         total_loss, seen, correct = totals
         probs = distributed.gather_rows(predict(self.model, self.data, self.val_idx[self.rank::self.world],
                                                 device=self.s.device, desc="validating", precision=self.precision))
-        y_val = data_labels(self.data, self.val_idx)
+        y_val = self.data.labels_of(self.val_idx)
         val_loss = float(np.mean(-np.log(probs["cat3"][np.arange(len(self.val_idx)), y_val] + 1e-9)))
         score = weighted_f1(y_val, probs["cat3"].argmax(1))
         p.seconds += time.time() - t0
@@ -506,13 +510,13 @@ class _Fit:
             if self.main:
                 with atomic_path(self.run_dir / "best.pt") as tmp:
                     torch.save(_trainable_state(self.model), tmp)
-        self.save_last(key, epoch, self.rng.bit_generator.state)
+        self.save_last(epoch, self.rng.bit_generator.state)
         if self.verbose:
             print(f"{self.name} epoch {epoch + 1:>2}/{self.epochs}: train loss {record['train_loss']:.3f} "
                   f"acc {record['train_accuracy_cat3']:.3f} | val loss {val_loss:.3f} "
                   f"weighted F1 {score:.4f}{' *' if improved else ''} ({record['seconds']:.1f}s)")
 
-    def finish(self, key: str, described: dict) -> FitResult:
+    def finish(self) -> FitResult:
         """The best weights loaded into the model, which waits on the CPU; result.json written, last.pt gone."""
         p = self.progress
         distributed.barrier()  # process 0 has written best.pt
@@ -520,8 +524,8 @@ class _Fit:
         release(self.model)
         load_checkpoint(self.model, self.run_dir / "best.pt")
         if self.main:
-            write_json({"config_hash": key, "history": p.history, "best_score": p.best, "best_epoch": p.best_epoch,
-                        "seconds": p.seconds, "config": described}, self.run_dir / "result.json")
+            write_json({"config_hash": self.key, "history": p.history, "best_score": p.best, "best_epoch": p.best_epoch,
+                        "seconds": p.seconds, "config": self.described}, self.run_dir / "result.json")
             (self.run_dir / "last.pt").unlink(missing_ok=True)
         distributed.barrier()
         return FitResult(self.model, p.history, p.best, p.best_epoch, p.seconds, resumed=p.resumed,
@@ -542,19 +546,13 @@ def fit(model: nn.Module, data: Dataset, train_idx, val_idx, schedule: Schedule,
     run = _Fit(model, data, train_idx, val_idx, schedule, run_dir, name, verbose, budget, checkpoint_minutes)
     if run.main:
         announce_precision(run.device, run.precision)
-    described = {"schedule": asdict(schedule), "identity": run.identity(identity or {})}
-    key = hashlib.sha1(json.dumps({**described, "model": repr(model)}, sort_keys=True, default=str)
-                       .encode()).hexdigest()[:16]
-    done = _finished(run.run_dir, key, model, name)
+    run.identify(identity or {})
+    done = _finished(run.run_dir, run.key, model, name)
     if done:
         if run.verbose:
             print(f"{name}: already trained with this configuration ({run.run_dir}); loaded its best checkpoint")
         return FitResult(model, done["history"], done["best_score"], done["best_epoch"], done["seconds"], skipped=True)
     run.prepare()
-    run.resume(key)
-    run.train(key)
-    return run.finish(key, described)
-
-
-def data_labels(data: Dataset, indices, level: str = "cat3") -> np.ndarray:
-    return data.labels_of(indices, level)
+    run.resume()
+    run.train()
+    return run.finish()
