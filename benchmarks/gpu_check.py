@@ -266,7 +266,7 @@ def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
     import numpy as np
     import pandas as pd
 
-    from utils import plan, rows
+    from utils import inputs, plan, rows
     from utils.data import load_taxonomy
 
     n = 16 if smoke else 320
@@ -281,7 +281,7 @@ def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
         data = rows.RawRows(ds, cfg, ("image",)).for_training(np.arange(n))
         size = 4 if smoke else 32
         groups = [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
-        workers = rows.loader_workers(cfg, device)
+        workers = inputs.loader_workers(cfg, device)
         loader = iter(data.loader(groups, device))
         next(loader)  # the workers start: not timed
         started, seen = time.perf_counter(), 0

@@ -66,7 +66,7 @@ def _steps(n_rows: int, tc) -> tuple[int, int, int]:
 
 def _to_device(batch: dict) -> dict:
     try:
-        from utils.features import to_device
+        from utils.inputs import to_device
     except ImportError:  # before pixels travelled as uint8
         from utils.training import _to as to_device
     return to_device(batch, "cpu")
@@ -76,7 +76,7 @@ def check_pixels(ds, cfg, train_idx, val_idx) -> None:
     import torch
 
     from utils.experiments import model_data
-    from utils.features import image_tensor
+    from utils.inputs import image_tensor
 
     data = model_data(ds, cfg, ["image_finetuned"]) if cfg.schedule("image_finetuned").training_mode == "end_to_end" \
         else None
@@ -86,14 +86,14 @@ def check_pixels(ds, cfg, train_idx, val_idx) -> None:
     mean, std = data.image.mean, data.image.std
 
     def clean(rows):
-        return torch.stack([image_tensor(data.files[i], cfg.image_size, mean, std) for i in rows])
+        return torch.stack([image_tensor(data.photos[i], cfg.image_size, mean, std) for i in rows])
 
-    rows = [int(i) for i in val_idx[:32] if data.files[int(i)] is not None]
+    rows = [int(i) for i in val_idx[:32] if data.photos[int(i)] is not None]
     got = _to_device(data.collate([data[i] for i in rows]))["pixels"]
     print(f"pixels, validation rows: end to end vs cached path max |diff| {float((got - clean(rows)).abs().max()):.2e} "
           f"({got.dtype}, range {float(got.min()):.2f}..{float(got.max()):.2f}; mean {mean}, std {std})")
     view = data.for_training(train_idx, 0)
-    rows = [int(i) for i in train_idx[:128] if data.files[int(i)] is not None]
+    rows = [int(i) for i in train_idx[:128] if data.photos[int(i)] is not None]
     got = _to_device(view.collate([view[i] for i in rows]))["pixels"]
     change = (got - clean(rows)).abs().mean((1, 2, 3))
     print(f"pixels, training rows (image_augment={cfg.image_augment}): mean |augmented - clean| "

@@ -29,7 +29,8 @@ from PIL import Image  # noqa: E402
 
 from utils import kinds  # noqa: E402
 from utils.config import build, parse_settings, resolve  # noqa: E402
-from utils.features import image_tensor, model_inputs  # noqa: E402
+from utils.features import model_inputs  # noqa: E402
+from utils.inputs import image_tensor  # noqa: E402
 from utils.models import POOLED, ImageTower, TextTower, build_model  # noqa: E402
 from utils.runtime import autocast, choose_precision, machine_description, pick_device  # noqa: E402
 

@@ -13,9 +13,12 @@ from PIL import Image
 from torch import nn
 
 from utils import gradcam, predict
-from utils.features import image_tensor
 from utils.config import build
 from utils.data import load_taxonomy
+from utils.features import encoder_states
+from utils.images import no_photo
+from utils.inputs import image_tensor
+from utils.runtime import autocast
 
 TAX = load_taxonomy()
 SETTINGS = {"fusion_transformer.training_mode": "end_to_end"}  # as in the full profile: each fold its own encoders
@@ -100,14 +103,18 @@ def test_the_predictor_puts_one_member_at_a_time_on_its_device(run_dir, photos, 
 
 
 def chunkwise(predictor, images, texts, batch_size):
-    """The predictor's answer as it was computed before members took turns on the device and photos were decoded
-    by a loader: chunk by chunk, every member's loaded units in turn, blended in the members' order."""
+    """The predictor's answer computed apart from its input path: chunk by chunk, each photo normalised alone and
+    each chunk tokenized here, every member's loaded units in turn, blended in the members' order."""
     out = {}
     for start in range(0, len(images), batch_size):
         chunk = slice(start, start + batch_size)
         pixels = torch.stack([image_tensor(p, predictor.cfg.image_size, predictor.image.mean, predictor.image.std)
                               for p in images[chunk]])  # one photo at a time, in this process, as before
-        batch, cached = predictor._inputs(images[chunk], texts[chunk], pixels)
+        batch = {"text_present": torch.tensor([bool(t) for t in texts[chunk]]), "pixels": pixels,
+                 "image_present": torch.tensor([not no_photo(p) for p in images[chunk]]),
+                 **predictor.text.tokenize(list(texts[chunk]), predictor.cfg.max_len)}
+        with autocast(predictor.device, predictor.precision):
+            cached = {**batch, **encoder_states(predictor.cache_towers, batch, predictor.cached_inputs)}
         blended = {}
         for kind, weight, units in predictor.members:
             inputs = cached if kind in predictor.cached_kinds else batch

@@ -80,7 +80,7 @@ def test_loader_workers_give_the_batches_of_the_main_process(ds):
     """A GPU turns DataLoader workers on by itself: with two workers the loader yields exactly the batches of
     none, augmentation included (it used to stop at the first batch: the worker's seeding read a wrong attribute),
     and pixels travel as uint8, normalised on the device to the cached path's values."""
-    from utils.features import image_tensor, to_device
+    from utils.inputs import image_tensor, to_device
 
     settings = {"training_mode": "end_to_end", "text_augment": "span,swap", "image_augment": True}
     groups = [np.arange(0, 6), np.arange(6, 12), np.arange(12, 16)]
@@ -95,7 +95,7 @@ def test_loader_workers_give_the_batches_of_the_main_process(ds):
     rows = RawRows(ds, build("tiny", {"training_mode": "end_to_end", "num_workers": 2}))
     batch = next(iter(rows.loader([np.arange(20, 24)], "cpu")))
     assert batch["pixels"].dtype == torch.uint8
-    cached = torch.stack([image_tensor(rows.files[i], rows.cfg.image_size, rows.image.mean, rows.image.std)
+    cached = torch.stack([image_tensor(rows.photos[i], rows.cfg.image_size, rows.image.mean, rows.image.std)
                           for i in range(20, 24)])
     assert torch.equal(to_device(batch, "cpu")["pixels"], cached)
 
@@ -365,7 +365,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(ds, kind):
                              "layerwise_depths": "-3,-2,-1"})
         model = build_model(kind, cfg, SIZES, seed=0).train()
         batch = next(iter(RawRows(ds, cfg).loader([np.arange(6)], "cpu")))
-        from utils.features import to_device
+        from utils.inputs import to_device
 
         ckpt.checkpoint = lambda *a, **k: calls.append(on) or real(*a, **k)
         torch.manual_seed(0)  # the same dropout draws (checkpoint replays them in backward)
@@ -398,7 +398,7 @@ def test_the_image_transforms_of_an_augmented_row_fire_independently(ds):
     as it was. One seed for all four made them fire together or not at all (1 in 2)."""
     rows = RawRows(ds, build("tiny", {"training_mode": "end_to_end", "image_augment": True}))
     view = rows.for_training(np.arange(20))
-    draws = [(e, i) for e in range(8) for i in range(20) if rows.files[i] is not None]
+    draws = [(e, i) for e in range(8) for i in range(20) if rows.photos[i] is not None]
     unchanged = sum(torch.equal(view.at_epoch(e)[i]["pixels"], rows[i]["pixels"]) for e, i in draws)
     assert unchanged < 0.25 * len(draws), f"{unchanged} of {len(draws)} augmented draws left the image unchanged"
 

@@ -81,3 +81,31 @@ def test_the_caching_pass_decodes_photos_in_worker_processes_with_the_same_state
     one = encode_images(files, build("tiny", {"num_workers": 0}), batch_size=5)
     two = encode_images(files, build("tiny", {"num_workers": 2}), batch_size=5)
     assert all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_training_the_cache_and_the_predictor_read_a_place_through_one_path(tiny_data, cache_dir):
+    """Training rows (rows.RawRows), the caching pass and the predictor batch places with inputs.Places: the same
+    tokens, pixels and presence flags whoever reads a place, and the cache stores what encoder_states gives the
+    predictor for it. A place without text or photo is flagged absent, its pixels zeros."""
+    from utils.features import cache_tower, encode_images, encode_texts, encoder_states
+    from utils.inputs import Places, to_device
+    from utils.rows import RawRows
+
+    cfg = build("tiny", {"cache_dir": str(cache_dir)})
+    rows = RawRows(load_dataset(tiny_data, check_images=False), cfg)
+    idx = [i for i in range(len(rows)) if rows.photos[i] is not None][:4]
+    places = Places(cfg, [rows.texts[i] for i in idx] + [""], [rows.photos[i] for i in idx] + [None])
+    trained, asked = rows.collate([rows[i] for i in idx]), places.collate([places[i] for i in range(5)])
+    for key in ("input_ids", "attention_mask", "pixels", "image_present", "text_present", "pixel_stats"):
+        assert torch.equal(trained[key], asked[key][:4] if key != "pixel_stats" else asked[key]), key
+    assert asked["text_present"].tolist() == [True] * 4 + [False]
+    assert asked["image_present"].tolist() == [True] * 4 + [False] and not asked["pixels"][4].any()
+
+    towers = {m: cache_tower(m, cfg, "cpu") for m in ("text", "image")}
+    with torch.inference_mode():
+        states = encoder_states(towers, to_device(places.collate([places[i] for i in range(4)]), "cpu"))
+    texts, photos = encode_texts(places.texts[:4], cfg, batch_size=4), encode_images(places.photos[:4], cfg, batch_size=4)
+    width = states["text_final"].shape[1]
+    assert torch.equal(texts["final"][:, :width], states["text_final"])
+    assert torch.equal(texts["mask"][:, :width], states["text_mask"]) and not texts["mask"][:, width:].any()
+    assert torch.equal(photos["final"], states["image_final"]) and torch.equal(photos["bottom"], states["image_bottom"])

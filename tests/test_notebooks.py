@@ -28,8 +28,8 @@ def execute(name, data_dir, out_dir, seed=0, **settings) -> Path:
     (folder / "notebooks").mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(REPO / "notebooks" / name), str(folder / "notebooks" / name), kernel_name="python3",
                         cwd=str(REPO), progress_bar=False,
-                        parameters=dict(PROFILE="tiny", DATA_DIR=str(data_dir),
-                                        SET={**settings, "output_dir": str(out_dir), "seed": seed}))
+                        parameters=dict(SET={**settings, "profile": "tiny", "data_dir": str(data_dir),
+                                             "output_dir": str(out_dir), "seed": seed}))
     return folder
 
 

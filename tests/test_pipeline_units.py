@@ -204,7 +204,7 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
     texts = ["한식 맛집", "바닷가 캠핑장"]
     shared = predictor.probabilities(images, texts, batch_size=1)
     batch = predictor.text.tokenize(texts, cfg.max_len)
-    from utils.features import image_tensor
+    from utils.inputs import image_tensor
     batch["pixels"] = torch.stack([image_tensor(p, cfg.image_size, predictor.image.mean, predictor.image.std)
                                    for p in images])
     with torch.no_grad():

@@ -127,6 +127,21 @@ def test_what_does_not_fit_names_the_set_that_fits():
     assert any("--set platform=colab-t4" in p and "gives up" in p for p in found)
 
 
+def test_the_stored_demo_figures_are_what_the_models_trace_now():
+    """plan_figures.json is `--measure`'s output; a figure the current models no longer give (a stale file, an
+    edited model) fails here rather than misplanning quietly."""
+    from utils import kinds
+    from utils.config import STAGES, build
+
+    cfg, stored = build("demo"), plan._stored_figures()
+    keys = {plan.signature(kind, cfg, stage): (kind, stage) for kind in kinds.names(cfg=cfg) if kind != "text_tfidf"
+            for stage in (None, *STAGES)}
+    checked = [key for key in keys if key in stored]
+    assert len(checked) >= 5
+    for key in checked:
+        assert plan.as_stored(plan.trace(keys[key][0], cfg, keys[key][1])) == plan.as_stored(stored[key]), key
+
+
 def test_gpu_measurements_replace_the_traced_figures(tmp_path, monkeypatch):
     """A gpu_check CSV's activations per item replace the traced ones (for every card) in the plan."""
     adapted, _ = plan.adapt(FULL, "h100-80")

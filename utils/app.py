@@ -31,19 +31,20 @@ def photo_heatmap(predictor, image: str, text: str, cat3: str):
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     from . import gradcam, kinds
-    from .features import image_tensor
     from .images import load_image
+    from .inputs import Places, to_device
 
     member = next(((kind, units[0]) for kind, _, units in predictor.members if "image" in kinds.get(kind).reads), None)
     if member is None:
         return None
     kind, model = member[0], predictor.on_device([member[1]], torch.float32)[0]
     cfg, device = predictor.cfg, predictor.device
-    pixels = image_tensor(image, cfg.image_size, predictor.image.mean, predictor.image.std)[None].to(device)
-    fixed = None
+    places = Places(cfg, [text or ""], [image], kinds.get(kind).reads)
+    batch = to_device(places.collate([places[0]]), device)  # the inputs the predictor gives this member
+    pixels, fixed = batch["pixels"], None
     if "text" in kinds.get(kind).reads:
-        tokens = {k: v.to(device) for k, v in predictor.text.tokenize([text], cfg.max_len).items()}
-        fixed = {**gradcam.text_inputs(model, tokens), "text_present": torch.tensor([bool(text)], device=device)}
+        tokens = {k: batch[k] for k in ("input_ids", "attention_mask")}
+        fixed = {**gradcam.text_inputs(model, tokens), "text_present": batch["text_present"]}
     layer, method = gradcam.default_explainer(kind, gradcam.image_tower(model).kind)
     heat = gradcam.heatmaps(model, pixels, fixed, layer, method, targets=[predictor.taxonomy.cat3.index(cat3)])[0]
     photo = load_image(image)

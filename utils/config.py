@@ -198,12 +198,22 @@ class Config:
         """The named K-fold members; None for `auto` (chosen from the run's validation results)."""
         if self.kfold_models.strip() == "auto":
             return None
-        return [k.strip() for k in self.kfold_models.split(",") if k.strip()]
+        return _items(self.kfold_models)
+
+    @property
+    def augment_ops(self) -> tuple[str, ...]:
+        """`text_augment`: the text operations drawn on the fly for end-to-end training rows."""
+        return tuple(_items(self.text_augment))
+
+    @property
+    def copy_ops(self) -> tuple[str, ...]:
+        """`text_ops`: the text operations of 03's augmented copies."""
+        return tuple(_items(self.text_ops))
 
     @property
     def label_expert_kinds(self) -> list[str]:
         """02's out-of-fold experts, by model kind (checked by `problems` when the configuration is built)."""
-        return [k.strip() for k in self.label_experts.split(",") if k.strip()]
+        return _items(self.label_experts)
 
     @property
     def head_depths(self) -> dict[str, int]:
@@ -391,8 +401,13 @@ RANGES = {  # key: (lowest, highest or None); every count and rate a run can be 
 }
 
 
+def _items(text: str) -> list[str]:
+    """A list setting's items: comma-separated, blanks dropped (how --set and config.json write lists)."""
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
 def _list_problems(key: str, text: str, valid, allow_empty: bool = True) -> list[str]:
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    items = _items(text)
     bad = [t for t in items if t not in valid]
     if bad or (not items and not allow_empty):
         return [f"{key}={text!r}: {', '.join(map(repr, bad)) or 'empty'} not valid; name any of {', '.join(valid)}, "

@@ -17,6 +17,7 @@ from . import kinds as registry
 from .baselines import tfidf_logreg, tfidf_probabilities
 from .taxonomy import LEVELS
 from .features import all_rows, feature_data, uninformed
+from .rows import RawRows
 from .metrics import evaluate, record
 from .models import build_model
 from .text import prime_content_morphemes
@@ -46,8 +47,6 @@ def model_data(ds, cfg, kinds, labels_frame=None, stage: str | None = None):
         raise ValueError(f"models {modes} train in different modes: ask for their data one mode at a time")
     if set(modes.values()) != {"end_to_end"}:
         return feature_data(ds, cfg, keys, labels_frame)
-    from .rows import RawRows
-
     modalities = [m for m in ("text", "image") if any(k.startswith(m) for k in keys)]
     return RawRows(ds, cfg, modalities, labels_frame)
 

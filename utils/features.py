@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from . import kinds
 from .backbones import frozen_backbone
 from .config import STAGES
-from .images import load_image, no_photo
+from .inputs import Places, batches_of, to_device
 from .io import DamagedFile, disk_full, read_json, write_json
 from .models import POOLED, ImageTower, TextTower
 from .progress import bar
@@ -167,68 +167,49 @@ def image_states(tower, pixels) -> dict:
     return {"image_bottom": low.half().contiguous(), "image_final": tower.top(low).half().contiguous()}
 
 
-def encode_texts(texts, cfg, batch_size: int = 16) -> dict:
-    """Frozen text encoder over `texts`: {"bottom", "final" (N, max_len, H) fp16, "mask" (N, max_len) bool}, in
-    the run's precision (half on a GPU: the cache stores fp16 anyway). Batches of 16 run about a fifth faster than
-    64 on the 2-core CPU (cache-sized)."""
-    backbone, device, max_len = frozen_backbone("text", cfg), pick_device(cfg.device), cfg.max_len
-    tower = cache_tower("text", cfg, device)
-    n = len(texts)
-    bottom = torch.zeros(n, max_len, backbone.hidden_size, dtype=torch.float16)
-    final = torch.zeros_like(bottom)
-    mask = torch.zeros(n, max_len, dtype=torch.bool)
+def encoder_states(towers: dict, batch: dict, keys=()) -> dict:
+    """A batch's cached encoder inputs (`towers`: `cache_tower` per modality; `batch`: an `inputs.Places` batch
+    on the towers' device), and of `keys` the pooled vectors made of them: what the cache stores for a row and
+    what the predictor gives a cached-mode model for a new place."""
+    out = {}
+    if "text" in towers:
+        out.update(text_states(towers["text"], batch["input_ids"], batch["attention_mask"]))
+    if "image" in towers:
+        out.update(image_states(towers["image"], batch["pixels"]))
+    return {**out, **model_inputs(out, keys)}
+
+
+def _encode(modality: str, places: Places, cfg, batch_size: int, model_name: str):
+    """Each batch's encoder states in the run's precision (half on a GPU: the cache stores fp16 anyway), with
+    the batch's size in tokens (text) and rows."""
+    device = pick_device(cfg.device)
+    towers = {modality: cache_tower(modality, cfg, device)}
+    groups = batches_of(len(places), batch_size)
     with torch.inference_mode(), autocast(device, choose_precision(device, cfg.precision)):
-        for start in bar(range(0, n, batch_size), f"encoding texts ({cfg.text_model})", inner=True):
-            batch = backbone.tokenize(texts[start:start + batch_size], max_len)
-            ids, m = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-            states = text_states(tower, ids, m)
-            width, rows = ids.shape[1], slice(start, start + len(ids))
-            bottom[rows, :width] = states["text_bottom"].cpu()
-            final[rows, :width] = states["text_final"].cpu()
-            mask[rows, :width] = states["text_mask"].cpu()
-    return {"bottom": bottom, "final": final, "mask": mask}
+        for group, batch in zip(groups, bar(places.loader(groups, device), f"encoding {modality}s ({model_name})",
+                                            len(groups), inner=True)):
+            yield group, encoder_states(towers, to_device(batch, device))
 
 
-class Photos(torch.utils.data.Dataset):
-    """Image files (or PIL images, or None for no photo) as uint8 tensors and presence flags, decoded in the
-    loader's worker processes (`rows.loader_workers`): one main process decoding 384 px photos starves a GPU."""
-
-    def __init__(self, images, size: int):
-        self.images, self.size = list(images), size
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return image_uint8(self.images[i], self.size), not no_photo(self.images[i])
-
-
-def photo_batches(images, cfg, device, batch_size: int, mean, std, on=None):
-    """Normalised pixel batches of `images`, decoded by worker processes when `device` is a GPU, normalised on `on`
-    (default `device`: uint8 crosses to it; the predictor keeps its chunks on the host)."""
-    from .rows import loader_workers
-
-    on = on or device
-    loader = torch.utils.data.DataLoader(Photos(images, cfg.image_size), batch_size=batch_size,
-                                         num_workers=loader_workers(cfg, device),
-                                         pin_memory=str(on).startswith("cuda"))
-    for pixels, present in loader:
-        yield normalise_pixels(pixels.to(on, non_blocking=True), mean, std, present)
+def encode_texts(texts, cfg, batch_size: int = 16) -> dict:
+    """Frozen text encoder over `texts`: {"bottom", "final" (N, max_len, H) fp16, "mask" (N, max_len) bool}.
+    Batches of 16 run about a fifth faster than 64 on the 2-core CPU (cache-sized)."""
+    n, max_len, width = len(texts), cfg.max_len, frozen_backbone("text", cfg).hidden_size
+    out = {"bottom": torch.zeros(n, max_len, width, dtype=torch.float16),
+           "final": torch.zeros(n, max_len, width, dtype=torch.float16),
+           "mask": torch.zeros(n, max_len, dtype=torch.bool)}
+    for group, states in _encode("text", Places(cfg, texts, None, ("text",)), cfg, batch_size, cfg.text_model):
+        rows, tokens = slice(group[0], group[-1] + 1), states["text_mask"].shape[1]
+        for name in out:
+            out[name][rows, :tokens] = states[f"text_{name}"].cpu()
+    return out
 
 
 def encode_images(images, cfg, batch_size: int = 64) -> dict:
-    """Frozen image encoder over image files or PIL images: {"bottom" (N,C,h,w), "final" (N,T,C)} fp16, in the
-    run's precision."""
-    backbone, device = frozen_backbone("image", cfg), pick_device(cfg.device)
-    tower = cache_tower("image", cfg, device)
-    bottoms, finals = [], []
-    batches = photo_batches(images, cfg, device, batch_size, backbone.mean, backbone.std)
-    with torch.inference_mode(), autocast(device, choose_precision(device, cfg.precision)):
-        for x in bar(batches, f"encoding images ({cfg.image_model})", int(np.ceil(len(images) / batch_size)), inner=True):
-            states = image_states(tower, x)
-            bottoms.append(states["image_bottom"].cpu())
-            finals.append(states["image_final"].cpu())
-    return {"bottom": torch.cat(bottoms), "final": torch.cat(finals)}
+    """Frozen image encoder over image files or PIL images: {"bottom" (N,C,h,w), "final" (N,T,C)} fp16."""
+    parts = [(states["image_bottom"].cpu(), states["image_final"].cpu())
+             for _, states in _encode("image", Places(cfg, None, images, ("image",)), cfg, batch_size, cfg.image_model)]
+    return {"bottom": torch.cat([p[0] for p in parts]), "final": torch.cat([p[1] for p in parts])}
 
 
 def _dataset_features(ds, cfg, modality: str, column: str, model_name: str, tag: str, encode) -> dict:
@@ -246,44 +227,6 @@ def _dataset_features(ds, cfg, modality: str, column: str, model_name: str, tag:
 def text_features(ds, cfg) -> dict:
     """{"ids", "bottom" (N,L,H) fp16, "final" (N,L,H) fp16, "mask" (N,L) bool} for train + test rows."""
     return _dataset_features(ds, cfg, "text", "overview", *_entry_name(cfg, "text"), lambda texts: encode_texts(texts, cfg))
-
-
-def image_uint8(path, size: int) -> torch.Tensor:
-    """(3, size, size) uint8: RGB, square resize. What crosses process boundaries (a quarter of float32's bytes:
-    a 256-image batch at 384 px is 113 MB, not 450); `normalise_pixels` makes model inputs of it on the device.
-    `path` may also be a PIL image (an augmented copy), or None for a place without a photo (zeros)."""
-    if no_photo(path):
-        return torch.zeros(3, size, size, dtype=torch.uint8)
-    img = (path.convert("RGB") if hasattr(path, "convert") else load_image(path, size=size)).resize((size, size))
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
-
-
-def normalise_pixels(pixels: torch.Tensor, mean, std, present: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 (B, 3, H, W) or (3, H, W) as the encoder's normalised float32 input; an item without a photo
-    (`present` False) becomes zeros (the mean colour), a placeholder that the models mask out."""
-    stats = [torch.as_tensor(v, dtype=torch.float32, device=pixels.device).view(3, 1, 1) for v in (mean, std)]
-    out = (pixels.float() / 255.0 - stats[0]) / stats[1]
-    if present is not None:
-        out = out * present.to(out.device, out.dtype).view(-1, *([1] * (out.dim() - 1)))
-    return out
-
-
-def to_device(batch: dict, device) -> dict:
-    """A batch on `device`, uint8 pixels (end-to-end rows: `pixel_stats` holds their mean and std) normalised
-    there."""
-    out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-    stats = out.pop("pixel_stats", None)
-    if stats is not None and out["pixels"].dtype == torch.uint8:
-        out["pixels"] = normalise_pixels(out["pixels"], stats[0], stats[1], out.get("image_present"))
-    return out
-
-
-def image_tensor(path, size: int, mean, std) -> torch.Tensor:
-    """Deterministic preprocessing shared by caching and prediction: RGB, square resize, normalise (zeros for
-    a place without a photo)."""
-    if no_photo(path):
-        return torch.zeros(3, size, size)
-    return normalise_pixels(image_uint8(path, size), mean, std)
 
 
 def image_features(ds, cfg) -> dict:

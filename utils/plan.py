@@ -18,7 +18,7 @@ Where the figures come from:
   checkpointing), the peak working set of a forward pass in inference, and FLOPs: traced on the CPU's dispatch
   with fake tensors (shapes only; `trace`): bit for bit what the CPU measurement of benchmarks/gpu_estimate.py
   gave (RoBERTa-large at 256 tokens 770 MiB fp32 / 590 MiB half per item, ViT-L/32 at 384 px 131 MiB and 0.265
-  TFLOP). The full and demo profiles' figures are stored in MEASURED (`--measure` prints them); other shapes
+  TFLOP). The full and demo profiles' figures are stored in utils/plan_figures.json (`--measure` writes them); other shapes
   are traced when first asked for (seconds);
 * GPU rates: FLOPs / (the card's tensor-core peak x an assumed utilisation, Platform.mfu);
 * replaced by GPU measurements where benchmarks/results/gpu_check-*.csv exists (benchmarks/gpu_check.sh).
@@ -260,47 +260,23 @@ def signature(kind: str, cfg, stage: str | None = None) -> str:
     return "|".join(parts)
 
 
-# Traced with `python -m utils.plan --profile full --measure` and `--profile demo --measure` (torch 2.14,
-# transformers 5.24, timm 1.0.31): every shape the four platforms' plans and presets reach, and the demo's.
-MEASURED: dict = {  # signature: Figures(trained, total, act_half, act_fp32, act_ckpt, infer bytes, FLOPs)
-    'fusion_transformer|raw|klue/roberta-large@256|top4|emb0|vit_large_patch32_384@384|top4|fusion512x2x2048/1':
-        Figures(615734424, 648651928, 772851700, 1082978136, 125032564, 6027264, 7.64164e+11),
-    'fusion_transformer|raw|klue/roberta-large@256|top4|emb1|vit_large_patch32_384@384|top4|fusion512x2x2048/1':
-        Figures(648502424, 648651928, 772853748, 1082980184, 125034612, 6027264, 7.64164e+11),
-    'fusion_transformer|tokens|klue/roberta-large@256|top4|vit_large_patch32_384@384|top4|fusion512x2x2048/1':
-        Figures(7437464, 648651928, 16915436, 30507856, 16915436, 4344219, 1.60164e+10),
-    'image_finetuned|raw|vit_large_patch32_384@384|top4':
-        Figures(305598520, 305748024, 137175112, 244968584, 35644952, 4454400, 2.64544e+11),
-    'image_frozen|pooled|vit_large_patch32_384@384|top4':
-        Figures(140344, 305748024, 3136, 6272, 3136, 2304, 578048),
-    'late_fusion|pooled|klue/roberta-large@256|top4|vit_large_patch32_384@384|top4':
-        Figures(563608, 641778072, 6656, 13312, 6656, 12800, 2.33062e+06),
-    'text_finetuned|raw|klue/roberta-large@256|top4|emb0|layerwise-5,-3,-1':
-        Figures(328194200, 360962200, 670699520, 876750848, 130064384, 30934016, 5.24255e+11),
-    'text_finetuned|raw|klue/roberta-large@256|top4|emb0|pooled':
-        Figures(302996632, 335764632, 618779660, 807529484, 78144524, 30934016, 4.83185e+11),
-    'text_finetuned|raw|klue/roberta-large@256|top4|emb1|layerwise-5,-3,-1':
-        Figures(360962200, 360962200, 670701568, 876752896, 130066432, 30934016, 5.24255e+11),
-    'text_finetuned|raw|klue/roberta-large@256|top4|emb1|pooled':
-        Figures(335764632, 335764632, 618781708, 807531532, 78146572, 30934016, 4.83185e+11),
-    'text_frozen|pooled|klue/roberta-large@256|top4':
-        Figures(157848, 335764632, 14344, 20488, 14344, 6448, 933888),
-    # the demo profile (`--profile demo --measure`)
-    'fusion_transformer|tokens|e5-small-offline@64|top1|efficientnet-lite0-offline@128|top1|fusion128x2x256/2':
-        Figures(499096, 121376792, 460056, 815592, 460056, 270368, 9.39643e+07),
-    'image_finetuned|raw|efficientnet-lite0-offline@128|top1':
-        Figures(3544120, 3544120, 13059142, 26118284, 6728966, 189952, 1.0507e+10),
-    'image_frozen|pooled|efficientnet-lite0-offline@128|top1':
-        Figures(173112, 3544120, 3648, 7296, 3648, 2816, 709120),
-    'image_vit|tokens|efficientnet-lite0-offline@128|top1':
-        Figures(317880, 3688888, 147976, 251208, 147976, 139264, 2.84636e+07),
-    'late_fusion|pooled|e5-small-offline@64|top1|efficientnet-lite0-offline@128|top1':
-        Figures(465304, 121343000, 5888, 11776, 5888, 10496, 1.93741e+06),
-    'text_finetuned|raw|e5-small-offline@64|top1|emb0|pooled':
-        Figures(21551768, 117565976, 22039564, 30889228, 4382732, 1720576, 8.38057e+09),
-    'text_frozen|pooled|e5-small-offline@64|top1':
-        Figures(59288, 117565976, 5384, 7688, 5384, 2608, 350208),
-}
+FIGURES_FILE = Path(__file__).with_name("plan_figures.json")  # written by `--measure`: every shape the four
+# platforms' plans and presets reach for the full profile, and the demo's
+
+
+def _stored_figures() -> dict:
+    """The traced figures of FIGURES_FILE by signature; none (all traced when asked for) if it is absent."""
+    stored = read_json(FIGURES_FILE, {"figures": {}})["figures"]
+    return {key: Figures(*values) for key, values in stored.items()}
+
+
+def as_stored(fig: Figures) -> list:
+    """A figure as FIGURES_FILE holds it: bytes to the byte, FLOPs to six digits."""
+    return [fig.trained, fig.total, *(round(v) for v in (fig.act_half, fig.act_fp32, fig.act_ckpt, fig.infer)),
+            float(f"{fig.flops:.6g}")]
+
+
+MEASURED: dict = _stored_figures()  # and, once traced in this process, every other shape asked for
 
 
 def figures(kind: str, cfg, stage: str | None = None) -> Figures:
@@ -680,7 +656,7 @@ def _processes(cfg, platform: Platform) -> int:
 
 
 def _workers(cfg, platform: Platform) -> int:
-    """DataLoader workers per process (rows.loader_workers' rule on that platform)."""
+    """DataLoader workers per process (inputs.loader_workers' rule on that platform)."""
     if cfg.num_workers >= 0:
         return cfg.num_workers
     return max(1, platform.cpu_cores // _processes(cfg, platform) - 1) if platform.gpus else 0
@@ -1325,17 +1301,22 @@ def plan_for(cfg, name: str, mode: str = "preset") -> tuple[Plan, list[str]]:
 
 
 def _measure(cfg) -> int:
-    """Trace every figure the configuration's plans use on the four platforms, presets included, and print them
-    as MEASURED entries (paste them into this module)."""
+    """Trace every figure the configuration's plans use on the four platforms, presets included, and write them
+    into FIGURES_FILE beside the other profiles' (rounded as stored)."""
     for key in [k for k in MEASURED if isinstance(k, str)]:
         del MEASURED[key]
     _PRESETS.clear()
     for name in PLATFORMS:
         for mode in ("as-is", "adapt", "preset"):
             plan_for(cfg, name, mode)
-    for key, fig in sorted((k, v) for k, v in MEASURED.items() if isinstance(k, str)):
-        print(f"    {key!r}:\n        Figures({fig.trained}, {fig.total}, {fig.act_half:.0f}, {fig.act_fp32:.0f}, "
-              f"{fig.act_ckpt:.0f}, {fig.infer:.0f}, {fig.flops:.6g}),")
+    stored = read_json(FIGURES_FILE, {"figures": {}})
+    for key, fig in MEASURED.items():
+        if isinstance(key, str):
+            stored["figures"][key] = as_stored(fig)
+            print(key, stored["figures"][key])
+    stored["figures"] = dict(sorted(stored["figures"].items()))
+    write_json(stored, FIGURES_FILE)
+    print(f"wrote {FIGURES_FILE}")
     return 0
 
 
@@ -1352,7 +1333,7 @@ def main(argv=None) -> int:
                         help="preset: the platform preset (--set platform=NAME); adapt: only what keeps the training; "
                              "as-is: the configuration unchanged")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--measure", action="store_true", help="trace the per-item figures and print them")
+    parser.add_argument("--measure", action="store_true", help="trace the per-item figures and store them")
     args = parser.parse_args(argv)
     try:
         data = {"data_dir": args.data_dir} if args.data_dir else {}

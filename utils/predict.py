@@ -33,8 +33,9 @@ from . import kinds, paths
 from .backbones import frozen_backbone
 from .config import Config
 from .data import DataValidationError, blank_text, check_columns_present, check_misread, read_csv_any, resolve_image_paths
-from .features import cache_tower, image_states, model_inputs, photo_batches, text_states, uninformed
+from .features import cache_tower, encoder_states, uninformed
 from .images import no_photo, probe_image
+from .inputs import Places, batches_of, to_device
 from .io import DamagedFile, atomic_path, read_json, write_csv, write_json
 from .keywords import hashtags
 from .metrics import hierarchical_decode
@@ -221,9 +222,9 @@ class Predictor:
 
             self.keywords = joblib.load(self.run_dir / card["keywords"])
         neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
-        reads = {m for k in neural for m in kinds.get(k).reads}
-        self.text = frozen_backbone("text", self.cfg) if "text" in reads else None
-        self.image = frozen_backbone("image", self.cfg) if "image" in reads else None
+        self.reads = tuple(m for m in ("text", "image") if any(m in kinds.get(k).reads for k in neural))
+        self.text = frozen_backbone("text", self.cfg) if "text" in self.reads else None
+        self.image = frozen_backbone("image", self.cfg) if "image" in self.reads else None
         # Members trained on cached encoder states get those states as the cache holds them (fp16), computed
         # once per batch for all of them, so that they answer exactly as they did for the submission.
         self.cached_kinds = {k for k in neural if self.cfg.schedule(k, "kfold").training_mode == "cached"}
@@ -264,18 +265,6 @@ class Predictor:
         if self.dtype == torch.float32:
             return autocast(self.device, self.precision)
         return torch.autocast(torch.device(self.device).type, dtype=self.dtype)
-
-    def _cached_states(self, batch: dict) -> dict:
-        """The cached inputs of a batch (features.text_states / image_states, and the pooled vectors that
-        features.model_inputs makes of them), for the cached-mode members."""
-        out = {}
-        with torch.inference_mode(), autocast(self.device, self.precision):  # the caching pass's precision
-            if "text" in self.cache_towers:
-                out.update(text_states(self.cache_towers["text"], batch["input_ids"], batch["attention_mask"]))
-            if "image" in self.cache_towers:
-                out.update(image_states(self.cache_towers["image"], batch["pixels"]))
-            out.update(model_inputs(out, self.cached_inputs))
-        return out
 
     @staticmethod
     def _frozen_states(model, batch: dict) -> dict:
@@ -320,9 +309,9 @@ class Predictor:
     def _block(self, images: list, texts: list, batch_size: int) -> dict[str, np.ndarray]:
         """A block's probabilities: its chunks' inputs read once, then each member on the device in turn over all
         of them, blended in the members' order (the same sums as chunk by chunk, bit for bit)."""
-        chunks = [slice(start, start + batch_size) for start in range(0, len(images), batch_size)]
-        photos = self._photos(images, batch_size) if self.image is not None else [None] * len(chunks)
-        inputs = [self._inputs(images[chunk], texts[chunk], pixels) for chunk, pixels in zip(chunks, photos)]
+        places = Places(self.cfg, texts, images, self.reads)
+        inputs = [self._inputs(batch) for batch in places.loader(batches_of(len(texts), batch_size), self.device)]
+        chunks = [slice(start, start + batch_size) for start in range(0, len(texts), batch_size)]
         blended = {}
         for kind, weight, units in self.members:
             for level, value in self._member_block(kind, units, inputs, [texts[chunk] for chunk in chunks]).items():
@@ -338,20 +327,13 @@ class Predictor:
             probs.append(self._member_probs(kind, placed, chunk, list(chunk_texts)))
         return {level: np.concatenate([p[level] for p in probs]) for level in probs[0]}
 
-    def _photos(self, images: list, batch_size: int) -> list[torch.Tensor]:
-        """Each chunk's photos decoded (in loader workers on a GPU) and normalised on the host as the cache and
-        training normalise them (`features.photo_batches`)."""
-        return list(photo_batches(images, self.cfg, self.device, batch_size, self.image.mean, self.image.std, "cpu"))
-
-    def _inputs(self, images: list, texts: list, pixels: torch.Tensor | None) -> tuple[dict, dict]:
-        """A chunk's inputs on the host: the raw ones, and with them the cached states for cached-mode members."""
-        batch = {"text_present": torch.tensor([bool(t) for t in texts]),
-                 "image_present": torch.tensor([p is not None for p in images])}
-        if self.text is not None:
-            batch.update(self.text.tokenize(list(texts), self.cfg.max_len))
-        if pixels is not None:
-            batch["pixels"] = pixels
-        cached = self._cached_states({k: v.to(self.device) for k, v in batch.items()})
+    def _inputs(self, batch: dict) -> tuple[dict, dict]:
+        """A chunk's inputs on the host (`inputs.Places`, pixels normalised there), and with them the cached
+        encoder states (`features.encoder_states`) for the cached-mode members, as the caching pass computes them."""
+        batch = to_device(batch, "cpu")
+        with torch.inference_mode(), autocast(self.device, self.precision):  # the caching pass's precision
+            cached = encoder_states(self.cache_towers, {k: v.to(self.device) for k, v in batch.items()},
+                                    self.cached_inputs)
         return batch, {**batch, **{k: v.cpu() for k, v in cached.items()}}
 
     def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3) -> list[dict]:

@@ -145,3 +145,13 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     print(f"run {run.name} | profile {cfg.profile} | data {run.data_dir} [{kind}] | seed {cfg.seed}{fixes}\n"
           f"writing to {run.dir} (cache {run.cache_dir})")
     return run
+
+
+def notebook(settings: dict, config: str, fixed: bool = True):
+    """A notebook's first line: the run (`start`), its configuration and its dataset (with the reviewed label
+    fixes unless `fixed=False`: 01 and 02 read the labels as given). `settings`: the notebook's SET, whose
+    `profile` (default demo) and `data_dir` (default the bundled data) name what `start` takes apart."""
+    settings = dict(settings)
+    profile, data_dir = settings.pop("profile", "demo"), settings.pop("data_dir", "")
+    run = start(profile, data_dir, settings=settings, config=config)
+    return run, run.cfg, run.dataset(fixed=fixed)

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from . import distributed
 from .config import Schedule
-from .features import to_device
+from .inputs import to_device
 from .io import DamagedFile, atomic_path, load_torch, read_json, write_json
 from .metrics import weighted_f1
 from .models import encoder_layer_lrs, pretrained_parameters
