@@ -5,7 +5,7 @@
 
 Prints, on the CPU, in about a minute (`--train`: a few more seconds):
 * pixels: the end-to-end path (raw rows, collated and moved to the device as training does) against the cached
-  path (`features.image_tensor`) on validation rows (must be equal), and how much augmentation changes
+  path (`inputs.image_tensor`) on validation rows (must be equal), and how much augmentation changes
   training rows (the four albumentations transforms fire independently: about 1/16 of the rows unchanged);
 * BatchNorm: layers left in training mode by `model.train()` (must be 0) and trainable BN parameters per kind;
 * schedules: per image kind and stage, the training mode, epochs, optimiser steps per epoch and in all, and the

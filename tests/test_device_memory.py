@@ -216,3 +216,15 @@ def test_gradcam_computes_only_the_pixels_gradient_and_the_same_maps():
     assert [name for name, p in model.named_parameters() if p.grad is not None] == []
     assert {name: p.requires_grad for name, p in model.named_parameters()} == trainable
     assert np.allclose(maps, reference, atol=1e-5)
+
+
+def test_the_predictor_reads_places_in_loader_workers_as_in_its_own_process(run_dir, photos):
+    """On a GPU the predictor decodes photos in forked loader workers: two workers on the CPU give the answer of
+    decoding them in its own process, bit for bit."""
+    from dataclasses import replace
+
+    predictor = predict.Predictor(run_dir)
+    alone = predictor.probabilities(photos, TEXTS, batch_size=2)
+    predictor.cfg = replace(predictor.cfg, num_workers=2)
+    forked = predictor.probabilities(photos, TEXTS, batch_size=2)
+    assert set(alone) == set(forked) and all(np.array_equal(alone[k], forked[k]) for k in alone)

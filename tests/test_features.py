@@ -72,12 +72,15 @@ def test_frozen_models_read_pooled_vectors_without_a_token_cache_where_nothing_n
 
 def test_the_caching_pass_decodes_photos_in_worker_processes_with_the_same_states(tiny_data, tmp_path):
     """On a GPU the caching pass decodes photos in loader workers; here two workers on the CPU give the states
-    of the main process's decoding, places without a photo included."""
+    of the main process's decoding, places without a photo and 03's augmented copies (PIL images) included."""
+    from PIL import Image
+
     from utils.data import load_dataset
     from utils.features import all_rows, encode_images
 
     ds = load_dataset(tiny_data, progress=False, check_images=False)
     files = all_rows(ds)["image_file"].tolist()[:12] + [None]
+    files[3] = Image.open(files[3]).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     one = encode_images(files, build("tiny", {"num_workers": 0}), batch_size=5)
     two = encode_images(files, build("tiny", {"num_workers": 2}), batch_size=5)
     assert all(torch.equal(one[k], two[k]) for k in one)

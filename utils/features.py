@@ -180,8 +180,8 @@ def encoder_states(towers: dict, batch: dict, keys=()) -> dict:
 
 
 def _encode(modality: str, places: Places, cfg, batch_size: int, model_name: str):
-    """Each batch's encoder states in the run's precision (half on a GPU: the cache stores fp16 anyway), with
-    the batch's size in tokens (text) and rows."""
+    """(row positions, encoder states) per batch of `places`, in the run's precision (half on a GPU: the cache
+    stores fp16 anyway)."""
     device = pick_device(cfg.device)
     towers = {modality: cache_tower(modality, cfg, device)}
     groups = batches_of(len(places), batch_size)

@@ -74,10 +74,12 @@ def batches_of(n_rows: int, batch_size: int) -> list[np.ndarray]:
 
 class Places(Dataset):
     """Rows as the models read them: `texts` and `photos` (files, PIL images or None; a list may be None where
-    none is given), of which `modalities` are read. An item is decoded when its batch is drawn, in loader worker processes on a GPU (`loader_workers`)."""
+    none is given), of which `modalities` are read. An item is decoded when its batch is drawn, in loader worker
+    processes on a GPU (`loader_workers`)."""
 
     def __init__(self, cfg, texts, photos, modalities=("text", "image")):
-        self.cfg, self.modalities = cfg, tuple(modalities)
+        given = {"text": texts is not None, "image": photos is not None}
+        self.cfg, self.modalities = cfg, tuple(m for m in modalities if given[m])  # none read that is not given
         self.texts = list(texts) if texts is not None else None
         self.photos = [None if no_photo(p) else p for p in photos] if photos is not None else None
         self.text = preprocessing("text", cfg) if "text" in self.modalities else None
@@ -125,16 +127,25 @@ class Places(Dataset):
         """The rows as epoch `epoch` draws them (the same rows here; rows.RawRows augments per epoch)."""
         return self
 
-    def loader(self, groups, device: str, epoch: int = 0) -> DataLoader:
-        """One batch per group of row indices, in order, in worker processes (`loader_workers`), pinned on a GPU."""
-        workers = loader_workers(self.cfg, device)
+    def decodes(self) -> bool:
+        """Whether an item costs enough to be worth worker processes: decoding a photo does (a text's tokens, a
+        batch at a time, do not: workers would only fork for them)."""
+        return self.image is not None
+
+    def loader(self, groups, device: str, epoch: int = 0, pin: bool | None = None) -> DataLoader:
+        """One batch per group of row indices, in order, in worker processes where items decode (`decodes`,
+        `loader_workers`; never more than batches), pinned on a GPU unless `pin` is False (batches kept on the
+        host)."""
+        groups = [[int(i) for i in g] for g in groups]
+        workers = min(loader_workers(self.cfg, device), len(groups)) if self.decodes() else 0
         view = self.at_epoch(epoch)
-        return DataLoader(view, batch_sampler=[[int(i) for i in g] for g in groups], num_workers=workers,
-                          pin_memory=str(device).startswith("cuda"), collate_fn=view.collate,
+        pin = str(device).startswith("cuda") if pin is None else pin
+        return DataLoader(view, batch_sampler=groups, num_workers=workers, pin_memory=pin, collate_fn=view.collate,
                           prefetch_factor=4 if workers else None)
 
     def __getstate__(self):
-        """Sent to a worker or data-parallel process without the encoders' preprocessing, which it loads itself."""
+        """Sent to a spawned process (data-parallel training) without the encoders' preprocessing, which it loads
+        itself; forked loader workers inherit it."""
         state = dict(self.__dict__)
         state["text"] = state["text"] is not None
         state["image"] = state["image"] is not None

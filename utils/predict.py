@@ -310,7 +310,8 @@ class Predictor:
         """A block's probabilities: its chunks' inputs read once, then each member on the device in turn over all
         of them, blended in the members' order (the same sums as chunk by chunk, bit for bit)."""
         places = Places(self.cfg, texts, images, self.reads)
-        inputs = [self._inputs(batch) for batch in places.loader(batches_of(len(texts), batch_size), self.device)]
+        batches = places.loader(batches_of(len(texts), batch_size), self.device, pin=False)
+        inputs = [self._inputs(batch) for batch in batches]
         chunks = [slice(start, start + batch_size) for start in range(0, len(texts), batch_size)]
         blended = {}
         for kind, weight, units in self.members:
@@ -328,13 +329,14 @@ class Predictor:
         return {level: np.concatenate([p[level] for p in probs]) for level in probs[0]}
 
     def _inputs(self, batch: dict) -> tuple[dict, dict]:
-        """A chunk's inputs on the host (`inputs.Places`, pixels normalised there), and with them the cached
-        encoder states (`features.encoder_states`) for the cached-mode members, as the caching pass computes them."""
-        batch = to_device(batch, "cpu")
+        """A chunk's inputs (`inputs.Places`), pixels normalised on the device as in training and the caching pass,
+        kept on the host; with them the cached encoder states (`features.encoder_states`) for the cached-mode
+        members, as the caching pass computes them."""
+        batch = to_device(batch, self.device)
         with torch.inference_mode(), autocast(self.device, self.precision):  # the caching pass's precision
-            cached = encoder_states(self.cache_towers, {k: v.to(self.device) for k, v in batch.items()},
-                                    self.cached_inputs)
-        return batch, {**batch, **{k: v.cpu() for k, v in cached.items()}}
+            cached = encoder_states(self.cache_towers, batch, self.cached_inputs)
+        host = {k: v.cpu() for k, v in batch.items()}
+        return host, {**host, **{k: v.cpu() for k, v in cached.items()}}
 
     def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3) -> list[dict]:
         """Per item: the consistent best path with its own probabilities, the top-k cat3, and the hashtags: the

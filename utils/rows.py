@@ -59,6 +59,10 @@ class RawRows(Places, ModelData):
         view.draw_key = (*self.seed_key, epoch)
         return view
 
+    def decodes(self) -> bool:
+        """Photos, and texts augmented on the fly (a morphological analysis per text), are worth workers."""
+        return super().decodes() or bool(self.text is not None and self.text_ops and self.augment_rows)
+
     def draws(self, i):
         return np.random.default_rng([*self.draw_key, int(i)]) if int(i) in self.augment_rows else None
 
