@@ -143,6 +143,13 @@ def test_label_fixes_applied_and_mismatch_is_an_error(small_copy, tmp_path):
     with pytest.raises(DataValidationError, match=r"fixes.csv line 2 \(row TRAIN_00000, field 'cat3'\): expected old"):
         apply_label_fixes(train, fixes)
 
+    # a reviewer's note that spans two lines, then a blank line: the fault is named on the line an editor shows
+    fixes.write_text("id,field,old,new,reason\n"
+                     f'{row.id},cat2,{row.cat2},음식점,"photo shows a restaurant,\nnot a shop"\n\n'
+                     f"{row.id},cat3,not-the-label,한식,x\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match=r"fixes.csv line 5 \(row TRAIN_00000, field 'cat3'\): expected old"):
+        apply_label_fixes(train, fixes)
+
 
 def test_clean_overview():
     raw = "첫 줄<br>둘째 줄<br />\n&lt;서울 명소&gt; &amp;lt;br&amp;gt;끝&nbsp;※ 영업시간 : 10:00"

@@ -166,6 +166,8 @@ def test_csv_shapes_pandas_accepts_silently(small_copy):
     doubled = frame.assign(extra="x").rename(columns={"extra": "overview"})
     doubled.to_csv(folder / "train.csv", index=False)
     assert "train.csv line 1: column 'overview' appears more than once" in _error(folder)
+    (folder / "train.csv").write_text("\n\n" + doubled.to_csv(index=False), encoding="utf-8")  # blank lines first
+    assert "train.csv line 3: column 'overview' appears more than once" in _error(folder)
 
 
 # ---------------------------------------------------------------- issue 26: the newer inputs

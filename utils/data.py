@@ -182,11 +182,12 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
     if not isinstance(frame.index, pd.RangeIndex):  # pandas' reading of lines one field longer than the header
         raise DataValidationError([f"{path.name}: every line has more fields than the header "
                                    f"{list(frame.columns)}; {quoting}"], str(path))
-    header = next(csv.reader([next(line for line in text.lstrip("\ufeff").split("\n") if line.strip())]), [])
+    number, line = next((n, line) for n, line in enumerate(text.lstrip("\ufeff").split("\n"), 1) if line.strip())
+    header = next(csv.reader([line]), [])
     twice = sorted({name.strip() for name in header if [h.strip() for h in header].count(name.strip()) > 1})
     if twice:  # pandas would keep the first and rename the others 'name.1', silently
-        raise DataValidationError([f"{path.name} line 1: column {name!r} appears more than once in the header "
-                                   f"{header}; keep one" for name in twice], str(path))
+        raise DataValidationError([f"{path.name} line {number}: column {name!r} appears more than once in the "
+                                   f"header {header}; keep one" for name in twice], str(path))
     return _nfc(frame), text
 
 
@@ -446,21 +447,22 @@ def check_images_readable(frame: pd.DataFrame, name: str, progress: bool = True)
 
 
 # ---------------------------------------------------------------- label fixes
-def read_label_fixes(path) -> pd.DataFrame:
-    fixes = read_csv_any(path)
+def read_label_fixes(path) -> tuple[pd.DataFrame, list[int]]:
+    """The reviewed corrections and the file line of each (blank lines and notes that span lines counted)."""
+    fixes, lines = read_csv_lines(path)
     problems = check_columns(fixes, FIX_COLUMNS, Path(path).name)
     if problems:
         raise DataValidationError(problems, str(path))
-    return fixes
+    return fixes, lines
 
 
 def apply_label_fixes(train: pd.DataFrame, path) -> tuple[pd.DataFrame, int]:
     """Apply reviewed corrections; a fix whose `old` does not match the data is an error, never an overwrite."""
-    fixes = read_label_fixes(path)
+    fixes, lines = read_label_fixes(path)
     train = train.copy()
     position = {rid: i for i, rid in enumerate(train["id"])}
     problems = []
-    for line, fix in enumerate(fixes.itertuples(index=False), start=2):
+    for line, fix in zip(lines, fixes.itertuples(index=False)):
         where = f"{Path(path).name} line {line} (row {fix.id}, field {fix.field!r})"
         if fix.field not in LEVELS:
             problems.append(f"{where}: field must be one of {list(LEVELS)}")
