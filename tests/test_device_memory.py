@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from utils import gradcam, predict
+from utils.backbones import frozen_backbone
 from utils.config import build
 from utils.data import load_taxonomy
 from utils.features import encoder_states
@@ -105,14 +106,14 @@ def test_the_predictor_puts_one_member_at_a_time_on_its_device(run_dir, photos, 
 def chunkwise(predictor, images, texts, batch_size):
     """The predictor's answer computed apart from its input path: chunk by chunk, each photo normalised alone and
     each chunk tokenized here, every member's loaded units in turn, blended in the members' order."""
-    out = {}
+    out, norm = {}, frozen_backbone("image", predictor.cfg)
     for start in range(0, len(images), batch_size):
         chunk = slice(start, start + batch_size)
-        pixels = torch.stack([image_tensor(p, predictor.cfg.image_size, predictor.image.mean, predictor.image.std)
+        pixels = torch.stack([image_tensor(p, predictor.cfg.image_size, norm.mean, norm.std)
                               for p in images[chunk]])  # one photo at a time, in this process, as before
         batch = {"text_present": torch.tensor([bool(t) for t in texts[chunk]]), "pixels": pixels,
                  "image_present": torch.tensor([not no_photo(p) for p in images[chunk]]),
-                 **predictor.text.tokenize(list(texts[chunk]), predictor.cfg.max_len)}
+                 **frozen_backbone("text", predictor.cfg).tokenize(list(texts[chunk]), predictor.cfg.max_len)}
         with autocast(predictor.device, predictor.precision):
             cached = {**batch, **encoder_states(predictor.cache_towers, batch, predictor.cached_inputs)}
         blended = {}
@@ -191,7 +192,6 @@ def straightforward_maps(model, pixels, tokens, layer, method):
 
 
 def test_gradcam_computes_only_the_pixels_gradient_and_the_same_maps():
-    from utils.backbones import frozen_backbone
     from utils.models import build_model
 
     cfg = build("tiny", SETTINGS)

@@ -184,7 +184,10 @@ def _foreign(folder, **kwargs) -> Path:
 @pytest.mark.parametrize("encoding", ["cp949", "euc-kr", "utf-8-sig", "crlf", "utf-16"])
 def test_a_data_folders_taxonomy_reads_in_every_encoding_the_csvs_may_have(tmp_path, encoding):
     """taxonomy.csv is typed by hand in Excel or Notepad: the same encodings as the data's CSVs."""
-    from utils.data import dataset_taxonomy
+    from utils.data import load_taxonomy, taxonomy_file
+
+    def dataset_taxonomy(folder):
+        return load_taxonomy(taxonomy_file(folder))
 
     text = TREE.replace("\n", "\r\n") if encoding == "crlf" else TREE
     (tmp_path / "taxonomy.csv").write_bytes(text.encode("utf-8" if encoding == "crlf" else encoding))

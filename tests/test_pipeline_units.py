@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from utils import gradcam, labelfix
+from utils.backbones import frozen_backbone
 from utils.config import ConfigError, build
 from utils.data import load_dataset, load_taxonomy
 from utils.ensemble import blend, choose_members, fit_weights
@@ -203,10 +204,10 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
     images = [str(tiny_data / "image/test/TEST_00000.jpg"), str(tiny_data / "image/test/TEST_00001.jpg")]
     texts = ["한식 맛집", "바닷가 캠핑장"]
     shared = predictor.probabilities(images, texts, batch_size=1)
-    batch = predictor.text.tokenize(texts, cfg.max_len)
+    batch = frozen_backbone("text", predictor.cfg).tokenize(texts, cfg.max_len)
     from utils.inputs import image_tensor
-    batch["pixels"] = torch.stack([image_tensor(p, cfg.image_size, predictor.image.mean, predictor.image.std)
-                                   for p in images])
+    norm = frozen_backbone("image", predictor.cfg)
+    batch["pixels"] = torch.stack([image_tensor(p, cfg.image_size, norm.mean, norm.std) for p in images])
     with torch.no_grad():
         separate = sum(m(batch)["cat3"].softmax(-1) for m in models).numpy() / 2
     assert np.allclose(shared["cat3"], separate, atol=1e-5)

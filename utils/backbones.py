@@ -338,12 +338,17 @@ def _frozen_key(modality: str, cfg) -> tuple:
 
 def frozen_backbone(modality: str, cfg):
     """The configuration's text or image encoder, one copy shared by every user in this process that does not
-    train it (frozen-encoder models, the predictor's tokenizer and normalisation, Grad-CAM's preprocessing).
-    Training never changes a frozen encoder, and a notebook builds a dozen models: loading e5 costs seconds."""
+    train it (frozen-encoder models, the cache's towers). Training never changes a frozen encoder, and a notebook
+    builds a dozen models: loading e5 costs seconds."""
     key = _frozen_key(modality, cfg)
     if key not in _FROZEN:
         _FROZEN[key] = load_backbone(modality, cfg)
     return _FROZEN[key]
+
+
+def loaded_frozen(modality: str, cfg):
+    """The shared frozen encoder if this process has loaded it, else None (nothing is loaded here)."""
+    return _FROZEN.get(_frozen_key(modality, cfg))
 
 
 _PREPROCESSING: dict = {}
@@ -356,7 +361,7 @@ def preprocessing(modality: str, cfg):
     run that trains RoBERTa-large and ViT-L end to end does not also hold frozen copies (2.6 GB) to tokenize."""
     name = cfg.text_model if modality == "text" else cfg.image_model
     key = (modality, name, cfg.image_size, cfg.cache_dir)
-    if _frozen_key(modality, cfg) in _FROZEN or name in SMALL:
+    if loaded_frozen(modality, cfg) is not None or name in SMALL:
         return frozen_backbone(modality, cfg)
     if key not in _PREPROCESSING:
         _PREPROCESSING[key] = _text_tokenizer(name) if modality == "text" else _image_normalisation(name, cfg.image_size)

@@ -225,7 +225,7 @@ class Config:
 
     @property
     def training_seeds(self) -> list[int]:
-        return [int(s) for s in self.kfold_seeds.split(",")] if self.kfold_seeds.strip() else [self.seed]
+        return [int(s) for s in _items(self.kfold_seeds)] or [self.seed]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -581,7 +581,7 @@ def main(argv=None) -> int:
         print(f"run_all.sh: {exc}", file=sys.stderr)
         return 2
     if args.out:
-        Path(args.out).write_text(json.dumps(cfg.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        write_json(cfg.to_dict(), args.out)
     print(run_dir(cfg))
     return 0
 

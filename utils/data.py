@@ -93,10 +93,6 @@ def taxonomy_file(data_dir) -> Path:
     return own if own.is_file() else paths.TAXONOMY_CSV
 
 
-def dataset_taxonomy(data_dir) -> Taxonomy:
-    return load_taxonomy(taxonomy_file(data_dir))
-
-
 # ---------------------------------------------------------------- reading
 def _nfc(frame: pd.DataFrame) -> pd.DataFrame:
     """Every text cell and column name in Unicode NFC: a label typed on a Mac (NFD Hangul) prints like a real
@@ -317,9 +313,8 @@ def check_columns(frame: pd.DataFrame, expected: list[str], name: str) -> list[s
     return problems
 
 
-def check_ids(frame: pd.DataFrame, name: str, lines: list[int] | None = None) -> list[str]:
-    """`lines`: each row's line in the file (read_csv_lines), else row i is line i + 2."""
-    lines = lines or [i + 2 for i in range(len(frame))]
+def check_ids(frame: pd.DataFrame, name: str, lines: list[int]) -> list[str]:
+    """`lines`: each row's line in the file (read_csv_lines)."""
     problems = []
     for row, value in enumerate(frame["id"]):
         if not value.strip():

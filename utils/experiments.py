@@ -15,11 +15,11 @@ import numpy as np
 from . import distributed
 from . import kinds as registry
 from .baselines import tfidf_logreg, tfidf_probabilities
-from .taxonomy import LEVELS
 from .features import all_rows, feature_data, uninformed
-from .rows import RawRows
 from .metrics import evaluate, record
 from .models import build_model
+from .rows import RawRows
+from .taxonomy import LEVELS
 from .text import prime_content_morphemes
 from .training import TimeBudget, fit, load_checkpoint, predict, session_budget
 
@@ -65,8 +65,7 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
     started = time.time()
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
-    labels3 = data.labels_of(data.train_rows)
-    model = tfidf_logreg(alpha=cfg.tfidf_alpha, seed=seed).fit([texts[i] for i in train_idx], labels3[train_idx])
+    model = tfidf_logreg(alpha=cfg.tfidf_alpha, seed=seed).fit([texts[i] for i in train_idx], data.labels_of(train_idx))
     saved = Path(run_dir) / name / "model.joblib"
     with atomic_path(saved) as tmp:
         joblib.dump(model, tmp)

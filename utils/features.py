@@ -297,6 +297,7 @@ class ModelData(Dataset):
     raw: bool
     n_train: int
     n_test: int
+    soft_digest: str | None = None  # set by `with_soft_labels`: what the soft targets are, for the fit's key
 
     @property
     def train_rows(self) -> np.ndarray:

@@ -191,12 +191,11 @@ def share_inside(points: np.ndarray, boxes: np.ndarray) -> float:
     return float(np.mean((x >= boxes[:, 0]) & (x <= boxes[:, 2]) & (y >= boxes[:, 1]) & (y <= boxes[:, 3])))
 
 
-def score_against_boxes(models: dict, maps: dict, pixels, fixed: dict, sizes, boxes: np.ndarray,
+def score_against_boxes(models: dict, points: dict, pixels, fixed: dict, sizes, boxes: np.ndarray,
                         explainers: dict, defaults: dict, seed: int = 0) -> tuple[dict, dict]:
-    """Share of each model's heatmap peaks inside the object box, beside two references (a random point, and the
-    box area share it is expected to score), and each model's share under its recorded defaults (explained again
-    where the boxes chose another layer or method)."""
-    points = {name: peak_points(m, sizes) for name, m in maps.items()}
+    """Share of each model's heatmap peaks (`peak_points`) inside the object box, beside two references (a random
+    point, and the box area share it is expected to score), and each model's share under its recorded defaults
+    (explained again where the boxes chose another layer or method)."""
     rng = np.random.default_rng(seed)
     random_points = np.array([(rng.uniform(0, w), rng.uniform(0, h)) for w, h in sizes])
     result = {name: share_inside(p, boxes) for name, p in points.items()}

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from . import kinds, paths
-from .backbones import frozen_backbone
+from .backbones import loaded_frozen
 from .config import Config
 from .data import DataValidationError, blank_text, check_columns_present, check_misread, read_csv_any, resolve_image_paths
 from .features import cache_tower, encoder_states, uninformed
@@ -223,8 +223,6 @@ class Predictor:
             self.keywords = joblib.load(self.run_dir / card["keywords"])
         neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
         self.reads = tuple(m for m in ("text", "image") if any(m in kinds.get(k).reads for k in neural))
-        self.text = frozen_backbone("text", self.cfg) if "text" in self.reads else None
-        self.image = frozen_backbone("image", self.cfg) if "image" in self.reads else None
         # Members trained on cached encoder states get those states as the cache holds them (fp16), computed
         # once per batch for all of them, so that they answer exactly as they did for the submission.
         self.cached_kinds = {k for k in neural if self.cfg.schedule(k, "kfold").training_mode == "cached"}
@@ -251,7 +249,8 @@ class Predictor:
         model = load_checkpoint(build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold"), unit).eval()
         if self.dtype == torch.float32:
             return model
-        shared = {id(t) for m in kinds.get(kind).reads for t in _tensors(frozen_backbone(m, self.cfg).model)}
+        frozen = [loaded_frozen(m, self.cfg) for m in kinds.get(kind).reads]  # build_model loaded those it shares
+        shared = {id(t) for encoder in frozen if encoder is not None for t in _tensors(encoder.model)}
         return _cast_own(model, self.dtype, shared)
 
     def on_device(self, units: list, dtype: torch.dtype | None = None) -> list:
@@ -309,13 +308,11 @@ class Predictor:
     def _block(self, images: list, texts: list, batch_size: int) -> dict[str, np.ndarray]:
         """A block's probabilities: its chunks' inputs read once, then each member on the device in turn over all
         of them, blended in the members' order (the same sums as chunk by chunk, bit for bit)."""
-        places = Places(self.cfg, texts, images, self.reads)
-        batches = places.loader(batches_of(len(texts), batch_size), self.device, pin=False)
-        inputs = [self._inputs(batch) for batch in batches]
-        chunks = [slice(start, start + batch_size) for start in range(0, len(texts), batch_size)]
+        groups, places = batches_of(len(texts), batch_size), Places(self.cfg, texts, images, self.reads)
+        inputs = [self._inputs(batch) for batch in places.loader(groups, self.device, pin=False)]
         blended = {}
         for kind, weight, units in self.members:
-            for level, value in self._member_block(kind, units, inputs, [texts[chunk] for chunk in chunks]).items():
+            for level, value in self._member_block(kind, units, inputs, [[texts[i] for i in g] for g in groups]).items():
                 blended[level] = blended.get(level, 0) + weight * value
         return blended
 

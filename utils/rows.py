@@ -18,10 +18,8 @@ import torch
 
 from .augment import augment_image, augment_text_on_the_fly, image_pipeline, seed_pipeline
 from .features import ModelData, all_rows, row_labels, soft_digest
-from .inputs import Places, loader_workers
+from .inputs import Places
 from .taxonomy import LEVELS
-
-__all__ = ["RawRows", "loader_workers"]
 
 
 class RawRows(Places, ModelData):

@@ -37,7 +37,7 @@ def copy_variants(kind: str, data, ds, cfg, copies: pd.DataFrame, pipeline) -> t
     keys = registry.get(kind).inputs
     position = {rid: i for i, rid in enumerate(ds.train["id"])}
     src = torch.tensor([position[s] for s in copies["source_id"]])
-    labels = {level: torch.from_numpy(ds.taxonomy.encode(level, copies[level])) for level in LEVELS}
+    labels = {level: torch.from_numpy(ds.labels(level, copies)) for level in LEVELS}
     text_enc = encode_texts(copies["overview"].tolist(), cfg)
     new_text = model_inputs({"text_final": text_enc["final"], "text_mask": text_enc["mask"]}, keys)
     if "image" not in registry.get(kind).reads:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a tree is built: the configuration reads the decode rules alone
+    import pandas as pd
 
 LEVELS = ("cat1", "cat2", "cat3")
 DECODE_RULES = ("product", "sum")  # how the levels' probabilities choose a path of the tree: metrics.hierarchical_decode
@@ -59,6 +62,8 @@ class Taxonomy:
 
     @classmethod
     def from_records(cls, records) -> "Taxonomy":
+        import pandas as pd
+
         return cls(pd.DataFrame(records, columns=list(LEVELS)))
 
     @cached_property

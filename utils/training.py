@@ -353,7 +353,7 @@ class _Fit:
         taxonomy, starting weights)."""
         labels = b"".join(self.data.labels_of(idx, level).tobytes()
                           for idx in (self.train_idx, self.val_idx) for level in LEVELS)
-        soft = getattr(self.data, "soft_digest", None)
+        soft = self.data.soft_digest
         self.described = {"schedule": asdict(self.s), "identity": {
             **identity, "train_rows": hashlib.sha1(self.train_idx.tobytes()).hexdigest()[:12],
             "val_rows": hashlib.sha1(self.val_idx.tobytes()).hexdigest()[:12],
