@@ -6,6 +6,12 @@ texts, pictures, encodings), to check that the pipeline works on data it was not
 `--tree products` labels the rows with a product tree the Dacon data does not have, written to the folder's
 own taxonomy.csv (one branch two levels deep, its names repeated; a name with a comma, quoted);
 `--no-photo` leaves that share of the rows without a photo (empty img_path; 1 for a dataset with none).
+
+`--style mixed` writes harder data for comparisons with other tools (benchmarks/peer.py): 20 cat3 of the real
+tree, each place's class said by its text, shown by its photo, or both (the text alone leaves half the rows,
+the photo a quarter, to a guess among siblings), sibling words mixed into texts, distractor shapes in photos, `--noise` of the
+training labels moved to a sibling, and ground truth in `truth/` as the project's own generated data has it
+(test labels, the corrupted labels, the class-defining object's box in every photo).
 """
 import argparse
 import sys
@@ -29,6 +35,26 @@ PRODUCTS = {  # the same shape of data under another tree: cat3: (cat1, cat2, wo
     "이어폰": ("디지털", "음향", ["무선", "노이즈캔슬링", "블루투스"]), "스피커": ("디지털", "음향", ["출력", "저음", "우퍼"]),
     "사과,배": ("식품", "식품", ["과즙", "당도", "제철"]), "쌀": ("식품", "식품", ["햅쌀", "도정", "밥맛"]),
 }
+MIXED = {  # cat2: (cat1, shared words, {cat3: words})
+    "음식점": ("음식", ["메뉴", "맛집", "식사", "주문", "포장"], {
+        "한식": ["김치찌개", "불고기", "비빔밥", "된장국"], "중식": ["짜장면", "짬뽕", "탕수육", "마라탕"],
+        "일식": ["초밥", "라멘", "돈가스", "우동"], "서양식": ["파스타", "스테이크", "피자", "리조또"],
+        "바/까페": ["커피", "라떼", "디저트", "케이크"]}),
+    "숙박시설": ("숙박", ["객실", "체크인", "예약", "조식"], {
+        "펜션": ["바비큐", "독채", "개별 수영장"], "모텔": ["대실", "무인 객실", "주차장"],
+        "한옥스테이": ["한옥", "온돌방", "대청마루"], "게스트하우스": ["도미토리", "공용 주방", "여행자 라운지"]}),
+    "자연관광지": ("자연", ["풍경", "산책", "사진 명소", "사계절"], {
+        "산": ["등산로", "정상", "능선"], "해수욕장": ["백사장", "파도", "해변"], "계곡": ["물놀이", "바위", "맑은 물"],
+        "폭포": ["물줄기", "절벽", "물보라"]}),
+    "역사관광지": ("인문(문화/예술/역사)", ["역사", "문화재", "유래", "보존"], {
+        "고궁": ["궁궐", "왕실", "전각"], "사찰": ["대웅전", "스님", "템플스테이"], "성": ["성곽", "성문", "옹성"]}),
+    "육상 레포츠": ("레포츠", ["체험", "장비", "강습", "안전"], {
+        "골프": ["그린", "라운딩", "티샷"], "자전거하이킹": ["자전거길", "라이딩", "대여소"],
+        "야영장,오토캠핑장": ["캠핑", "텐트", "카라반"], "승마": ["말", "승마장", "기승"]}),
+}
+SHAPES = ["ellipse", "rectangle", "triangle", "cross", "diamond"]
+SENTENCES = ["{a} 곳으로 {w} 이야기가 많습니다.", "{w} 때문에 찾는 사람이 {a} 편입니다.", "이곳은 {w}(으)로 알려진 {a} 장소입니다.",
+             "{a} 분위기에서 {w}을(를) 즐길 수 있습니다.", "방문객들은 {w}에 대해 {a} 평을 남깁니다."]
 FILLER = ["아름다운", "조용한", "넓은", "오래된", "가까운", "친절한", "유명한", "깨끗한"]
 
 
@@ -78,6 +104,94 @@ def write(out: Path, n_train: int = 600, n_test: int = 150, seed: int = 7, tree:
     return out
 
 
+def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 11, noise: float = 0.03,
+                said: float = 0.5, shown: float = 0.5) -> Path:
+    """Each place's cat3 is said by its text with probability `said` and shown by its photo with `shown` (at least
+    one of the two); the other modality then names only the cat2 (its shared words, its shape)."""
+    rng = np.random.default_rng(seed)
+    tree = [(c1, c2, c3, words, shared) for c2, (c1, shared, kids) in MIXED.items() for c3, words in kids.items()]
+    weights = rng.pareto(1.2, len(tree)) + 0.3
+    for split in ("train", "test"):
+        (out / "image" / split).mkdir(parents=True, exist_ok=True)
+    frames, boxes = {}, []
+    for split, n in (("train", n_train), ("test", n_test)):
+        rows = []
+        for i, k in enumerate(rng.choice(len(tree), size=n, p=weights / weights.sum())):
+            cat1, cat2, cat3, words, shared = tree[k]
+            siblings = [t for t in tree if t[1] == cat2]
+            rid = f"{split.upper()}_{i:05d}"
+            says = rng.random() < said
+            shows = rng.random() < shown or not says
+            pool = list(shared) + (list(words) * 2 if says else [])
+            if rng.random() < 0.3:  # a sibling's word in passing, as real overviews compare
+                pool.append(str(rng.choice(siblings[int(rng.integers(len(siblings)))][3])))
+            overview = " ".join(rng.choice(SENTENCES).format(w=str(rng.choice(pool)), a=str(rng.choice(FILLER)))
+                                for _ in range(int(rng.integers(2, 6))))
+            rows.append({"id": rid, "img_path": f"./image/{split}/{rid}.jpg", "overview": overview + f"<br>※ {cat2} 문의",
+                         "cat1": cat1, "cat2": cat2, "cat3": cat3})
+            box = _mixed_photo(rng, out / "image" / split / f"{rid}.jpg", siblings.index(tree[k]) if shows else -1,
+                               list(MIXED).index(cat2))
+            boxes.append({"id": rid, "split": split, **box})
+        frames[split] = pd.DataFrame(rows)
+    train = frames["train"]
+    noisy = rng.choice(len(train), size=int(round(noise * len(train))), replace=False)
+    noise_rows = []
+    for i in sorted(noisy):
+        true = train.at[i, "cat3"]
+        options = [t for t in tree if t[1] == train.at[i, "cat2"] and t[2] != true]
+        c1, c2, c3 = options[int(rng.integers(len(options)))][:3]
+        train.loc[i, ["cat1", "cat2", "cat3"]] = [c1, c2, c3]
+        noise_rows.append({"id": train.at[i, "id"], "true_cat3": true, "given_cat3": c3})
+    train.to_csv(out / "train.csv", index=False, encoding="utf-8")
+    frames["test"][["id", "img_path", "overview"]].to_csv(out / "test.csv", index=False, encoding="utf-8")
+    frames["test"][["id"]].assign(cat3="").to_csv(out / "sample_submission.csv", index=False)
+    (out / "truth").mkdir(exist_ok=True)
+    frames["test"][["id", "cat1", "cat2", "cat3"]].to_csv(out / "truth" / "test_labels.csv", index=False)
+    pd.DataFrame(noise_rows, columns=["id", "true_cat3", "given_cat3"]).to_csv(out / "truth" / "label_noise.csv",
+                                                                               index=False)
+    pd.DataFrame(boxes).to_csv(out / "truth" / "boxes.csv", index=False)
+    return out
+
+
+def _mixed_photo(rng, path: Path, sibling: int, family: int) -> dict:
+    """A cluttered photo with one object: the cat2's colour; its shape the cat3's (or, when the photo does not
+    show the class, a shape of no class); distractor shapes in other colours. Returns the object's box."""
+    w, h = int(rng.integers(240, 480)), int(rng.integers(200, 400))
+    img = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(90, 200, 3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(2, 5))):
+        x, y, s = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(10, 40))
+        draw.rectangle((x, y, x + s, y + s // 2), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    size = int(min(w, h) * rng.uniform(0.25, 0.4))
+    x0, y0 = int(rng.integers(0, w - size)), int(rng.integers(0, h - size))
+    box = (x0, y0, x0 + size, y0 + size)
+    colour = [(200, 40, 40), (40, 60, 200), (30, 150, 60), (120, 60, 20), (220, 200, 30)][family]
+    _shape(draw, SHAPES[sibling] if sibling >= 0 else "star", box, colour)
+    img.save(path, "JPEG", quality=85)
+    return {"x0": x0, "y0": y0, "x1": box[2], "y1": box[3], "width": w, "height": h}
+
+
+def _shape(draw, shape: str, box, colour) -> None:
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if shape == "ellipse":
+        draw.ellipse(box, fill=colour)
+    elif shape == "rectangle":
+        draw.rectangle((x0, y0 + (y1 - y0) // 4, x1, y1 - (y1 - y0) // 4), fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=colour)
+    elif shape == "diamond":
+        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=colour)
+    elif shape == "cross":
+        t = (x1 - x0) // 6
+        draw.rectangle((cx - t, y0, cx + t, y1), fill=colour)
+        draw.rectangle((x0, cy - t, x1, cy + t), fill=colour)
+    else:  # a ring: an object of the cat2 that shows no cat3
+        draw.ellipse(box, fill=colour)
+        draw.ellipse((x0 + (x1 - x0) // 4, y0 + (y1 - y0) // 4, x1 - (x1 - x0) // 4, y1 - (y1 - y0) // 4),
+                     fill=(255, 255, 255))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -85,6 +199,12 @@ if __name__ == "__main__":
     parser.add_argument("--test", type=int, default=150)
     parser.add_argument("--tree", choices=["dacon", "products"], default="dacon")
     parser.add_argument("--no-photo", type=float, default=0.0, help="share of rows without a photo")
+    parser.add_argument("--style", choices=["simple", "mixed"], default="simple",
+                        help="mixed: harder data with ground truth (module docstring)")
+    parser.add_argument("--noise", type=float, default=0.03, help="mixed: share of training labels corrupted")
     args = parser.parse_args()
-    print(write(Path(args.out), args.train, args.test, tree=args.tree, no_photo=args.no_photo))
+    if args.style == "mixed":
+        print(write_mixed(Path(args.out), args.train, args.test, noise=args.noise))
+    else:
+        print(write(Path(args.out), args.train, args.test, tree=args.tree, no_photo=args.no_photo))
     sys.exit(0)

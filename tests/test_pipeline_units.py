@@ -4,11 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from utils import gradcam, labelfix
+from utils import baselines, gradcam, labelfix
 from utils.backbones import frozen_backbone
 from utils.config import ConfigError, build
 from utils.data import load_dataset, load_taxonomy
-from utils.ensemble import blend, choose_members, fit_weights
+from utils.ensemble import adopted_imbalance, blend, choose_members, fit_weights
 from utils.io import read_json
 from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
 from utils.splits import kfold, stratified_sample, stratified_split
@@ -230,6 +230,25 @@ def test_kfold_members_follow_the_runs_validation_results():
         choose_members(results.iloc[0:0], margin=0.01)
 
 
+def test_kfold_members_adopt_the_imbalance_option_03_measured_helping(tmp_path):
+    def study(gains: dict):
+        rows = [{"option": "none", "Δ weighted F1": 0.0}] + [{"option": o, "Δ weighted F1": g} for o, g in gains.items()]
+        record("late_fusion", {"rows": rows}, {}, tmp_path, section="augmentation")
+
+    cfg = build("demo")
+    assert adopted_imbalance(tmp_path, cfg) == ({}, "no imbalance option adopted (03 did not run)")
+    study({"class-weighted loss": -0.13, "random over-sampling": 0.025, "mixup (alpha 0.4)": 0.012,
+           "text EDA copies": 0.04})  # copies are not an option of the K-fold members
+    fields, why = adopted_imbalance(tmp_path, cfg)
+    assert fields == {"sampling": "over"} and "random over-sampling (+0.025" in why
+    assert adopted_imbalance(tmp_path, build("demo", {"kfold_margin": 0.03}))[0] == {}
+    assert adopted_imbalance(tmp_path, build("demo", {"kfold_adopt": False}))[0] == {}
+    assert adopted_imbalance(tmp_path, build("demo", {"kfold.sampling": "under"}))[0] == {}  # the user's stays
+    study({"random over-sampling": 0.004, "mixup (alpha 0.4)": 0.009})
+    fields, why = adopted_imbalance(tmp_path, cfg)
+    assert fields == {} and "best: mixup (alpha 0.4), +0.009" in why
+
+
 def test_sum_decoding_lets_a_confident_child_outvote_an_unlikely_parent_where_product_does_not():
     """cat3 a is likely (0.6) under a parent its cat2 head finds nearly impossible (0.001); cat3 b is unlikely
     (0.05) under a plausible parent (0.5). The product (the most probable path) lets the parent veto a; the
@@ -343,3 +362,38 @@ def test_a_damaged_cache_entry_is_computed_again_to_the_same_states(tiny_data, t
     array.write_bytes(array.read_bytes()[:1000])
     again = feature_data(ds, cfg, ["image_final"]).tensors["image_final"]
     assert "cannot be read" in capsys.readouterr().out and torch.equal(first, again)
+
+
+def test_the_tfidf_classifier_is_chosen_once_per_run_on_the_first_fits_training_rows(tiny_data, tmp_path,
+                                                                                      monkeypatch):
+    from utils import baselines
+    from utils.config import resolve
+    from utils.experiments import tfidf_choice
+
+    ds = load_dataset(tiny_data, progress=False, check_images=False)
+    texts, labels = ds.train["overview"].tolist(), ds.labels("cat3")
+    cfg = resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path)}))
+    calls = []
+
+    def choose(rows, y, alpha, seed):
+        calls.append(len(rows))
+        return "logreg", {"sgd": 0.5, "logreg": 0.6}
+
+    monkeypatch.setattr(baselines, "choose_classifier", choose)
+    assert tfidf_choice(cfg, ds, texts[:200], labels[:200], 0) == ("logreg", {"sgd": 0.5, "logreg": 0.6})
+    assert tfidf_choice(cfg, ds, texts[:150], labels[:150], 0)[0] == "logreg"  # a later fit of the run: kept
+    assert calls == [200]
+    assert tfidf_choice(resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path), "seed": 1})),
+                        ds, texts[:150], labels[:150], 0)[0] == "logreg" and calls == [200, 150]  # another run
+    fixed = resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path), "tfidf_classifier": "sgd"}))
+    assert tfidf_choice(fixed, ds, texts, labels, 0) == ("sgd", {}) and len(calls) == 2
+    assert labelfix.expert_config(cfg).tfidf_classifier == "sgd"  # 02's experts keep their measured settings
+
+
+def test_choosing_the_tfidf_classifier_scores_both_out_of_fold_and_prefers_the_faster_on_a_tie():
+    rng = np.random.default_rng(0)
+    words = {c: [f"단어{c}{k}" for k in range(5)] for c in range(4)}
+    labels = np.repeat(np.arange(4), 30)
+    texts = [" ".join(rng.choice(words[c], 4)) + " 공통 설명" for c in labels]
+    name, scores = baselines.choose_classifier(texts, labels, alpha=1e-5)
+    assert set(scores) == {"sgd", "logreg"} and scores["sgd"] == scores["logreg"] == 1.0 and name == "sgd"

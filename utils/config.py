@@ -142,6 +142,8 @@ class Config:
                                   # sum (9th place: parents' probabilities added to their children's)
     image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
     tfidf_alpha: float = 1e-5     # text_tfidf's L2 penalty (04's baseline, 06's member); 02's expert: below
+    tfidf_classifier: str = "auto"  # text_tfidf: sgd, logreg, or auto (the better by 2-fold CV on the first fit's
+                                    # training rows, kept for the run's later fits); 02's expert: sgd
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
                            "patience": 2, "warmup_ratio": 0.0},
@@ -157,6 +159,8 @@ class Config:
     n_folds: int = 5                # folds of the stratified K-fold split (02's experts, 06's members)
     kfold_models: str = "auto"   # auto: per family the best of 04/05's validation results (06 states the rule)
     kfold_margin: float = 0.01   # auto: among models this close to their family's best, the fastest to train
+    kfold_adopt: bool = True     # 06's neural members take the imbalance option 03 measured raising validation
+                                 # weighted F1 by at least kfold_margin (the best such); kfold.* settings win
     distill: bool = False         # 06: students of each neural member, trained per fold also on the test rows with the
                                   # ensemble's soft labels (9th place's last step); kept if they raise the OOF score
     kfold_seeds: str = ""         # comma-separated training seeds averaged per fold; empty: `seed`
@@ -324,7 +328,8 @@ def _field_types() -> dict[str, type]:
 
 CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": PRECISIONS, "text_head": ("pooled", "layerwise"),
            "decode": DECODE_RULES, "optimizer": ("adamw", "radam"), "lr_schedule": ("cosine", "step"),
-           "class_weight": ("", "balanced"), "sampling": ("", "over", "under")}
+           "class_weight": ("", "balanced"), "sampling": ("", "over", "under"),
+           "tfidf_classifier": ("auto", "sgd", "logreg")}
 
 
 def _numbers(key: str, text: str, kind: type) -> list:

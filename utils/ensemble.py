@@ -10,15 +10,39 @@ from scipy.optimize import minimize
 from . import distributed
 from . import kinds as registry
 from .experiments import fit_model, model_data
-from .io import atomic_path, write_csv
+from .config import Config
+from .io import atomic_path, read_json, write_csv
 from .metrics import hierarchical_decode, weighted_f1
 from .progress import bar
 from .taxonomy import LEVELS
 from .training import TimeBudgetExceeded, session_budget
 
 
+_DEFAULTS = Config.__dataclass_fields__
+
+
+def adopted_imbalance(run_dir, cfg) -> tuple[dict, str]:
+    """The schedule fields of the imbalance option that 03's study (metrics.json, section augmentation) measured
+    raising validation weighted F1 by at least `kfold_margin`, the best such one, with the reason in words; none
+    where 03 did not run, `kfold_adopt` is off, or nothing helped that much. Fields set for the K-fold stage
+    (`kfold.sampling=over`) are the user's and stay."""
+    from .studies import OPTIONS
+
+    studies = read_json(Path(run_dir) / "metrics.json", default={}).get("augmentation", {})
+    if not cfg.kfold_adopt or not studies:
+        return {}, "no imbalance option adopted (" + ("kfold_adopt=false)" if not cfg.kfold_adopt else "03 did not run)")
+    kind, study = next(iter(studies.items()))
+    gains = {r["option"]: r["Δ weighted F1"] for r in study["rows"] if r["option"] in OPTIONS and r["option"] != "none"}
+    best = max(gains, key=gains.get)
+    if gains[best] < cfg.kfold_margin:
+        return {}, (f"no imbalance option adopted: none raised {kind}'s validation weighted F1 in 03 by "
+                    f"kfold_margin={cfg.kfold_margin:g} (best: {best}, {gains[best]:+.3f})")
+    fields = {k: v for k, v in OPTIONS[best].items() if getattr(cfg.schedule(kind, "kfold"), k) == _DEFAULTS[k].default}
+    return fields, f"adopted for the neural members: {best} ({gains[best]:+.3f} on {kind}'s validation in 03)"
+
+
 def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold",
-                      budget=None, soft_test: dict | None = None) -> dict:
+                      budget=None, soft_test: dict | None = None, overrides: dict | None = None) -> dict:
     """Out-of-fold probabilities for every train row and fold-averaged test probabilities.
 
     Every (seed, fold) unit lives in checkpoints_dir/<tag>/<kind>/seed<s>/fold<k>: rerunning skips finished
@@ -37,7 +61,8 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
     units = [(seed, k) for seed in seeds for k in range(n_folds)]
-    jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test) for seed, k in units]
+    jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides or {})
+            for seed, k in units]
     processes = unit_processes(cfg, len(units))
     results = _run_parallel(jobs, processes, cfg.device) if processes > 1 else (_train_unit(job, data) for job in jobs)
     for i, result in enumerate(bar(results, f"{kind}: seeds x folds ({processes} at once)", total=len(units))):
@@ -80,7 +105,7 @@ def _kfold_data(kind: str, ds, cfg, soft_test: dict | None):
 def _train_unit(job, data=None, device: str | None = None):
     """One K-fold unit (seed, fold): (validation probabilities, test probabilities, checkpoint), or the
     TimeBudgetExceeded that stopped it (returned, so that the parent names every unit left)."""
-    kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test = job
+    kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides = job
     if device is not None and device.startswith("cuda"):  # "cuda" now means this GPU; the unit's settings (and so
         import torch                                      # its checkpoint's key) stay those of one process
 
@@ -95,7 +120,7 @@ def _train_unit(job, data=None, device: str | None = None):
         init = _warm_start_unit(kind, ds, cfg, train_idx, val_idx, Path(checkpoints_dir) / tag, seed, k, budget,
                                 soft_test)
         trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, Path(checkpoints_dir) / tag / kind / f"seed{seed}",
-                            f"fold{k}", seed, stage="kfold", init_from=init, budget=budget)
+                            f"fold{k}", seed, stage="kfold", init_from=init, budget=budget, **overrides)
     except TimeBudgetExceeded as exc:
         return exc
     return trained.probabilities(val_idx), trained.probabilities(test_idx), trained.checkpoint
@@ -204,16 +229,18 @@ def fold_spread(probs: dict, y3: np.ndarray, folds: np.ndarray, taxonomy, rule: 
     return weighted_f1(y3, pred), float(np.mean(per_fold)), float(np.std(per_fold))
 
 
-def distill(kinds, members: dict, weights, ds, cfg, folds, seeds, checkpoints_dir, run_dir, budget=None):
+def distill(kinds, members: dict, weights, ds, cfg, folds, seeds, checkpoints_dir, run_dir, budget=None,
+            overrides: dict | None = None):
     """The 9th place's last step: for each neural member a student per fold and seed, trained like its teacher
     and also on every test row with the ensemble's soft labels (`kfold_predictions(soft_test=...)`). Returns the
     members with the students in their teachers' places, their weights (refitted out of fold), and the table of
     out-of-fold scores, teacher against student, per member and for the ensemble. The students' OOF scores are a
-    little optimistic: the teachers behind the soft labels were trained on the rows the students are scored on."""
+    little optimistic: the teachers behind the soft labels were trained on the rows the students are scored on.
+    `overrides`: the teachers' schedule fields (`adopted_imbalance`)."""
     y3 = ds.labels("cat3")
     soft = blend([members[k]["test"] for k in kinds], weights)
     students = {k: kfold_predictions(k, ds, cfg, folds, seeds, checkpoints_dir, run_dir, tag="distill", budget=budget,
-                                     soft_test=soft) for k in kinds if registry.get(k).neural}  # TF-IDF takes no soft labels
+                                     soft_test=soft, overrides=overrides) for k in kinds if registry.get(k).neural}  # TF-IDF takes no soft labels
     taught = {k: students.get(k, members[k]) for k in kinds}
     taught_weights = fit_weights([taught[k]["oof"] for k in kinds], y3)
 

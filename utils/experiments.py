@@ -14,7 +14,7 @@ import numpy as np
 
 from . import distributed
 from . import kinds as registry
-from .baselines import tfidf_logreg, tfidf_probabilities
+from .baselines import fit_quietly, tfidf_model, tfidf_probabilities
 from .features import all_rows, feature_data, uninformed
 from .metrics import evaluate, record
 from .models import build_model
@@ -56,7 +56,7 @@ def labels_of(data, indices) -> dict[str, np.ndarray]:
 
 
 def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="model", **_) -> Trained:
-    """TF-IDF + logistic regression on cat3 (cat1/cat2 summed from cat3); seconds to fit, so always refitted, and
+    """TF-IDF + a linear classifier on cat3 (cat1/cat2 summed from cat3); seconds to fit, so always refitted, and
     saved (run_dir/name/model.joblib) for the predictor."""
     import joblib
 
@@ -65,7 +65,9 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
     started = time.time()
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
-    model = tfidf_logreg(alpha=cfg.tfidf_alpha, seed=seed).fit([texts[i] for i in train_idx], data.labels_of(train_idx))
+    train_texts, labels = [texts[i] for i in train_idx], data.labels_of(train_idx)
+    classifier, scores = tfidf_choice(cfg, ds, train_texts, labels, seed)
+    model = fit_quietly(tfidf_model(classifier, cfg.tfidf_alpha, seed), train_texts, labels)
     saved = Path(run_dir) / name / "model.joblib"
     with atomic_path(saved) as tmp:
         joblib.dump(model, tmp)
@@ -73,9 +75,33 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
     def probabilities(rows):
         return tfidf_probabilities(model, [texts[i] for i in rows], ds.taxonomy)
 
+    described = {"sgd": f"SGD log-loss, alpha {cfg.tfidf_alpha:g}", "logreg": "multinomial logistic regression, C=10"}
     return Trained(kind, model, probabilities, time.time() - started, checkpoint=saved,
-                   config={"kind": "tfidf_logreg", "features": "Kiwi content morphemes + char 2-4-grams",
-                           "classifier": f"SGD log-loss, alpha {cfg.tfidf_alpha:g}"})
+                   config={"kind": "tfidf", "features": "Kiwi content morphemes + char 2-4-grams",
+                           "classifier": described[classifier],
+                           "chosen by": f"cross-validated weighted F1 {scores} (choose_classifier)" if scores else "tfidf_classifier"})
+
+
+def tfidf_choice(cfg, ds, texts: list, labels, seed: int) -> tuple[str, dict]:
+    """`tfidf_classifier`, or with `auto` the one `choose_classifier` finds best on the first fit's training
+    rows, kept in the run folder (tfidf_choice.json, keyed by the dataset's labels and the settings) so that the
+    run's later fits (06's folds) take the same classifier instead of choosing again."""
+    from .baselines import choose_classifier
+    from .config import run_dir
+    from .io import read_json, write_json
+
+    if cfg.tfidf_classifier != "auto":
+        return cfg.tfidf_classifier, {}
+    key = hashlib.sha1(repr((list(ds.train["id"]), ds.labels("cat3").tolist(), cfg.tfidf_alpha,
+                             cfg.seed)).encode()).hexdigest()[:16]
+    memo = run_dir(cfg) / "tfidf_choice.json" if cfg.run_name else None
+    kept = read_json(memo, default={}) if memo else {}
+    if kept.get("key") == key:
+        return kept["classifier"], kept["scores"]
+    classifier, scores = choose_classifier(texts, labels, cfg.tfidf_alpha, seed)
+    if memo:
+        write_json({"key": key, "classifier": classifier, "scores": scores, "rows": len(texts)}, memo)
+    return classifier, scores
 
 
 def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=None, init_from=None,

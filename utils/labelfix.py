@@ -70,7 +70,7 @@ def expert_config(cfg):
     """The run's settings for 02's out-of-fold experts: the TF-IDF expert with `label_tfidf_alpha`."""
     from dataclasses import replace
 
-    return replace(cfg, tfidf_alpha=cfg.label_tfidf_alpha)
+    return replace(cfg, tfidf_alpha=cfg.label_tfidf_alpha, tfidf_classifier="sgd")
 
 
 def product_of_experts(probs: list[np.ndarray], labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -140,7 +140,8 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
     _check_disk(cfg)
     if not config:
         record(cfg)
-    kind = "GENERATED bundled data (not the real contest data)" if run.generated else "real data (no ground truth)"
+    kind = ("GENERATED bundled data (not the real contest data)" if run.generated else
+            "data with ground truth in truth/" if paths.truth_dir(run.data_dir).is_dir() else "real data (no ground truth)")
     fixes = f" | label fixes {run.label_fixes}" if run.label_fixes else ""
     print(f"run {run.name} | profile {cfg.profile} | data {run.data_dir} [{kind}] | seed {cfg.seed}{fixes}\n"
           f"writing to {run.dir} (cache {run.cache_dir})")

@@ -1,0 +1,77 @@
+"""The TF-IDF member against a plain reference on the same folds: out-of-fold weighted F1 on cat3 (flat argmax),
+06's folds (`n_folds`, seed 0) over the training rows as the pipeline reads them (label fixes applied on the bundled
+data). The reference is what a scikit-learn user would try first: character n-grams 1–3 (`char_wb`, sublinear TF)
+and LogisticRegression(C=10).
+
+    python benchmarks/tfidf_reference.py DATA_DIR [DATA_DIR ...]       # writes benchmarks/results/tfidf-reference.csv
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def reference():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from utils.text import clean_overview
+
+    return make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True,
+                                         preprocessor=clean_overview),
+                         LogisticRegression(C=10, max_iter=1000))
+
+
+def out_of_fold(make, texts, y, folds) -> tuple[float, float]:
+    import numpy as np
+
+    from utils.metrics import weighted_f1
+
+    predicted = np.empty(len(y), dtype=y.dtype)
+    started = time.time()
+    for k in np.unique(folds):
+        train, val = folds != k, folds == k
+        predicted[val] = make(train).fit(texts[train], y[train]).predict(texts[val])
+    return weighted_f1(y, predicted), time.time() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dirs", nargs="+")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tfidf-reference.csv"))
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from utils.baselines import tfidf_member
+    from utils.io import write_csv
+    from utils.run import start
+    from utils.splits import kfold
+    from utils.text import prime_content_morphemes
+
+    rows = []
+    for data_dir in args.data_dirs:
+        run = start("demo", data_dir, "/tmp/tfidf-reference", 0, "tfidf-reference", {})
+        ds = run.dataset()
+        texts, y = ds.train["overview"].to_numpy(), ds.labels("cat3")
+        folds = kfold(y, run.cfg.n_folds, run.cfg.seed)
+        prime_content_morphemes(list(texts))
+        for name, make in (("reference: char 1-3 + LogisticRegression(C=10)", lambda train: reference()),
+                           ("pipeline's TF-IDF member", lambda train: tfidf_member(run.cfg, texts[train], y[train]))):
+            f1, seconds = out_of_fold(make, texts, y, folds)
+            rows.append({"dataset": Path(ds.data_dir).name, "model": name, "OOF weighted F1 cat3": round(f1, 4),
+                         "seconds": round(seconds, 1)})
+            print(rows[-1], flush=True)
+    write_csv(pd.DataFrame(rows), args.out)
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
