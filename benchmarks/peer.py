@@ -135,6 +135,19 @@ def char_only(data: Path, work: Path) -> dict:
     return {"weighted F1 cat3": score(data, work / "char-submission.csv"), "predict rows/s": round(rate, 1)}
 
 
+def markdown(files: list) -> str:
+    """One row per dataset and system: the figures docs/results.md shows."""
+    import pandas as pd
+
+    table = pd.concat([pd.read_csv(f) for f in files])
+    cells = ["dataset", "system", "weighted F1 cat3", "own validation", "wall seconds", "what the time covers",
+             "predict rows/s", "peak RSS MB"]
+    lines = ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+    for row in table.to_dict("records"):
+        lines.append("| " + " | ".join("" if pd.isna(row.get(c)) else str(row[c]) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path)
@@ -142,6 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit", type=int, default=1200, help="AutoGluon's fit time_limit, seconds")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--table", action="store_true", help="print every results/peer-*.csv as one Markdown table")
     parser.add_argument("--predict-speed", nargs=2, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--char-only", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -155,6 +169,9 @@ def main(argv=None) -> int:
 
     from utils.io import write_csv, write_json
 
+    if args.table:
+        print(markdown(sorted(args.out_dir.glob("peer-*.csv"))))
+        return 0
     data = args.data_dir.resolve()
     if not (data / "truth" / "test_labels.csv").exists():
         raise SystemExit(f"{data}/truth/test_labels.csv not found: the peer benchmark scores against hidden labels")

@@ -172,8 +172,29 @@ def test_every_candidate_layer_and_method_gives_maps_at_input_size():
     boxes = np.array([[0, 0, 64, 64]] * 3)
     table = gradcam.compare_explainers(model, pixels, boxes, [(64, 64)] * 3)
     assert len(table) == 9 and (table["peak inside object"] == 1.0).all()  # every peak is inside a full-image box
+    assert table["drop at peak"].is_monotonic_decreasing and np.isfinite(table["drop at peak"]).all()
+    assert "peak inside object" not in gradcam.compare_explainers(model, pixels, None, [(64, 64)] * 3)
     with pytest.raises(ValueError, match="unknown layer"):
         gradcam.heatmaps(model, pixels, layer="block -1")
+
+
+class _Spot(torch.nn.Module):
+    """A model whose cat3 logit is the brightness of one 8x8 corner of the image: its evidence is there only."""
+
+    def forward(self, batch):
+        return {"cat3": torch.stack([batch["pixels"][:, :, :8, :8].mean((1, 2, 3)) * 10, torch.zeros(len(batch["pixels"]))], 1)}
+
+
+def test_occluding_the_peak_costs_the_model_most_where_its_evidence_is():
+    model = _Spot()
+    model.p = torch.nn.Parameter(torch.zeros(1))  # a device to read
+    pixels = torch.ones(4, 3, 32, 32)
+    preds = np.zeros(4, dtype=int)
+    on_evidence, elsewhere = np.zeros((4, 32, 32)), np.zeros((4, 32, 32))
+    on_evidence[:, 3, 3], elsewhere[:, 28, 28] = 1.0, 1.0
+    drop = gradcam.peak_occlusion_drop(model, pixels, None, on_evidence, preds)
+    assert drop == pytest.approx(0.5, abs=1e-3)  # from a sure class to an even chance
+    assert gradcam.peak_occlusion_drop(model, pixels, None, elsewhere, preds) == pytest.approx(0.0)
 
 
 def test_peaks_map_back_to_original_pixels_and_are_scored():
