@@ -8,10 +8,11 @@ own taxonomy.csv (one branch two levels deep, its names repeated; a name with a 
 `--no-photo` leaves that share of the rows without a photo (empty img_path; 1 for a dataset with none).
 
 `--style mixed` writes harder data for comparisons with other tools (benchmarks/peer.py): 20 cat3 of the real
-tree, each place's class said by its text, shown by its photo, or both (the text alone leaves half the rows,
-the photo a quarter, to a guess among siblings), sibling words mixed into texts, distractor shapes in photos, `--noise` of the
-training labels moved to a sibling, and ground truth in `truth/` as the project's own generated data has it
-(test labels, the corrupted labels, the class-defining object's box in every photo).
+tree, each place's class said by its text, shown by its photo, or both (the text alone leaves half the rows, the
+photo a quarter, to a guess among siblings), sibling words mixed into texts, distractor shapes in photos,
+`--noise` of the training labels moved to a sibling, and ground truth in `truth/` as the project's own generated
+data has it (test labels, the corrupted labels, the class-defining object's box in every photo), with which
+modality shows each place's cat3.
 """
 import argparse
 import sys
@@ -113,7 +114,7 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
     weights = rng.pareto(1.2, len(tree)) + 0.3
     for split in ("train", "test"):
         (out / "image" / split).mkdir(parents=True, exist_ok=True)
-    frames, boxes = {}, []
+    frames, boxes, evidence = {}, [], []
     for split, n in (("train", n_train), ("test", n_test)):
         rows = []
         for i, k in enumerate(rng.choice(len(tree), size=n, p=weights / weights.sum())):
@@ -132,6 +133,7 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
             box = _mixed_photo(rng, out / "image" / split / f"{rid}.jpg", siblings.index(tree[k]) if shows else -1,
                                list(MIXED).index(cat2))
             boxes.append({"id": rid, "split": split, **box})
+            evidence.append({"id": rid, "text_says_cat3": says, "photo_shows_cat3": shows})
         frames[split] = pd.DataFrame(rows)
     train = frames["train"]
     noisy = rng.choice(len(train), size=int(round(noise * len(train))), replace=False)
@@ -150,6 +152,7 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
     pd.DataFrame(noise_rows, columns=["id", "true_cat3", "given_cat3"]).to_csv(out / "truth" / "label_noise.csv",
                                                                                index=False)
     pd.DataFrame(boxes).to_csv(out / "truth" / "boxes.csv", index=False)
+    pd.DataFrame(evidence).to_csv(out / "truth" / "evidence.csv", index=False)
     return out
 
 

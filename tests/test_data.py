@@ -225,3 +225,28 @@ def test_lines_with_an_unquoted_comma_are_named_not_shifted(tmp_path):
     assert "Expected 3 fields in line 3, saw 4" in one and "must be quoted" in one
     every = _taxonomy_error(tmp_path, "cat1,cat2,cat3\n식품,과일,사과,배\n")  # pandas would shift it into an index
     assert "every line has more fields than the header" in every
+
+
+def test_the_mixed_foreign_dataset_loads_with_the_real_tree_and_its_ground_truth_holds(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from foreign_data import write_mixed
+
+    folder = write_mixed(tmp_path / "mixed", n_train=120, n_test=30, noise=0.05)
+    ds = load_dataset(folder, progress=False)
+    assert ds.taxonomy.digest == load_taxonomy().digest and ds.truth_dir is not None  # real names, the real tree
+    noise = pd.read_csv(folder / "truth/label_noise.csv")
+    train = ds.train.set_index("id")
+    assert len(noise) == 6 and (noise["true_cat3"] != noise["given_cat3"]).all()
+    assert (train.loc[noise["id"], "cat3"].to_numpy() == noise["given_cat3"].to_numpy()).all()
+    parent = dict(zip(ds.taxonomy.cat3, (ds.taxonomy.path(c)[1] for c in ds.taxonomy.cat3)))
+    assert all(parent[a] == parent[b] for a, b in zip(noise["true_cat3"], noise["given_cat3"]))  # a sibling
+    boxes = pd.read_csv(folder / "truth/boxes.csv").set_index("id")
+    for rid in ("TRAIN_00000", "TEST_00007"):
+        split = "train" if rid.startswith("TRAIN") else "test"
+        width, height = Image.open(folder / "image" / split / f"{rid}.jpg").size
+        b = boxes.loc[rid]
+        assert (b.width, b.height) == (width, height) and 0 <= b.x0 < b.x1 <= width and 0 <= b.y0 < b.y1 <= height
+    evidence = pd.read_csv(folder / "truth/evidence.csv")
+    assert (evidence["text_says_cat3"] | evidence["photo_shows_cat3"]).all() and len(evidence) == 150
