@@ -85,7 +85,14 @@ def predict_speed(run: Path, data: Path) -> dict:
     _, images, texts = read_places(data / "test.csv")
     started = time.time()
     predictor.predict(images, texts)
-    return {"predict rows/s": round(len(texts) / (time.time() - started), 2), "load seconds": round(loaded, 1)}
+    rate = len(texts) / (time.time() - started)
+    return {"predict rows/s": round(rate, 2), "load seconds": round(loaded, 1), "versions": versions()}
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    return ", ".join(f"{name} {version(name)}" for name in ("torch", "timm", "transformers", "scikit-learn"))
 
 
 def autogluon(data: Path, work: Path, args) -> dict:
@@ -132,7 +139,8 @@ def char_only(data: Path, work: Path) -> dict:
     predicted = model.predict(test["overview"].fillna(""))
     rate = len(test) / (time.time() - started)
     pd.DataFrame({"id": test["id"], "cat3": predicted}).to_csv(work / "char-submission.csv", index=False)
-    return {"weighted F1 cat3": score(data, work / "char-submission.csv"), "predict rows/s": round(rate, 1)}
+    return {"weighted F1 cat3": score(data, work / "char-submission.csv"), "predict rows/s": round(rate, 1),
+            "versions": versions()}
 
 
 def markdown(files: list) -> str:
