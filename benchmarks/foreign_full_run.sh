@@ -5,7 +5,7 @@
 # (Lite0's ImageNet weights exported in timm's format), and `--set` overrides that shorten the run.
 # Prints the wall time and the peak resident memory of the largest process (GNU time).
 #
-#   benchmarks/foreign_full_run.sh [WORK_DIR] [TRAIN_ROWS] [TEST_ROWS] [run_all.sh arguments: STEP ..., --processes N, --set K=V]
+#   [STYLE=mixed] benchmarks/foreign_full_run.sh [WORK_DIR] [TRAIN_ROWS] [TEST_ROWS] [run_all.sh arguments: STEP ..., --processes N, --set K=V]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/foreign-full}"
@@ -15,25 +15,13 @@ shift $(( $# < 3 ? $# : 3 ))
 PY="$REPO/.venv/bin/python"
 "$REPO/run_all.sh" --setup-only >/dev/null
 mkdir -p "$WORK"
-DATA="$WORK/data-$TRAIN_ROWS"
-[ -f "$DATA/train.csv" ] || "$PY" "$REPO/tests/foreign_data.py" "$DATA" --train "$TRAIN_ROWS" --test "$TEST_ROWS"
+STYLE="${STYLE:-simple}"     # STYLE=mixed: the peer benchmark's harder data (tests/foreign_data.py)
+DATA="$WORK/data-$STYLE-$TRAIN_ROWS"
+[ -f "$DATA/train.csv" ] || "$PY" "$REPO/tests/foreign_data.py" "$DATA" --train "$TRAIN_ROWS" --test "$TEST_ROWS" \
+  --style "$STYLE"
 TEXT="$WORK/text-model"      # a local Hugging Face folder
 WEIGHTS="$WORK/tf_efficientnet_lite0.safetensors"
-"$PY" - "$TEXT" "$WEIGHTS" "$WORK/cache" <<'PY'
-import sys
-from pathlib import Path
-from safetensors.torch import save_file
-sys.path.insert(0, ".")
-from utils.backbones import image_backbone, text_backbone
-text_dir, weights, cache = map(Path, sys.argv[1:])
-if not (text_dir / "config.json").exists():
-    e5 = text_backbone("e5-small-offline", cache)
-    e5.model.save_pretrained(text_dir)
-    e5.tokenizer.save_pretrained(text_dir)
-if not weights.exists():
-    model = image_backbone("efficientnet-lite0-offline", classifier=True).model
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-PY
+"$PY" "$REPO/benchmarks/offline_encoders.py" "$WORK" >/dev/null
 SHORT=(--set max_len=32 --set image_size=64 --set batch_size=16 --set n_folds=2 --set epochs=1
        --set text_finetuned.epochs=1 --set image_finetuned.epochs=1 --set fusion_transformer.epochs=1
        --set fusion_width=64 --set fusion_ff=128 --set gradcam_explain=32 --set gradcam_calibrate=16
