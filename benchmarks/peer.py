@@ -62,8 +62,8 @@ def score(data: Path, submission: Path) -> float:
 
 def pipeline(data: Path, work: Path, args) -> dict:
     wall, peak = timed([ROOT / "run_all.sh", "--data-dir", data, "--output-dir", work / "outputs",
-                        "--cache-dir", work / "cache"], work / "pipeline.log")
-    run = work / "outputs" / f"demo-{data.name}-seed0"
+                        "--cache-dir", work / "cache", "--run-name", "peer"], work / "pipeline.log")
+    run = work / "outputs" / "peer"
     speed_log = work / "pipeline-predict.log"
     subprocess.run([sys.executable, __file__, "--predict-speed", str(run), str(data)], check=True,
                    stdout=open(speed_log, "w"), stderr=subprocess.STDOUT)

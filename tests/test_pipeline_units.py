@@ -8,7 +8,7 @@ from utils import baselines, gradcam, labelfix
 from utils.backbones import frozen_backbone
 from utils.config import ConfigError, build
 from utils.data import load_dataset, load_taxonomy
-from utils.ensemble import adopted_imbalance, blend, choose_members, fit_weights
+from utils.ensemble import adopted_imbalance, blend, choose_members, fit_weights, member_overrides
 from utils.io import read_json
 from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
 from utils.splits import kfold, stratified_sample, stratified_split
@@ -264,7 +264,13 @@ def test_kfold_members_adopt_the_imbalance_option_03_measured_helping(tmp_path):
     assert fields == {"sampling": "over"} and "random over-sampling (+0.025" in why
     assert adopted_imbalance(tmp_path, build("demo", {"kfold_margin": 0.03}))[0] == {}
     assert adopted_imbalance(tmp_path, build("demo", {"kfold_adopt": False}))[0] == {}
-    assert adopted_imbalance(tmp_path, build("demo", {"kfold.sampling": "under"}))[0] == {}  # the user's stays
+    user = build("demo", {"kfold.fusion_transformer.sampling": "under"})
+    assert member_overrides("fusion_transformer", user, {"sampling": "over"}) == {}  # the user's setting stays
+    assert member_overrides("image_frozen", user, {"sampling": "over"}) == {"sampling": "over"}
+    assert member_overrides("text_tfidf", cfg, {"sampling": "over"}) == {}
+    assert member_overrides("late_fusion", cfg, {"mixup": 0.4}) == {"mixup": 0.4}  # cached inputs, as 03 measured
+    assert member_overrides("text_finetuned", cfg, {"mixup": 0.4}) == {}  # raw token ids cannot be mixed
+    assert member_overrides("late_fusion", cfg, {"mixup": 0.4}, distilling=True) == {}
     study({"random over-sampling": 0.004, "mixup (alpha 0.4)": 0.009})
     fields, why = adopted_imbalance(tmp_path, cfg)
     assert fields == {} and "best: mixup (alpha 0.4), +0.009" in why
@@ -385,29 +391,32 @@ def test_a_damaged_cache_entry_is_computed_again_to_the_same_states(tiny_data, t
     assert "cannot be read" in capsys.readouterr().out and torch.equal(first, again)
 
 
-def test_the_tfidf_classifier_is_chosen_once_per_run_on_the_first_fits_training_rows(tiny_data, tmp_path,
-                                                                                      monkeypatch):
-    from utils import baselines
+def test_the_tfidf_classifier_is_chosen_once_per_run_on_its_training_rows(tiny_data, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from utils.config import resolve
     from utils.experiments import tfidf_choice
 
     ds = load_dataset(tiny_data, progress=False, check_images=False)
     texts, labels = ds.train["overview"].tolist(), ds.labels("cat3")
-    cfg = resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path)}))
+    data = SimpleNamespace(labels_of=lambda rows: labels[rows])
     calls = []
 
     def choose(rows, y, alpha, seed):
-        calls.append(len(rows))
+        calls.append(list(rows))
         return "logreg", {"sgd": 0.5, "logreg": 0.6}
 
+    def config(**settings):
+        return resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path), **settings}))
+
     monkeypatch.setattr(baselines, "choose_classifier", choose)
-    assert tfidf_choice(cfg, ds, texts[:200], labels[:200], 0) == ("logreg", {"sgd": 0.5, "logreg": 0.6})
-    assert tfidf_choice(cfg, ds, texts[:150], labels[:150], 0)[0] == "logreg"  # a later fit of the run: kept
-    assert calls == [200]
-    assert tfidf_choice(resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path), "seed": 1})),
-                        ds, texts[:150], labels[:150], 0)[0] == "logreg" and calls == [200, 150]  # another run
-    fixed = resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path), "tfidf_classifier": "sgd"}))
-    assert tfidf_choice(fixed, ds, texts, labels, 0) == ("sgd", {}) and len(calls) == 2
+    cfg = config()
+    assert tfidf_choice(cfg, ds, data, texts) == ("logreg", {"sgd": 0.5, "logreg": 0.6})
+    split = stratified_split(ds.train["id"].to_numpy(), np.asarray(ds.given_cat3), cfg.seed)["split"]
+    assert calls == [[t for t, s in zip(texts, split) if s == "train"]]  # 04's rows, not the validation rows
+    assert tfidf_choice(cfg, ds, data, texts)[0] == "logreg" and len(calls) == 1  # a later fit of the run: kept
+    assert tfidf_choice(config(seed=1), ds, data, texts)[0] == "logreg" and len(calls) == 2  # another run
+    assert tfidf_choice(config(tfidf_classifier="sgd"), ds, data, texts) == ("sgd", {}) and len(calls) == 2
     assert labelfix.expert_config(cfg).tfidf_classifier == "sgd"  # 02's experts keep their measured settings
 
 
@@ -418,3 +427,15 @@ def test_choosing_the_tfidf_classifier_scores_both_out_of_fold_and_prefers_the_f
     texts = [" ".join(rng.choice(words[c], 4)) + " 공통 설명" for c in labels]
     name, scores = baselines.choose_classifier(texts, labels, alpha=1e-5)
     assert set(scores) == {"sgd", "logreg"} and scores["sgd"] == scores["logreg"] == 1.0 and name == "sgd"
+
+
+def test_imbalance_options_leave_distillations_unlabelled_test_rows_alone():
+    from utils.training import _class_weights, epoch_indices
+
+    labels = np.array([0, 0, 0, 1, -1, -1])  # two test rows with soft targets only
+    weights = _class_weights(labels, 3)
+    assert weights.tolist() == pytest.approx([4 / 9, 4 / 3, 1.0])  # from the four labelled rows
+    rng = np.random.default_rng(0)
+    drawn = np.concatenate([epoch_indices(labels, "over", rng) for _ in range(200)])
+    assert set(drawn) == set(range(6)) and np.mean(labels[drawn] == 1) > np.mean(labels[drawn] == 0) / 3
+    assert set(labels[epoch_indices(labels, "under", rng)]) == {0, 1, -1}

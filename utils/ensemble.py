@@ -37,8 +37,20 @@ def adopted_imbalance(run_dir, cfg) -> tuple[dict, str]:
     if gains[best] < cfg.kfold_margin:
         return {}, (f"no imbalance option adopted: none raised {kind}'s validation weighted F1 in 03 by "
                     f"kfold_margin={cfg.kfold_margin:g} (best: {best}, {gains[best]:+.3f})")
-    fields = {k: v for k, v in OPTIONS[best].items() if getattr(cfg.schedule(kind, "kfold"), k) == _DEFAULTS[k].default}
-    return fields, f"adopted for the neural members: {best} ({gains[best]:+.3f} on {kind}'s validation in 03)"
+    return dict(OPTIONS[best]), f"adopted for the neural members: {best} ({gains[best]:+.3f} on {kind}'s validation in 03)"
+
+
+def member_overrides(kind: str, cfg, adopted: dict, distilling: bool = False) -> dict:
+    """What of `adopted` a K-fold member takes: none for a kind that is not neural, no field set for the member's
+    K-fold stage (`kfold.fusion_transformer.sampling=...` is the user's), and mixup only where 03 measured it, on
+    cached inputs, and never with distillation's soft test rows."""
+    schedule = cfg.schedule(kind, "kfold")
+    if not registry.get(kind).neural:
+        return {}
+    taken = {k: v for k, v in adopted.items() if getattr(schedule, k) == _DEFAULTS[k].default}
+    if "mixup" in taken and (schedule.training_mode != "cached" or distilling):
+        del taken["mixup"]
+    return taken
 
 
 def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold",
@@ -57,12 +69,12 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     sizes = ds.taxonomy.sizes
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
     test = {level: np.zeros((n_test, sizes[level])) for level in LEVELS}
+    overrides = overrides or {}
     data = _kfold_data(kind, ds, cfg, soft_test)  # in the parent also with several processes: it builds the cache
     fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
     units = [(seed, k) for seed in seeds for k in range(n_folds)]
-    jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides or {})
-            for seed, k in units]
+    jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides) for seed, k in units]
     processes = unit_processes(cfg, len(units))
     results = _run_parallel(jobs, processes, cfg.device) if processes > 1 else (_train_unit(job, data) for job in jobs)
     for i, result in enumerate(bar(results, f"{kind}: seeds x folds ({processes} at once)", total=len(units))):
@@ -118,23 +130,27 @@ def _train_unit(job, data=None, device: str | None = None):
         train_idx = np.concatenate([train_idx, test_idx])
     try:
         init = _warm_start_unit(kind, ds, cfg, train_idx, val_idx, Path(checkpoints_dir) / tag, seed, k, budget,
-                                soft_test)
+                                soft_test, overrides)
         trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, Path(checkpoints_dir) / tag / kind / f"seed{seed}",
-                            f"fold{k}", seed, stage="kfold", init_from=init, budget=budget, **overrides)
+                            f"fold{k}", seed, stage="kfold", init_from=init, budget=budget,
+                            **member_overrides(kind, cfg, overrides, distilling=soft_test is not None))
     except TimeBudgetExceeded as exc:
         return exc
     return trained.probabilities(val_idx), trained.probabilities(test_idx), trained.checkpoint
 
 
-def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int, k: int, budget, soft_test):
+def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int, k: int, budget, soft_test,
+                     overrides: dict):
     """A fine-tune's K-fold unit starts, as in 04, from its frozen model's head trained on the same rows: that
     frozen unit (the member's own when the frozen kind is a member too, else trained here, once). Without it
-    the demo's short fine-tunes start from a random head and stay near chance."""
+    the demo's short fine-tunes start from a random head and stay near chance. It trains with the overrides the
+    frozen kind takes as a member, so that both share one unit."""
     frozen = registry.get(kind).starts_from(cfg)
     if frozen is None:
         return None
     return fit_model(frozen, _kfold_data(frozen, ds, cfg, soft_test), train_idx, val_idx, ds, cfg,
-                     tag_dir / frozen / f"seed{seed}", f"fold{k}", seed, stage="kfold", budget=budget).checkpoint
+                     tag_dir / frozen / f"seed{seed}", f"fold{k}", seed, stage="kfold", budget=budget,
+                     **member_overrides(frozen, cfg, overrides, distilling=soft_test is not None)).checkpoint
 
 
 _WORKER_DEVICE = "cpu"  # a K-fold worker process's own device, taken once when it starts (`_worker_init`)

@@ -62,11 +62,11 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
 
     from .io import atomic_path
 
-    started = time.time()
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
+    classifier, scores = tfidf_choice(cfg, ds, data, texts)
+    started = time.time()
     train_texts, labels = [texts[i] for i in train_idx], data.labels_of(train_idx)
-    classifier, scores = tfidf_choice(cfg, ds, train_texts, labels, seed)
     model = fit_quietly(tfidf_model(classifier, cfg.tfidf_alpha, seed), train_texts, labels)
     saved = Path(run_dir) / name / "model.joblib"
     with atomic_path(saved) as tmp:
@@ -82,25 +82,29 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
                            "chosen by": f"cross-validated weighted F1 {scores} (choose_classifier)" if scores else "tfidf_classifier"})
 
 
-def tfidf_choice(cfg, ds, texts: list, labels, seed: int) -> tuple[str, dict]:
-    """`tfidf_classifier`, or with `auto` the one `choose_classifier` finds best on the first fit's training
-    rows, kept in the run folder (tfidf_choice.json, keyed by the dataset's labels and the settings) so that the
-    run's later fits (06's folds) take the same classifier instead of choosing again."""
-    from .baselines import choose_classifier
+def tfidf_choice(cfg, ds, data, texts: list) -> tuple[str, dict]:
+    """`tfidf_classifier`, or with `auto` the one `choose_classifier` finds best on the run's training rows (those
+    of its validation split, 04's: the same whichever fit asks first, 06's folds in several processes included);
+    kept in the run folder (tfidf_choice.json, keyed by those rows' texts and labels and the settings)."""
+    from .baselines import CLASSIFIERS, choose_classifier
     from .config import run_dir
     from .io import read_json, write_json
+    from .splits import stratified_split
 
     if cfg.tfidf_classifier != "auto":
         return cfg.tfidf_classifier, {}
-    key = hashlib.sha1(repr((list(ds.train["id"]), ds.labels("cat3").tolist(), cfg.tfidf_alpha,
-                             cfg.seed)).encode()).hexdigest()[:16]
+    split = stratified_split(ds.train["id"].to_numpy(), np.asarray(ds.given_cat3), cfg.seed)["split"].to_numpy()
+    rows = np.flatnonzero(split == "train")
+    rows_texts, labels = [texts[i] for i in rows], data.labels_of(rows)
+    key = hashlib.sha1(repr((rows_texts, labels.tolist(), cfg.tfidf_alpha, cfg.seed, CLASSIFIERS,
+                             choose_classifier.__defaults__)).encode()).hexdigest()[:16]
     memo = run_dir(cfg) / "tfidf_choice.json" if cfg.run_name else None
     kept = read_json(memo, default={}) if memo else {}
     if kept.get("key") == key:
         return kept["classifier"], kept["scores"]
-    classifier, scores = choose_classifier(texts, labels, cfg.tfidf_alpha, seed)
+    classifier, scores = choose_classifier(rows_texts, labels, cfg.tfidf_alpha, cfg.seed)
     if memo:
-        write_json({"key": key, "classifier": classifier, "scores": scores, "rows": len(texts)}, memo)
+        write_json({"key": key, "classifier": classifier, "scores": scores, "rows": len(rows)}, memo)
     return classifier, scores
 
 

@@ -118,6 +118,8 @@ def load_checkpoint(model: nn.Module, path, partial: bool = False, state: dict |
 
 
 def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse class frequency over the labelled rows (distillation's test rows carry -1 and soft targets)."""
+    labels = labels[labels >= 0]
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     weights = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 1.0)
     return torch.tensor(np.clip(weights, 0.05, 20.0), dtype=torch.float32)
@@ -128,9 +130,9 @@ def epoch_indices(labels: np.ndarray, sampling: str, rng: np.random.Generator) -
     n = len(labels)
     if not sampling:
         return rng.permutation(n)
-    counts = np.bincount(labels)
+    counts = np.bincount(labels[labels >= 0])  # distillation's test rows (-1) are drawn as a class of their own
     if sampling == "over":
-        p = 1.0 / np.sqrt(counts[labels])
+        p = 1.0 / np.sqrt(np.where(labels >= 0, counts[np.maximum(labels, 0)], max(1, int(np.sum(labels < 0)))))
         return rng.choice(n, size=n, replace=True, p=p / p.sum())
     if sampling == "under":
         cap = int(np.median(counts[counts > 0]))
