@@ -142,8 +142,8 @@ class Config:
                                   # sum (9th place: parents' probabilities added to their children's)
     image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
     tfidf_alpha: float = 1e-5     # text_tfidf's L2 penalty (04's baseline, 06's member); 02's expert: below
-    tfidf_classifier: str = "auto"  # text_tfidf: sgd, logreg, or auto (the better by 2-fold CV on the first fit's
-                                    # training rows, kept for the run's later fits); 02's expert: sgd
+    tfidf_classifier: str = "auto"  # text_tfidf: sgd, logreg, or auto (the better by 2-fold CV on the run's
+                                    # training rows, 04's split, chosen once per run); 02's expert: sgd
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8, "lr": 1e-4,
                            "patience": 2, "warmup_ratio": 0.0},
