@@ -32,27 +32,15 @@ def reference():
 def out_of_fold(make, texts, y, folds) -> tuple[float, float]:
     import numpy as np
 
+    from utils.baselines import fit_quietly
     from utils.metrics import weighted_f1
 
     predicted = np.empty(len(y), dtype=y.dtype)
     started = time.time()
     for k in np.unique(folds):
         train, val = folds != k, folds == k
-        predicted[val] = make(train).fit(texts[train], y[train]).predict(texts[val])
+        predicted[val] = fit_quietly(make(train), texts[train], y[train]).predict(texts[val])
     return weighted_f1(y, predicted), time.time() - started
-
-
-class _Quiet:
-    """A model whose fit does not warn where L-BFGS stops at its step limit by design."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def fit(self, X, y):
-        from utils.baselines import fit_quietly
-
-        fit_quietly(self.model, X, y)
-        return self.model
 
 
 def main(argv=None) -> int:
@@ -82,7 +70,7 @@ def main(argv=None) -> int:
         candidates.update({f"TF-IDF member, {c}{' (chosen)' if c == chosen else ''}":
                            (lambda c=c: tfidf_model(c, run.cfg.tfidf_alpha, run.cfg.seed)) for c in CLASSIFIERS})
         for name, make in candidates.items():
-            f1, seconds = out_of_fold(lambda train: _Quiet(make()), texts, y, folds)
+            f1, seconds = out_of_fold(lambda train: make(), texts, y, folds)
             rows.append({"dataset": Path(ds.data_dir).name, "model": name, "OOF weighted F1 cat3": round(f1, 4),
                          "seconds": round(seconds, 1)})
             print(rows[-1], flush=True)

@@ -37,6 +37,10 @@ def tfidf_classifier(name: str, alpha: float, seed: int = 0, epochs: int = 10):
     raise ValueError(f"unknown TF-IDF classifier {name!r}; choose one of {CLASSIFIERS}")
 
 
+def describe_classifier(name: str, alpha: float) -> str:
+    return {"sgd": f"SGD log-loss, alpha {alpha:g}", "logreg": "multinomial logistic regression, C=10"}[name]
+
+
 def tfidf_model(classifier: str, alpha: float, seed: int = 0, epochs: int = 10):
     return make_pipeline(tfidf_features(), tfidf_classifier(classifier, alpha, seed, epochs))
 

@@ -24,8 +24,8 @@ _DEFAULTS = Config.__dataclass_fields__
 def adopted_imbalance(run_dir, cfg) -> tuple[dict, str]:
     """The schedule fields of the imbalance option that 03's study (metrics.json, section augmentation) measured
     raising validation weighted F1 by at least `kfold_margin`, the best such one, with the reason in words; none
-    where 03 did not run, `kfold_adopt` is off, or nothing helped that much. Fields set for the K-fold stage
-    (`kfold.sampling=over`) are the user's and stay."""
+    where 03 did not run, `kfold_adopt` is off, or nothing helped that much. What each member takes of it:
+    `member_overrides`."""
     from .studies import OPTIONS
 
     studies = read_json(Path(run_dir) / "metrics.json", default={}).get("augmentation", {})

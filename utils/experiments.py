@@ -14,7 +14,7 @@ import numpy as np
 
 from . import distributed
 from . import kinds as registry
-from .baselines import fit_quietly, tfidf_model, tfidf_probabilities
+from .baselines import describe_classifier, fit_quietly, tfidf_model, tfidf_probabilities
 from .features import all_rows, feature_data, uninformed
 from .metrics import evaluate, record
 from .models import build_model
@@ -75,10 +75,9 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
     def probabilities(rows):
         return tfidf_probabilities(model, [texts[i] for i in rows], ds.taxonomy)
 
-    described = {"sgd": f"SGD log-loss, alpha {cfg.tfidf_alpha:g}", "logreg": "multinomial logistic regression, C=10"}
     return Trained(kind, model, probabilities, time.time() - started, checkpoint=saved,
                    config={"kind": "tfidf", "features": "Kiwi content morphemes + char 2-4-grams",
-                           "classifier": described[classifier],
+                           "classifier": describe_classifier(classifier, cfg.tfidf_alpha),
                            "chosen by": f"cross-validated weighted F1 {scores} (choose_classifier)" if scores else "tfidf_classifier"})
 
 
@@ -89,12 +88,11 @@ def tfidf_choice(cfg, ds, data, texts: list) -> tuple[str, dict]:
     from .baselines import CLASSIFIERS, choose_classifier
     from .config import run_dir
     from .io import read_json, write_json
-    from .splits import stratified_split
+    from .splits import run_split
 
     if cfg.tfidf_classifier != "auto":
         return cfg.tfidf_classifier, {}
-    split = stratified_split(ds.train["id"].to_numpy(), np.asarray(ds.given_cat3), cfg.seed)["split"].to_numpy()
-    rows = np.flatnonzero(split == "train")
+    rows = np.flatnonzero(run_split(ds, cfg.seed)["split"].to_numpy() == "train")
     rows_texts, labels = [texts[i] for i in rows], data.labels_of(rows)
     key = hashlib.sha1(repr((rows_texts, labels.tolist(), cfg.tfidf_alpha, cfg.seed, CLASSIFIERS,
                              choose_classifier.__defaults__)).encode()).hexdigest()[:16]

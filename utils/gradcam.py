@@ -169,39 +169,49 @@ def compare_explainers(model: nn.Module, pixels: torch.Tensor, boxes: np.ndarray
     that the choice is not scored on itself."""
     import pandas as pd
 
-    rows = []
+    rows, before = [], None
     for layer in candidate_layers(model):
         for method in METHODS:
             maps, preds = explain(model, pixels, fixed, layer, method, desc=f"{method} on {layer}")
-            row = {"layer": layer, "method": method, "drop at peak": peak_occlusion_drop(model, pixels, fixed, maps, preds)}
+            if before is None:  # the same predictions for every layer and method: their probabilities once
+                before = predicted_probability(model, pixels, fixed, preds)
+            row = {"layer": layer, "method": method,
+                   "drop at peak": peak_occlusion_drop(model, pixels, fixed, maps, preds, before)}
             if boxes is not None:
                 row["peak inside object"] = share_inside(peak_points(maps, sizes), boxes)
             rows.append(row)
     return pd.DataFrame(rows).sort_values("drop at peak", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def predicted_probability(model: nn.Module, pixels: torch.Tensor, fixed: dict | None, preds: np.ndarray,
+                          batch_size: int = 16) -> np.ndarray:
+    """Each image's probability of the cat3 in `preds`, in chunks on the model's device."""
+    device = next(model.parameters()).device
+    out = []
+    with image_path_only(model), torch.no_grad():
+        for start in range(0, len(pixels), batch_size):
+            chunk = slice(start, start + batch_size)
+            part = {k: v[chunk].to(device) for k, v in fixed.items()} if fixed else None
+            target = torch.as_tensor(preds[chunk], device=device)[:, None]
+            probs = PixelsToLogits(model, part)(pixels[chunk].to(device)).softmax(1).gather(1, target)
+            out.append(probs.squeeze(1).float().cpu().numpy())
+    return np.concatenate(out)
+
+
 def peak_occlusion_drop(model: nn.Module, pixels: torch.Tensor, fixed: dict | None, maps: np.ndarray,
-                        preds: np.ndarray, share: float = 0.25, batch_size: int = 16) -> float:
-    """Mean fall of the predicted cat3's probability when a square around the heatmap's peak (sides `share` of the
-    input's) is set to the data's mean (0 after normalisation): a heatmap that finds the evidence the model uses
-    costs it most there. Chooses a layer and method without object boxes."""
+                        preds: np.ndarray, before: np.ndarray | None = None, share: float = 0.25) -> float:
+    """Mean fall of the predicted cat3's probability (`before`: on the intact images, computed when not given)
+    when a square around the heatmap's peak (sides `share` of the input's) is set to the data's mean (0 after
+    normalisation): a heatmap that finds the evidence the model uses costs it most there. Chooses a layer and
+    method without object boxes."""
     side = max(1, int(round(share * pixels.shape[-1])))
     occluded = pixels.clone()
     for i, cam in enumerate(maps):
         y, x = np.unravel_index(np.argmax(cam), cam.shape)
         y0, x0 = max(0, min(int(y) - side // 2, pixels.shape[-2] - side)), max(0, min(int(x) - side // 2, pixels.shape[-1] - side))
         occluded[i, :, y0:y0 + side, x0:x0 + side] = 0.0
-    device = next(model.parameters()).device
-    drops = []
-    with image_path_only(model), torch.no_grad():
-        for start in range(0, len(pixels), batch_size):
-            chunk = slice(start, start + batch_size)
-            part = {k: v[chunk].to(device) for k, v in fixed.items()} if fixed else None
-            target = torch.as_tensor(preds[chunk], device=device)[:, None]
-            before, after = (PixelsToLogits(model, part)(x[chunk].to(device)).softmax(1).gather(1, target)
-                             for x in (pixels, occluded))
-            drops.append((before - after).squeeze(1).float().cpu().numpy())
-    return float(np.concatenate(drops).mean())
+    before = predicted_probability(model, pixels, fixed, preds) if before is None else before
+    return float(np.mean(before - predicted_probability(model, occluded, fixed, preds)))
 
 
 def peak_points(maps: np.ndarray, sizes) -> np.ndarray:

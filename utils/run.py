@@ -77,12 +77,11 @@ class Run:
         return ds
 
     def validation_split(self, ds) -> tuple[np.ndarray, np.ndarray]:
-        """Train and validation row positions, stratified on the labels as given (so 02, which reads them, and
-        the later notebooks, which may read fixed ones, score on the same rows); recomputed from the run's seed
-        every time (milliseconds) and written to validation_split.csv for the reader, never reused stale."""
-        from .splits import stratified_split
+        """Train and validation row positions (`splits.run_split`); recomputed from the run's seed every time
+        (milliseconds) and written to validation_split.csv for the reader, never reused stale."""
+        from .splits import run_split
 
-        split = stratified_split(ds.train["id"].to_numpy(), np.asarray(ds.given_cat3), self.cfg.seed)
+        split = run_split(ds, self.cfg.seed)
         write_csv(split, self.dir / "validation_split.csv")
         is_val = split["split"].to_numpy() == "val"
         return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -24,6 +24,12 @@ def stratified_split(ids, labels, seed: int = 0, val_fraction: float = 0.2) -> p
     return pd.DataFrame({"id": np.asarray(ids), "split": split})
 
 
+def run_split(ds, seed: int) -> pd.DataFrame:
+    """A run's validation split (`id,split`) of a dataset's training rows, stratified on the labels as given (so
+    02, which reads them, and the later notebooks, which may read fixed ones, score on the same rows)."""
+    return stratified_split(ds.train["id"].to_numpy(), np.asarray(ds.given_cat3), seed)
+
+
 def kfold(labels, n_splits: int = 5, seed: int = 0) -> np.ndarray:
     """Fold number per row, stratified on `labels`. Classes with fewer rows than folds are stratified
     together as one pooled stratum: their rows spread over different folds, so each such class is
