@@ -174,7 +174,7 @@ for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do
   { "$PY" -m papermill "$nb" "$RUN_DIR/notebooks/$name" -k python3 --cwd "$REPO" -p CONFIG "$CONFIG_JSON" \
       2>&1 1>&3 3>&- | tee "$LOG" | sed -u '/^Traceback/,$d' >&2 || status=${PIPESTATUS[0]}; } 3>&1
   if [ "$status" -ne 0 ]; then
-    if grep -q "DiskFull" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
+    if grep -q "\"ename\": \"DiskFull\"" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
       "$PY" - "$RUN_DIR/notebooks/$name" <<'PY' >&2 || true
 import json, sys
 cells = json.load(open(sys.argv[1]))["cells"]
@@ -183,7 +183,7 @@ print("run_all.sh: " + (said[-1] if said else "a disk filled up"))
 PY
       exit 4
     fi
-    if grep -q "TimeBudgetExceeded" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
+    if grep -q "\"ename\": \"TimeBudgetExceeded\"" "$RUN_DIR/notebooks/$name" 2>/dev/null; then
       echo "run_all.sh: $name stopped cleanly before time_budget_hours ran out, its progress saved;" \
            "run the same command again (next session) to continue from there" >&2
       exit 3

@@ -5,6 +5,7 @@ Layout (the contest download's `open/` folder): `train.csv`, `test.csv`, `sample
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ SUBMISSION_COLUMNS = ["id", "cat3"]
 FIX_COLUMNS = ["id", "field", "old", "new", "reason"]
 ENCODINGS = ("utf-8-sig", "cp949")  # utf-8-sig reads plain UTF-8 too; cp949 is a superset of EUC-KR
 MAX_LISTED = 30
+READ_BLOCK = 1 << 20  # bytes read at a time where a file is streamed
 
 
 class DataValidationError(ValueError):
@@ -107,25 +109,40 @@ def _looks_utf16(head: bytes) -> bool:
     return head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 8 and head.count(b"\x00") > len(head) // 4)
 
 
-def _decode(path: Path) -> str:
-    """The text of a CSV in the first of ENCODINGS that reads all of it, Windows line breaks as "\\n" (also inside
-    values: a CRLF file reads as the same file with LF); a refusal naming the line where each reading fails."""
-    data = path.read_bytes()
-    if _looks_utf16(data[:4096]):
+def csv_encoding(path) -> str:
+    """The first of ENCODINGS that reads all of `path`, read a block at a time (a catalogue of any size is checked
+    in constant memory); a refusal naming the line where each reading fails."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if _looks_utf16(head):
         raise DataValidationError([f"{path.name}: the file looks like UTF-16 (as Excel's 'Unicode text' writes it); "
                                    "save it as 'CSV UTF-8' (or UTF-8 / CP949) and rerun"], str(path))
     errors = []
     for encoding, label in zip(ENCODINGS, ("UTF-8", "CP949/EUC-KR")):
+        decoder, lines, final = codecs.getincrementaldecoder(encoding)(), 1, False
         try:
-            return data.decode(encoding).replace("\r\n", "\n")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            if exc.end >= len(data) and exc.reason in ("unexpected end of data", "incomplete multibyte sequence"):
-                raise DataValidationError([f"{path.name} line {line}: the file ends inside a character: it is cut off "
+            with open(path, "rb") as fh:
+                while block := fh.read(READ_BLOCK):
+                    decoder.decode(block)
+                    lines += block.count(b"\n")
+                final = True
+                decoder.decode(b"", final=True)
+            return encoding
+        except UnicodeDecodeError as exc:  # exc.object: the bytes held back from the last block, then this one
+            if final:
+                raise DataValidationError([f"{path.name} line {lines}: the file ends inside a character: it is cut off "
                                            "(truncated); copy it again"], str(path)) from None
+            line = lines + exc.object[:exc.start].count(b"\n")
             errors.append(f"as {label} (line {line}: {exc.reason})")
     raise DataValidationError([f"{path.name}: cannot be read " + " nor ".join(errors) + ": parts of it are in "
                                "different encodings, or it is damaged; re-save it as 'CSV UTF-8' and rerun"], str(path))
+
+
+def _decode(path: Path) -> str:
+    """The text of a CSV in its encoding (`csv_encoding`), Windows line breaks as "\\n" (also inside values: a
+    CRLF file reads as the same file with LF)."""
+    return path.read_bytes().decode(csv_encoding(path)).replace("\r\n", "\n")
 
 
 def _record_lines(text: str) -> list[int] | None:
@@ -179,12 +196,17 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
         raise DataValidationError([f"{path.name}: every line has more fields than the header "
                                    f"{list(frame.columns)}; {quoting}"], str(path))
     number, line = next((n, line) for n, line in enumerate(text.lstrip("\ufeff").split("\n"), 1) if line.strip())
-    header = next(csv.reader([line]), [])
-    twice = sorted({name.strip() for name in header if [h.strip() for h in header].count(name.strip()) > 1})
-    if twice:  # pandas would keep the first and rename the others 'name.1', silently
-        raise DataValidationError([f"{path.name} line {number}: column {name!r} appears more than once in the "
-                                   f"header {header}; keep one" for name in twice], str(path))
+    check_header(path, next(csv.reader([line]), []), number)
     return _nfc(frame), text
+
+
+def check_header(path: Path, header: list[str], line: int) -> None:
+    """A header naming a column twice is refused by name: pandas would keep the first and rename the others
+    'name.1', silently."""
+    twice = sorted({name.strip() for name in header if [h.strip() for h in header].count(name.strip()) > 1})
+    if twice:
+        raise DataValidationError([f"{path.name} line {line}: column {name!r} appears more than once in the "
+                                   f"header {header}; keep one" for name in twice], str(path))
 
 
 @dataclass

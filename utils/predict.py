@@ -31,6 +31,7 @@ import torch
 
 from . import kinds, paths
 from .backbones import loaded_frozen
+from .catalogue import CHUNK_ROWS, CatalogueError, parse_shard, tag_catalogue
 from .config import Config
 from .data import DataValidationError, blank_text, check_columns_present, check_misread, read_csv_any, resolve_image_paths
 from .features import cache_tower, encoder_states, uninformed
@@ -293,16 +294,18 @@ class Predictor:
                         mean[level] = mean.get(level, 0) + value.float().softmax(-1).cpu().numpy() / len(units)
         return uninformed(mean, ~np.any([batch[f"{m}_present"].cpu().numpy() for m in kinds.get(kind).reads], axis=0))
 
-    def probabilities(self, images, texts, batch_size: int = 32, check: bool = True) -> dict[str, np.ndarray]:
+    def probabilities(self, images, texts, batch_size: int = 32, check: bool = True,
+                      progress: bool = True) -> dict[str, np.ndarray]:
         """Probabilities per level: the members' fold means blended with the submission's weights; every input
-        is checked before any work (`check=False`: the caller already did, as the CLI does before loading)."""
+        is checked before any work (`check=False`: the caller already did, as the CLI does before loading).
+        `progress`: a bar over the blocks (none where the caller shows its own)."""
         images = [None if no_photo(p) else p for p in images]
         texts = [t if has_text(t) else "" for t in texts]
         if check:
             check_inputs(images, texts)
         block = batch_size * max(1, BLOCK_ROWS // batch_size)  # whole chunks: the same chunks as without blocks
         parts = [self._block(images[start:start + block], texts[start:start + block], batch_size)
-                 for start in bar(range(0, len(images), block), "predicting")]
+                 for start in bar(range(0, len(images), block), "predicting", disable=not progress)]
         return {level: np.concatenate([part[level] for part in parts]) for level in (parts[0] if parts else ())}
 
     def _block(self, images: list, texts: list, batch_size: int) -> dict[str, np.ndarray]:
@@ -335,11 +338,12 @@ class Predictor:
         host = {k: v.cpu() for k, v in batch.items()}
         return host, {**host, **{k: v.cpu() for k, v in cached.items()}}
 
-    def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3) -> list[dict]:
+    def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3,
+                progress: bool = True) -> list[dict]:
         """Per item: the consistent best path with its own probabilities, the top-k cat3, and the hashtags: the
         path's categories followed by up to `n_keywords` keywords of the text."""
         texts = [t if has_text(t) else "" for t in texts]
-        probs = self.probabilities(images, texts, check=check)
+        probs = self.probabilities(images, texts, check=check, progress=progress)
         words = self.keywords.keywords(list(texts), n_keywords) if self.keywords and n_keywords else [[]] * len(probs["cat3"])
         best = hierarchical_decode(probs, self.taxonomy, self.cfg.decode)["cat3"]
         parent2, parent1 = self.taxonomy.parent_of("cat3"), self.taxonomy.parent_of("cat2")
@@ -389,8 +393,16 @@ def main(argv=None) -> int:
     parser.add_argument("--image", help="a photo of the place (optional when --text is given)")
     parser.add_argument("--text", help="its description (Korean overview; optional when --image is given, but the "
                                        "text carries most of the signal)")
-    parser.add_argument("--csv", help="many at once: a CSV in the real layout with id,img_path,overview")
-    parser.add_argument("--out", help="with --csv: write the predictions here (default: print them)")
+    parser.add_argument("--csv", help="many at once: a CSV (or Parquet) file in the real layout with id,img_path,overview; "
+                                      "without --out every row is checked first and the tags are printed")
+    parser.add_argument("--out", help="with --csv: tag the whole catalogue into this CSV or Parquet file, in chunks that "
+                                      "a rerun continues after a stop; rows that cannot be tagged go to "
+                                      "<out stem>.refused.csv with the reason")
+    parser.add_argument("--shard", help="with --out: K/N tags only every N-th chunk from the K-th, into <out>.parts/ "
+                                        "(one process or machine per shard); then --merge joins them")
+    parser.add_argument("--merge", action="store_true", help="with --out: join the shards' parts into --out")
+    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows per chunk with --out (default "
+                                                                           f"{CHUNK_ROWS})")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--run", default=None, help="the run folder to load (default: the most recent run under "
                                                      "--output-dir)")
@@ -399,7 +411,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.csv and not (args.image or args.text):
         parser.error("give --text and/or --image, or --csv")
+    if (args.shard or args.merge) and not (args.csv and args.out):
+        parser.error("--shard and --merge tag a catalogue: give --csv and --out too")
     try:
+        if args.csv and args.out:
+            return _tag_catalogue(args)
         if args.csv:
             ids, images, texts = read_places(args.csv)
         else:
@@ -409,21 +425,29 @@ def main(argv=None) -> int:
         print(f"loading run {run_dir}", file=sys.stderr)
         predictor = Predictor(run_dir, args.device)
         results = predictor.predict(images, texts, args.top_k, check=False)  # checked above, before loading
-    except (PredictionError, DataValidationError, FileNotFoundError) as exc:
+    except (PredictionError, DataValidationError, CatalogueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.csv and args.out:
-        write_csv(pd.DataFrame([{"id": i, "cat3": r["cat3"], "hashtags": r["hashtags"], "keywords": " ".join(r["keywords"]),
-                                 "path_probability_cat3": round(r["path_probability"]["cat3"], 4),
-                                 "top_cat3": r["top_k"][0][0], "top_probability": round(r["top_k"][0][1], 4)}
-                                for i, r in zip(ids, results)]), args.out)
-        print(f"wrote {len(results)} predictions to {args.out}")
-        return 0
     for i, r in zip(ids, results):
         p = r["path_probability"]
         top = ", ".join(f"{name} {prob:.2f}" for name, prob in r["top_k"])
         print(f"{i}: {r['hashtags']}  (path p: cat1 {p['cat1']:.2f}, cat2 {p['cat2']:.2f}, cat3 {p['cat3']:.2f})"
               f"   top {args.top_k} cat3: {top}")
+    return 0
+
+
+def _tag_catalogue(args) -> int:
+    """--csv with --out: the catalogue streamed into the output (utils.catalogue)."""
+    run_dir = Path(args.run) if args.run else latest_run(args.output_dir)
+    card = run_dir / MODEL_CARD
+    if not card.is_file():
+        raise PredictionError(f"{card}: no trained model found; run ./run_all.sh (notebook 06) first")
+
+    def load():
+        print(f"loading run {run_dir}", file=sys.stderr)
+        return Predictor(run_dir, args.device)
+
+    tag_catalogue(load, args.csv, args.out, card, parse_shard(args.shard), args.merge, args.chunk_rows, args.top_k)
     return 0
 
 

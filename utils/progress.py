@@ -10,6 +10,8 @@ from tqdm import tqdm
 
 
 def bar(iterable=None, desc: str = "", total: int | None = None, inner: bool = False, disable: bool = False,
-        initial: int = 0):
+        initial: int = 0, **options):
+    """`options`: tqdm's own (unit, smoothing, ...)."""
     quiet = os.environ.get("PIPELINE_QUIET_BARS") == "1"
-    return tqdm(iterable, desc=desc, total=total, leave=not inner, disable=disable or (inner and quiet), initial=initial)
+    return tqdm(iterable, desc=desc, total=total, leave=not inner, disable=disable or (inner and quiet), initial=initial,
+                **options)

@@ -1,0 +1,405 @@
+"""Tagging a whole catalogue: hashtags for every row of a CSV or Parquet file of places, in bounded memory.
+
+    python -m utils.predict --run RUN --csv catalogue.csv --out tags.csv          # or .parquet, either side
+    python -m utils.predict --run RUN --csv catalogue.csv --out tags.csv --shard 2/4   # every 4th chunk from the 2nd
+    python -m utils.predict --run RUN --csv catalogue.csv --out tags.csv --merge       # the shards' parts, joined
+
+The rows are read a chunk at a time; each finished chunk is written atomically as its own part in `<out>.parts/`,
+so that a rerun after a crash or a kill continues after the last finished chunk, and the parts are joined in input
+order into `<out>` at the end: the same bytes however often the work stopped, and however it was sharded. A row that
+cannot be tagged (no text and no usable photo, no id, an id seen before) goes to `<out stem>.refused.csv` with its
+reason; a row with a bad photo is tagged from its text and says so in the `note` column; none stops the catalogue.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from .data import (DataValidationError, READ_BLOCK, _nfc, blank_text, check_columns_present, check_header,
+                   csv_encoding, misread_korean)
+from .images import no_photo, probe_image
+from .io import atomic_path, read_json, write_csv, write_json
+from .progress import bar
+
+CHUNK_ROWS = 1024  # rows per part: a kill loses at most this much work; memory holds one chunk's inputs
+INPUT_COLUMNS = ["id", "img_path", "overview"]
+COLUMNS = ["id", "cat1", "cat2", "cat3", "hashtags", "keywords", "path_probability_cat3", "top_cat3",
+           "top_probability", "note"]
+REFUSED_COLUMNS = ["row", "id", "reason"]
+PARQUET = (".parquet", ".pq")
+
+
+class CatalogueError(ValueError):
+    """Why a catalogue job cannot start or finish, and what to do."""
+
+
+def is_parquet(path) -> bool:
+    return Path(path).suffix.lower() in PARQUET
+
+
+# ---------------------------------------------------------------- reading
+def catalogue_chunks(path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The catalogue's rows, `chunk_rows` at a time, as NFC strings of id, img_path and overview (Windows line
+    breaks inside values as "\\n", as the pipeline reads its data). A file-level fault (missing column, encoding,
+    a broken quote) is a DataValidationError naming the file."""
+    path = Path(path)
+    check_readable(path)
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=INPUT_COLUMNS):
+            frame = batch.to_pandas()
+            yield _nfc(pd.DataFrame({c: ["" if v is None or v != v else str(v) for v in frame[c]]
+                                     for c in INPUT_COLUMNS}))
+        return
+    reader = pd.read_csv(path, encoding=csv_encoding(path), dtype=str, keep_default_na=False,
+                         usecols=INPUT_COLUMNS, chunksize=chunk_rows)
+    try:
+        for frame in reader:
+            yield _nfc(frame.apply(lambda col: col.str.replace("\r\n", "\n", regex=False)))
+    except pd.errors.ParserError as exc:
+        raise DataValidationError([f"{path.name}: {exc}; a value that contains a comma must be quoted, and every "
+                                   f"quote closed"], str(path)) from None
+
+
+def check_readable(path: Path) -> None:
+    """The file-level faults, before any model loads: not a file, empty, not CSV or Parquet as named, a column
+    missing or named twice, an encoding that cannot be read."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataValidationError([f"{path.name}: a folder, not a catalogue file" if path.is_dir() else
+                                   f"{path.name}: not a regular file"], str(path))
+    if path.stat().st_size == 0:
+        raise DataValidationError([f"{path.name}: the file is empty (0 bytes, not even a header)"], str(path))
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        try:
+            columns = pq.ParquetFile(path).schema_arrow.names
+        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+            raise DataValidationError([f"{path.name}: not a readable Parquet file ({exc})"], str(path)) from None
+    else:
+        with open(path, encoding=csv_encoding(path), newline="") as fh:
+            line, header = 0, []
+            for line, header in enumerate(csv.reader(fh), 1):
+                if any(h.strip() for h in header):
+                    break
+        check_header(path, header, line)
+        columns = header
+    problems = check_columns_present(pd.DataFrame(columns=[c.strip() for c in columns]), INPUT_COLUMNS, path.name)
+    if problems:
+        raise DataValidationError(problems, str(path))
+
+
+def count_rows(path) -> int:
+    """Rows of the catalogue, read once in chunks (a Parquet file knows its own)."""
+    path = Path(path)
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return sum(len(chunk) for chunk in pd.read_csv(path, encoding=csv_encoding(path), dtype=str, usecols=["id"],
+                                                   keep_default_na=False, chunksize=64 * CHUNK_ROWS))
+
+
+def file_digest(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- screening rows
+@dataclass
+class Screened:
+    """One chunk's rows as the predictor takes them, and what was wrong with each."""
+
+    rows: list[int] = field(default_factory=list)  # 1-based position in the catalogue
+    ids: list[str] = field(default_factory=list)
+    photos: list = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
+
+    def count(self, key: str, row: int, rid: str, detail: str = "") -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.examples.setdefault(key, f"row {row:,} (id {rid!r})" + (f": {detail}" if detail else ""))
+
+
+def registered(rid: str, row: int, seen: dict) -> str | None:
+    """Why a row's id cannot name it (none, or one an earlier row has), else None, the id now taken; `seen`
+    maps each id to its first row."""
+    if not rid:
+        return "no id"
+    if rid in seen:
+        return f"duplicate id: first at row {seen[rid]:,}"
+    seen[rid] = row
+    return None
+
+
+def screen(frame: pd.DataFrame, first_row: int, base: Path, seen: dict, ids_only: bool = False) -> Screened:
+    """A chunk's rows checked one by one: ids against every earlier row (`seen`, updated), photos resolved inside
+    the catalogue's folder and probed, texts read for something to read (Korean once read in the wrong encoding
+    repaired). A row is tagged from what it has, or refused with its reason. `ids_only`: a chunk tagged before
+    (a rerun) or by another shard, whose ids are all that later chunks need."""
+    out = Screened()
+    for offset, (rid, rel, text) in enumerate(zip(frame["id"], frame["img_path"], frame["overview"])):
+        row, rid = first_row + offset, str(rid).strip()
+        refusal = registered(rid, row, seen)
+        if ids_only:
+            continue
+        if refusal:
+            out.refused.append({"row": row, "id": rid, "reason": refusal})
+            out.count(f"refused: {refusal.split(':')[0]}", row, rid, refusal)
+            continue
+        notes, photo = [], None
+        if no_photo(rel):
+            out.count("no photo", row, rid)
+        else:
+            target = (base / rel).resolve()
+            problem = ("outside the catalogue's folder" if Path(rel).is_absolute() or not target.is_relative_to(base)
+                       else probe_image(target))
+            if problem:
+                notes.append(f"photo {rel}: {problem}")
+                out.count("photo not usable", row, rid, f"{rel}: {problem}")
+            else:
+                photo = str(target)
+        repaired = misread_korean(text)
+        if repaired:
+            notes.append("overview was Korean read in the wrong encoding; repaired")
+            out.count("overview in the wrong encoding (repaired)", row, rid, f"{text[:20]!r} is {repaired[:20]!r}")
+            text = repaired
+        if blank_text(text):
+            if photo is None:
+                reason = "no text and no photo" if not notes else f"no text, and {notes[0]}"
+                out.refused.append({"row": row, "id": rid, "reason": reason})
+                out.count("refused: no text and no usable photo", row, rid, reason)
+                continue
+            notes.append("no text: tagged from the photo alone")
+            out.count("no text", row, rid)
+            text = ""
+        out.rows.append(row)
+        out.ids.append(rid)
+        out.photos.append(photo)
+        out.texts.append(str(text))
+        out.notes.append("; ".join(notes))
+    return out
+
+
+def tag_rows(predictor, chunk: Screened, top_k: int) -> pd.DataFrame:
+    """The output rows of a chunk (COLUMNS), in its order."""
+    results = predictor.predict(chunk.photos, chunk.texts, top_k, check=False, progress=False) if chunk.ids else []
+    return pd.DataFrame([{"id": rid, "cat1": r["cat1"], "cat2": r["cat2"], "cat3": r["cat3"],
+                          "hashtags": r["hashtags"], "keywords": " ".join(r["keywords"]),
+                          "path_probability_cat3": round(r["path_probability"]["cat3"], 4),
+                          "top_cat3": r["top_k"][0][0], "top_probability": round(r["top_k"][0][1], 4), "note": note}
+                         for rid, r, note in zip(chunk.ids, results, chunk.notes)], columns=COLUMNS)
+
+
+# ---------------------------------------------------------------- parts
+class Parts:
+    """`<out>.parts/`: the job's description (`job.json`), and per finished chunk its rows, its refusals and its
+    summary; the summary is written last, so a chunk counts as finished only once all three are there."""
+
+    def __init__(self, out):
+        self.out = Path(out)
+        self.dir = Path(str(out) + ".parts")
+        self.parquet = is_parquet(out)
+
+    def rows(self, i: int) -> Path:
+        return self.dir / f"{i:06d}{'.parquet' if self.parquet else '.csv'}"
+
+    def refused(self, i: int) -> Path:
+        return self.dir / f"{i:06d}.refused.csv"
+
+    def summary(self, i: int) -> Path:
+        return self.dir / f"{i:06d}.json"
+
+    def done(self, i: int) -> bool:
+        return self.summary(i).is_file()
+
+    def start(self, job: dict) -> None:
+        """The parts folder of this job: made, or found holding this job's parts; another job's is refused."""
+        found = read_json(self.dir / "job.json")
+        if found is None:
+            write_json(job, self.dir / "job.json")
+            return
+        differ = [k for k in job if found.get(k) != job[k]]
+        if differ:
+            raise CatalogueError(f"{self.dir} holds the parts of another job (its {', '.join(differ)} differ): "
+                                 f"delete the folder to start again, or choose another --out")
+
+    def write(self, i: int, tagged: pd.DataFrame, chunk: Screened, seconds: float) -> dict:
+        if self.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            with atomic_path(self.rows(i)) as tmp:
+                pq.write_table(pa.Table.from_pandas(tagged, schema=parquet_schema(), preserve_index=False), tmp)
+        else:
+            with atomic_path(self.rows(i)) as tmp:
+                tagged.to_csv(tmp, index=False, header=False, encoding="utf-8", lineterminator="\n")
+        write_csv(pd.DataFrame(chunk.refused, columns=REFUSED_COLUMNS), self.refused(i), header=False,
+                  lineterminator="\n")
+        summary = {"rows": len(chunk.ids) + len(chunk.refused), "tagged": len(chunk.ids),
+                   "refused": len(chunk.refused), "counts": chunk.counts, "examples": chunk.examples,
+                   "seconds": round(seconds, 3)}
+        write_json(summary, self.summary(i))
+        return summary
+
+
+def parquet_schema():
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.float64() if c in ("path_probability_cat3", "top_probability") else pa.string())
+                      for c in COLUMNS])
+
+
+def refused_path(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.rsplit(".", 1)[0] + ".refused.csv")
+
+
+def summary_path(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.rsplit(".", 1)[0] + ".summary.json")
+
+
+def merge(parts: Parts, n_chunks: int, job: dict) -> dict:
+    """The parts joined in input order into `<out>` and the refusals into `<out stem>.refused.csv` (each written
+    atomically, a part at a time), the summaries added up; then the parts folder goes."""
+    missing = [i for i in range(n_chunks) if not parts.done(i)]
+    if missing:
+        owner = "chunk i is tagged by shard (i mod N) + 1 of N"
+        raise CatalogueError(f"{len(missing)} of {n_chunks} chunks are not tagged yet (chunks {_listed(missing)}, "
+                             f"counted from 0; {owner}): run the shards that tag them to the end, into {parts.dir}, "
+                             f"then --merge again")
+    if parts.parquet:
+        import pyarrow.parquet as pq
+
+        with atomic_path(parts.out) as tmp:
+            with pq.ParquetWriter(tmp, parquet_schema()) as writer:
+                for i in range(n_chunks):
+                    writer.write_table(pq.read_table(parts.rows(i), schema=parquet_schema()))
+    else:
+        _join(parts.out, ",".join(COLUMNS), [parts.rows(i) for i in range(n_chunks)])
+    _join(refused_path(parts.out), ",".join(REFUSED_COLUMNS), [parts.refused(i) for i in range(n_chunks)])
+    summary = {"job": job, "rows": 0, "tagged": 0, "refused": 0, "counts": {}, "examples": {}, "seconds": 0.0}
+    for i in range(n_chunks):
+        part = read_json(parts.summary(i))
+        for key in ("rows", "tagged", "refused", "seconds"):
+            summary[key] += part[key]
+        for key, n in part["counts"].items():
+            summary["counts"][key] = summary["counts"].get(key, 0) + n
+            summary["examples"].setdefault(key, part["examples"][key])
+    summary["seconds"] = round(summary["seconds"], 1)
+    write_json(summary, summary_path(parts.out))
+    shutil.rmtree(parts.dir)
+    return summary
+
+
+def _join(path: Path, header: str, parts: list[Path]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(header.encode() + b"\n")
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, fh)
+
+
+def _listed(numbers: list[int], shown: int = 8) -> str:
+    return ", ".join(map(str, numbers[:shown])) + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
+
+
+# ---------------------------------------------------------------- the job
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """`K/N` (1 ≤ K ≤ N) as (K, N); None as the whole catalogue (1, 1)."""
+    if not text:
+        return 1, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise CatalogueError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. --shard 1/4 for the first of four")
+    return k, n
+
+
+def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int, int] = (1, 1),
+                  merge_only: bool = False, chunk_rows: int = CHUNK_ROWS, top_k: int = 3, log=print) -> dict | None:
+    """Tag `source` into `out` (see the module's docstring); `load_predictor()` is called only when there is a
+    chunk to tag, after every file-level check. `card`: the run's predictor.json, whose content is part of the
+    job's identity with the catalogue's, the chunk size and top-k (not the sharding: every chunk is tagged the
+    same whichever process tags it). Returns the summary once
+    `out` is whole; None when a shard finished its part and others remain."""
+    source, out = Path(source), Path(out)
+    check_readable(source)
+    k, n = shard
+    job = {"catalogue": file_digest(source), "predictor": file_digest(card), "chunk_rows": chunk_rows,
+           "top_k": top_k}
+    done = read_json(summary_path(out))
+    if out.is_file() and done is not None and done.get("job") == job:
+        log(f"{out} is already tagged from {source.name} with this run; delete it to tag again")
+        return done
+    parts = Parts(out)
+    parts.start(job)
+    rows = read_json(parts.dir / "job.json").get("rows")
+    if rows is None:
+        rows = count_rows(source)
+        write_json({**job, "rows": rows}, parts.dir / "job.json")
+    n_chunks = max(1, math.ceil(rows / chunk_rows))
+    mine = [i for i in range(n_chunks) if i % n == k - 1]
+    if not merge_only:
+        todo = {i for i in mine if not parts.done(i)}
+        if todo:
+            _tag_chunks(load_predictor(), source, parts, todo, mine, rows, chunk_rows, top_k, (k, n))
+        if n > 1:
+            log(f"shard {k}/{n}: its {len(mine)} chunks are tagged in {parts.dir}; when every shard is done, join "
+                f"them with the same command and --merge instead of --shard")
+            return None
+    summary = merge(parts, n_chunks, job)
+    log(describe(summary, out))
+    return summary
+
+
+def _tag_chunks(predictor, source: Path, parts: Parts, todo: set, mine: list, rows: int, chunk_rows: int,
+                top_k: int, shard: tuple[int, int]) -> None:
+    """Every chunk in `todo` tagged and written; the others only screened, for their ids."""
+    own_rows = sum(min(chunk_rows, rows - i * chunk_rows) for i in mine)
+    finished = sum(read_json(parts.summary(i))["rows"] for i in mine if i not in todo)
+    desc = "tagging" if shard[1] == 1 else f"tagging shard {shard[0]}/{shard[1]}"
+    progress = bar(total=own_rows, desc=desc, initial=finished, unit="row", smoothing=0.1)
+    seen, base = {}, source.resolve().parent
+    for i, frame in enumerate(catalogue_chunks(source, chunk_rows)):
+        started = time.perf_counter()
+        chunk = screen(frame, i * chunk_rows + 1, base, seen, ids_only=i not in todo)
+        if i in todo:
+            parts.write(i, tag_rows(predictor, chunk, top_k), chunk, time.perf_counter() - started)
+            progress.update(len(frame))
+    progress.close()
+
+
+def describe(summary: dict, out) -> str:
+    """The end of a job in a few lines: rows, time, and every fault with one example."""
+    seconds = summary["seconds"]
+    rate = summary["rows"] / seconds if seconds else 0.0
+    lines = [f"tagged {summary['tagged']:,} of {summary['rows']:,} rows into {out} ({seconds:,.0f} s of tagging, "
+             f"{rate:,.1f} rows/s)"]
+    for key, n in sorted(summary["counts"].items()):
+        lines.append(f"  {key}: {n:,} row(s), e.g. {summary['examples'][key]}")
+    if summary["refused"]:
+        lines.append(f"  {summary['refused']:,} refused row(s) with their reasons: {refused_path(out)}")
+    return "\n".join(lines)
