@@ -1,4 +1,4 @@
-"""The resource plan (utils/plan.py): parameter counts from models built on the meta device, per-item figures traced
+"""The resource plan (utils/plan/): parameter counts from models built on the meta device, per-item figures traced
 on fake tensors equal to what real CPU tensors save, every platform preset fitting its card, RAM, disk and hour
 budget, adapt changing nothing but how the same training runs, refusals that name the folder and the --set, the
 command line's JSON, benchmarks/gpu_check.sh's CPU smoke run and refusal without CUDA, benchmarks/throughput.py
@@ -147,7 +147,7 @@ def test_gpu_measurements_replace_the_traced_figures(tmp_path, monkeypatch):
     adapted, _ = plan.adapt(FULL, "h100-80")
 
     def fusion_fit(folder):
-        monkeypatch.setattr(plan, "RESULTS", folder)
+        monkeypatch.setattr(plan.measured, "RESULTS", folder)
         plan.gpu_measurements.cache_clear()
         return next(f for f in plan.make_plan(adapted, "h100-80").fits if f.kind == "fusion_transformer")
 
