@@ -172,6 +172,39 @@ def test_command_line_json(capsys):
     assert out["problems"] == [] and out["settings"]["platform"] == "kaggle-2xt4"
 
 
+def _without_provenance(value):
+    """The plan's JSON as it was before each figure carried its provenance (and the table of constants)."""
+    if isinstance(value, dict):
+        return {k: _without_provenance(v) for k, v in value.items() if k not in ("provenance", "constants")}
+    return [_without_provenance(v) for v in value] if isinstance(value, list) else value
+
+
+def test_the_full_profiles_plan_on_every_platform_is_unchanged(tmp_path, monkeypatch, capsys):
+    """`--profile full --platform all --json` equals tests/data/plan_full_all.json, which the single-module plan
+    wrote: every figure, setting, note and problem (the per-item figures are stored or traced on fake tensors, so
+    deterministic; no gpu_check CSV is read, as none is in that file). Each figure names what it rests on: only
+    rows of the table of constants, and those it calls assumed are assumed there."""
+    monkeypatch.setattr(plan.measured, "RESULTS", tmp_path)
+    plan.gpu_measurements.cache_clear()
+    try:
+        assert plan.main(["--profile", "full", "--platform", "all", "--json"]) == 0
+    finally:
+        plan.gpu_measurements.cache_clear()
+    out = json.loads(capsys.readouterr().out)
+    golden = json.loads((REPO / "tests" / "data" / "plan_full_all.json").read_text(encoding="utf-8"))
+    assert _without_provenance(out) == golden
+    constants = out["constants"]
+    for one in out["plans"]:
+        for fit in one["fits"]:
+            figures = {k for k in ("gpu_memory_gb", "host_ram_gb", "disk_gb", "hours") if fit[k]}
+            assert figures <= set(fit["provenance"]), (fit["kind"], fit["what"])
+            for said in fit["provenance"].values():
+                assert all(constants[name]["basis"] == "assumed" for name in said["assumed"])
+                assert all(m in constants or " " in m for m in said["measured"])  # a constant, or where
+        assert one["provenance"]["platform.mfu"]["assumed"] == [plan.platforms.mfu_constant(plan.PLATFORMS[
+            one["platform"]["name"]])]
+
+
 def test_gpu_check_cpu_smoke(tmp_path, capsys):
     """The CPU smoke run: every step of the check on tiny shapes (in this process: torch is loaded already), a CSV
     of the measurements; the shell script runs the same file (its --help, without importing torch)."""

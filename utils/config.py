@@ -83,8 +83,8 @@ class Config:
     seed: int = 0                   # seed for everything: splits, initialisation, draws (./run_all.sh --seed N)
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
     device: str = "auto"          # auto: cuda when present, else cpu
-    platform: str = ""            # the machine the run is planned for (utils/plan/ PLATFORMS: colab-t4, kaggle-2xt4,
-                                  # a100-40, h100-80); empty: the GPU found at run time
+    platform: str = ""            # the machine the run is planned for (utils/plan/platforms.py PLATFORMS: colab-t4,
+                                  # kaggle-2xt4, a100-40, h100-80); empty: the GPU found at run time
     processes: int = 0            # processes per training, spread over the GPUs (0: one per GPU, 1 without a GPU):
                                   # K-fold units trained at once, one process each; one end-to-end model's
                                   # data-parallel processes (utils/distributed.py); ./run_all.sh --processes N
