@@ -5,6 +5,9 @@ writes only into `<output_dir>/<run_name>/`: `config.json` at the top, then exec
 metrics, splits, folds, OOF and test probabilities, checkpoints, label suspects, the submission, Grad-CAM
 points and `predictor.json`. Caches that are safe to share between runs (keyed by content) live in
 `cache_dir`, by default `<output_dir>/cache`.
+
+A run's configuration is resolved and planned here (`for_run`; `python -m utils.run` for run_all.sh), one level
+above both the configuration and the plan, since the plan imports the configuration.
 """
 from __future__ import annotations
 
@@ -98,7 +101,7 @@ def planned_settings(cfg: Config, keep=()) -> dict:
     CPU (device=cpu asked for) the plan's warnings are printed and the run goes ahead."""
     if cfg.profile != "full" and not cfg.platform:
         return {}
-    from . import plan  # only here: the plan reads the configuration, never the other way round
+    from . import plan  # here, not in config.py: the plan imports the configuration
 
     try:
         new, notes, faults = plan.prepare(cfg, keep=tuple(keep))
@@ -194,8 +197,9 @@ def notebook(settings: dict, config: str, fixed: bool = True):
 
 
 def main(argv=None) -> int:
-    """`python -m utils.run`, for run_all.sh: validate `--set` pairs up front, print the run folder and write the resolved configuration
-    to `--out`; `--record FILE`: make that configuration the run's config.json (once the run holds its lock)."""
+    """`python -m utils.run`, for run_all.sh: validate `--set` pairs up front, plan the run, print its folder and
+    write the resolved configuration to `--out`; `--record FILE`: make that configuration the run's config.json
+    (once the run holds its lock)."""
     parser = argparse.ArgumentParser(description="Resolve a run's configuration (used by run_all.sh).")
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--data-dir", default="")
