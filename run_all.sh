@@ -143,7 +143,7 @@ config_args=(--profile "$PROFILE" --data-dir "$DATA_DIR" --output-dir "$OUTPUT_D
 for kv in ${SETS[@]+"${SETS[@]}"}; do config_args+=(--set "$kv"); done
 RESOLVED="$(mktemp)"
 trap 'rm -f "$RESOLVED"' EXIT
-RUN_DIR="$(cd "$REPO" && "$PY" -m utils.config "${config_args[@]}" --out "$RESOLVED")" || exit 2
+RUN_DIR="$(cd "$REPO" && "$PY" -m utils.run "${config_args[@]}" --out "$RESOLVED")" || exit 2
 RUN_NAME="$(basename "$RUN_DIR")"
 
 mkdir -p "$RUN_DIR/notebooks"
@@ -158,7 +158,7 @@ rm -f "$LOCK_OUT"
 trap 'rm -f "$RESOLVED"; kill "$LOCK_PID" 2>/dev/null; wait "$LOCK_PID" 2>/dev/null' EXIT
 export PIPELINE_RUN_LOCK="$RUN_DIR"
 # the configuration, resolved and validated once, becomes the run's config.json: the notebooks' one channel
-CONFIG_JSON="$(cd "$REPO" && "$PY" -m utils.config --record "$RESOLVED" | tail -n 1)" || exit 2
+CONFIG_JSON="$(cd "$REPO" && "$PY" -m utils.run --record "$RESOLVED" | tail -n 1)" || exit 2
 echo "==> run $RUN_NAME (profile $PROFILE, data ${DATA_DIR:-bundled generated}, seed $SEED): $RUN_DIR"
 started=$(date +%s)
 for nb in "$REPO"/notebooks/[0-9][0-9]_*.ipynb; do

@@ -4,7 +4,7 @@
                                              # exceeds the plan, 2 without a CUDA GPU
     benchmarks/gpu_check.sh --cpu-smoke      # tiny shapes on the CPU, seconds: the script's own code, for the tests
 
-Why: utils/plan.py sizes every run from figures traced on the CPU and an assumed share of each card's peak; a
+Why: utils/plan/ sizes every run from figures traced on the CPU and an assumed share of each card's peak; a
 few minutes on the real card say whether they hold. For each large kind (text_finetuned: RoBERTa-large with the
 layer-wise heads; image_finetuned: ViT-L/32 at 384 px; fusion_transformer: both), with random weights built from
 their configurations (no hub), at the micro-batch, gradient accumulation and checkpointing `plan.adapt` chooses
@@ -32,14 +32,15 @@ KINDS = ("text_finetuned", "image_finetuned", "fusion_transformer")
 FIELDS = ("date", "machine", "gpu", "capability", "torch", "precision", "kind", "phase", "micro_batch",
           "grad_accum", "checkpointing", "processes", "items_per_s", "planned_items_per_s", "peak_gb", "planned_gb",
           "act_mib_per_item", "infer_mib_per_item", "verdict", "note")
-MEMORY_SLACK = 1.05   # a measured peak up to 5% over the plan passes (the allocator rounds blocks)
-SPEED_SLACK = 0.8     # measured items/s down to 80% of the plan's pass (the plan's utilisation is an assumption)
 DEADLINE_S = 540      # stop starting new measurements after this (gpu_check.sh kills at 600)
 GB = 2**30
 
 
 def verdict(measured: float | None, planned: float | None, kind: str) -> str:
-    """ok, or over: a peak above the plan (memory), or fewer items/s than the plan expects (time)."""
+    """ok, or over: a peak above the plan (memory), or fewer items/s than the plan expects (time), beyond the
+    tolerances of the plan's table of constants (MEMORY_SLACK, SPEED_SLACK in utils/plan/assumed.py)."""
+    from utils.plan.assumed import MEMORY_SLACK, SPEED_SLACK
+
     if measured is None or planned is None or planned <= 0:
         return "ok"
     if kind == "memory":
@@ -72,19 +73,11 @@ def setup(smoke: bool, platform_name: str | None):
 
 
 def batch_of(kind: str, cfg, n: int, device: str) -> dict:
-    """`n` random items as `kind` reads raw rows: full-length token ids, normalised 384 px pixels, labels."""
-    import torch
-
+    """`n` random items as `kind` reads raw rows, built as the plan traces them (plan.raw_batch), on `device`."""
+    from utils import plan
     from utils.kinds import get as kind_spec
 
-    out = {level: torch.randint(0, size, (n,), device=device) for level, size in (("cat1", 6), ("cat2", 18),
-                                                                                   ("cat3", 128))}
-    if "text" in kind_spec(kind).reads:
-        out["input_ids"] = torch.randint(5, 200, (n, cfg.max_len), device=device)
-        out["attention_mask"] = torch.ones(n, cfg.max_len, dtype=torch.long, device=device)
-    if "image" in kind_spec(kind).reads:
-        out["pixels"] = torch.randn(n, 3, cfg.image_size, cfg.image_size, device=device)
-    return out
+    return plan.raw_batch(cfg, n, kind_spec(kind).reads, device)
 
 
 def loss_of(model, batch, cfg):
@@ -185,10 +178,12 @@ class Unit:
 
 
 def per_item(high: float | None, low: float | None, n_high: int, n_low: int) -> float | None:
-    """MiB per item from two peaks (GB) at two batch sizes."""
+    """MiB per item from two peaks (GB) at two batch sizes, as the plan derives its traced figures."""
+    from utils import plan
+
     if high is None or low is None or n_high <= n_low:
         return None
-    return (high - low) * 1024 / (n_high - n_low)
+    return plan.per_item(high, low, n_high, n_low) * 1024
 
 
 def measure_kind(kind: str, cfg, platform, device: str, precision: str, smoke: bool) -> list[dict]:
@@ -288,7 +283,7 @@ def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
         for batch in loader:
             seen += len(batch["pixels"])
     rate = seen / max(time.perf_counter() - started, 1e-9)
-    planned = max(1, workers) * plan.IMAGES_PER_CORE
+    planned = plan.loader_rate(workers)
     return {"kind": "loader", "phase": "loader", "micro_batch": size, "processes": workers, "items_per_s": rate,
             "planned_items_per_s": planned, "verdict": verdict(rate, planned, "speed"),
             "note": f"{workers} worker(s), {cfg.image_size} px, augmentation {cfg.image_augment}"}
@@ -343,7 +338,7 @@ def measure_ddp(cfg, platform, precision: str, device: str = "cuda") -> dict:
     two = replace(cfg, processes=2)
     kind = next((k for k in ("fusion_transformer", "text_finetuned", "image_finetuned")
                  if plan.expected(k, two, platform, 2)["train_gb"] + plan.CUDA_CONTEXT_GB <=
-                 platform.gpu_memory_gb * plan.USABLE), None)
+                 plan.usable(platform)["gpu"]), None)
     if kind is None:
         return {"kind": "-", "phase": "ddp", "processes": 2, "verdict": "ok",
                 "note": "no large kind fits two processes by the plan (DDP's gradient buckets): not measured"}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A GPU check of the full profile's large models at the plan's micro-batch, in at most 10 minutes (see
-# benchmarks/gpu_check.py): items/s, peak memory and precision against utils/plan.py, the loader's images/s,
+# benchmarks/gpu_check.py): items/s, peak memory and precision against utils/plan/, the loader's images/s,
 # two DDP processes where there are two GPUs; a CSV under benchmarks/results/ that the plan then reads.
 #   benchmarks/gpu_check.sh                 # exit 0: within the plan; 1: a measurement exceeds it; 2: no CUDA GPU
 #   benchmarks/gpu_check.sh --cpu-smoke     # tiny shapes on the CPU in seconds (the tests run it)

@@ -1,4 +1,4 @@
-"""What the full profile costs on GPUs: now `python -m utils.plan` (utils/plan.py holds the arithmetic once).
+"""What the full profile costs on GPUs: now `python -m utils.plan` (utils/plan/ holds the arithmetic once).
 
     python benchmarks/gpu_estimate.py                      # = python -m utils.plan --profile full --platform all
     python benchmarks/gpu_estimate.py --mode as-is         # the configuration unchanged (no preset, no adaptation)
@@ -6,7 +6,7 @@
 
 Kept as a thin wrapper so that the README's and utils/config.py's references to it still run. The per-item
 figures it measured on the CPU (parameters, FLOPs, activations saved for backward) are now traced on fake
-tensors by utils/plan.py (`--measure`), with the same results; the loader's images/s is measured on the GPU
+tensors by utils/plan/ (`--measure`), with the same results; the loader's images/s is measured on the GPU
 machine by benchmarks/gpu_check.sh.
 """
 from __future__ import annotations

@@ -36,16 +36,16 @@ def test_the_full_profile_refuses_a_machine_without_cuda_before_the_first_notebo
     would then train the full profile on the CPU for days. It stops at once, naming CUDA and the way out."""
     import torch
 
-    from utils import config
+    from utils import run
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     args = ["--profile", "full", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]
-    assert config.main(args) == 2
+    assert run.main(args) == 2
     err = capsys.readouterr().err
     assert "needs a CUDA GPU" in err and "CUDA is unavailable" in err and "--set device=cpu" in err
     assert not (tmp_path / "out" / f"full-{tmp_path.name}-seed0").exists()
-    assert config.main(args + ["--set", "device=cpu"]) == 0  # asked for: allowed
-    assert config.main(["--profile", "tiny", "--output-dir", str(tmp_path / "out")]) == 0  # the CPU profiles run
+    assert run.main(args + ["--set", "device=cpu"]) == 0  # asked for: allowed
+    assert run.main(["--profile", "tiny", "--output-dir", str(tmp_path / "out")]) == 0  # the CPU profiles run
 
 
 def test_run_all_stops_the_full_profile_before_01_without_cuda(tmp_path):
@@ -64,17 +64,17 @@ def test_a_platform_preset_reaches_the_notebooks_and_a_run_that_cannot_fit_is_re
     the resolved configuration (each said once); a setting the user gave is kept; a GPU run that cannot fit stops before 01."""
     import json
 
-    from utils import config
+    from utils import run
 
     (tmp_path / "data").mkdir()
     base = ["--profile", "full", "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
             "--set", "device=cpu"]
     resolved = tmp_path / "resolved.json"
-    assert config.main(base + ["--set", "platform=kaggle-2xt4", "--out", str(resolved)]) == 0
+    assert run.main(base + ["--set", "platform=kaggle-2xt4", "--out", str(resolved)]) == 0
     out, err = capsys.readouterr()
     cfg = json.loads(resolved.read_text())  # what run_all.sh records as the run's config.json
     assert cfg["grad_checkpointing"] is True and cfg["kfold_seeds"] == "0" and cfg["processes"] == 1
     assert "plan: gave up: K-fold seeds: one per fold (--set kfold_seeds=0)" in err
-    assert config.main(base + ["--set", "platform=kaggle-2xt4", "--set", "kfold_seeds=0,1"]) == 2  # the user's: kept
+    assert run.main(base + ["--set", "platform=kaggle-2xt4", "--set", "kfold_seeds=0,1"]) == 2  # the user's: kept
     err = capsys.readouterr().err
     assert "does not fit" in err and "kaggle-2xt4 has 19.0 GB usable" in err and "kfold_seeds=0" in err

@@ -170,7 +170,7 @@ def test_csv_shapes_pandas_accepts_silently(small_copy):
     assert "train.csv line 3: column 'overview' appears more than once" in _error(folder)
 
 
-# ---------------------------------------------------------------- issue 26: the newer inputs
+# ------------------------------------------ other folders' inputs: encodings, taxonomies, blank paths, damaged files, refusals
 TREE = 'cat1,cat2,cat3\n패션,의류,티셔츠\n패션,신발,구두\n식품,식품,"사과,배"\n'
 
 

@@ -1,4 +1,4 @@
-"""The resource plan (utils/plan.py): parameter counts from models built on the meta device, per-item figures traced
+"""The resource plan (utils/plan/): parameter counts from models built on the meta device, per-item figures traced
 on fake tensors equal to what real CPU tensors save, every platform preset fitting its card, RAM, disk and hour
 budget, adapt changing nothing but how the same training runs, refusals that name the folder and the --set, the
 command line's JSON, benchmarks/gpu_check.sh's CPU smoke run and refusal without CUDA, benchmarks/throughput.py
@@ -147,7 +147,7 @@ def test_gpu_measurements_replace_the_traced_figures(tmp_path, monkeypatch):
     adapted, _ = plan.adapt(FULL, "h100-80")
 
     def fusion_fit(folder):
-        monkeypatch.setattr(plan, "RESULTS", folder)
+        monkeypatch.setattr(plan.measured, "RESULTS", folder)
         plan.gpu_measurements.cache_clear()
         return next(f for f in plan.make_plan(adapted, "h100-80").fits if f.kind == "fusion_transformer")
 
@@ -170,6 +170,39 @@ def test_command_line_json(capsys):
     assert out["fits"] and all(keys <= set(fit) for fit in out["fits"])
     assert {f["notebook"] for f in out["fits"]} == {"02", "03", "04", "05", "06", "07"}
     assert out["problems"] == [] and out["settings"]["platform"] == "kaggle-2xt4"
+
+
+def _without_provenance(value):
+    """The plan's JSON as it was before each figure carried its provenance (and the table of constants)."""
+    if isinstance(value, dict):
+        return {k: _without_provenance(v) for k, v in value.items() if k not in ("provenance", "constants")}
+    return [_without_provenance(v) for v in value] if isinstance(value, list) else value
+
+
+def test_the_full_profiles_plan_on_every_platform_is_unchanged(tmp_path, monkeypatch, capsys):
+    """`--profile full --platform all --json` equals tests/data/plan_full_all.json, which the single-module plan
+    wrote: every figure, setting, note and problem (the per-item figures are stored or traced on fake tensors, so
+    deterministic; no gpu_check CSV is read, as none is in that file). Each figure names what it rests on: only
+    rows of the table of constants, and those it calls assumed are assumed there."""
+    monkeypatch.setattr(plan.measured, "RESULTS", tmp_path)
+    plan.gpu_measurements.cache_clear()
+    try:
+        assert plan.main(["--profile", "full", "--platform", "all", "--json"]) == 0
+    finally:
+        plan.gpu_measurements.cache_clear()
+    out = json.loads(capsys.readouterr().out)
+    golden = json.loads((REPO / "tests" / "data" / "plan_full_all.json").read_text(encoding="utf-8"))
+    assert _without_provenance(out) == golden
+    constants = out["constants"]
+    for one in out["plans"]:
+        for fit in one["fits"]:
+            figures = {k for k in ("gpu_memory_gb", "host_ram_gb", "disk_gb", "hours") if fit[k]}
+            assert figures <= set(fit["provenance"]), (fit["kind"], fit["what"])
+            for said in fit["provenance"].values():
+                assert all(constants[name]["basis"] == "assumed" for name in said["assumed"])
+                assert all(m in constants or " " in m for m in said["measured"])  # a constant, or where
+        assert one["provenance"]["platform.mfu"]["assumed"] == [plan.platforms.mfu_constant(plan.PLATFORMS[
+            one["platform"]["name"]])]
 
 
 def test_gpu_check_cpu_smoke(tmp_path, capsys):

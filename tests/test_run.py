@@ -126,11 +126,11 @@ def test_images_are_decoded_once_per_dataset_content(small_copy, tmp_path, monke
 
 
 def test_settings_that_cannot_work_are_refused_all_at_once_naming_key_and_range(capsys):
-    from utils import config
+    from utils import run
 
     args = ["--set", "text_augment=spann", "--set", "n_folds=1", "--set", "kfold.epochs=0", "--set",
             "label_experts=text_tfidf,nope", "--set", "modality_dropout=1.5"]
-    assert config.main(args) == 2
+    assert run.main(args) == 2
     err = capsys.readouterr().err
     for says in ("text_augment='spann'", "span, synonym, insert, swap, delete", "n_folds=1: must be at least 2",
                  "kfold.epochs=0", "'nope' not valid", "modality_dropout=1.5: must be from 0.0 to 0.99"):

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import kinds as registry
 from . import paths
 from .io import read_json, write_json
-from .runtime import PRECISIONS, DeviceError, require_device
+from .runtime import PRECISIONS
 from .taxonomy import DECODE_RULES
 
 SCHEDULE_FIELDS = {"epochs": int, "lr": float, "encoder_lr": float, "patience": int, "warmup_ratio": float,
@@ -83,8 +83,8 @@ class Config:
     seed: int = 0                   # seed for everything: splits, initialisation, draws (./run_all.sh --seed N)
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
     device: str = "auto"          # auto: cuda when present, else cpu
-    platform: str = ""            # the machine the run is planned for (utils/plan.py PLATFORMS: colab-t4, kaggle-2xt4,
-                                  # a100-40, h100-80); empty: the GPU found at run time
+    platform: str = ""            # the machine the run is planned for (utils/plan/platforms.py PLATFORMS: colab-t4,
+                                  # kaggle-2xt4, a100-40, h100-80); empty: the GPU found at run time
     processes: int = 0            # processes per training, spread over the GPUs (0: one per GPU, 1 without a GPU):
                                   # K-fold units trained at once, one process each; one end-to-end model's
                                   # data-parallel processes (utils/distributed.py); ./run_all.sh --processes N
@@ -254,7 +254,7 @@ PROFILES: dict[str, dict] = {
         # the 9th place's text recipe (YiyuHong/dacon_tour2022, 0.8601 private), as published: RAdam 3e-5 on every
         # parameter, halved every 10 epochs, 31 epochs keeping the best, clip 2.0, 16 x 4 per step, span deletion
         # on half the texts, loss 0.05/0.15/0.8, parents' probabilities summed at decoding, 5 folds x 5 seeds,
-        # distillation at 0.3; a platform preset that cannot afford all of it says what it drops (utils/plan.py)
+        # distillation at 0.3; a platform preset that cannot afford all of it says what it drops (utils/plan/)
         "schedules": {"text_finetuned": {"epochs": 31, "lr": 3e-5, "encoder_lr": 3e-5, "patience": 31,
                                          "warmup_ratio": 0.0, "optimizer": "radam", "lr_schedule": "step"},
                       "image_finetuned": {"epochs": 5, "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
@@ -497,28 +497,6 @@ def changed_settings(before: Config, after: Config) -> dict:
     return out
 
 
-def planned_settings(cfg: Config, keep=()) -> dict:
-    """Where a GPU run is planned (the full profile, or `platform` set): the settings its plan adapts, or its
-    platform's preset gives up (each said once, with why), never those the user set (`keep`). A GPU run the
-    plan says cannot fit is refused before the first notebook, naming the --set that would make it fit; on the
-    CPU (device=cpu asked for) the plan's warnings are printed and the run goes ahead."""
-    if cfg.profile != "full" and not cfg.platform:
-        return {}
-    from . import plan
-
-    try:
-        new, notes, faults = plan.prepare(cfg, keep=tuple(keep))
-    except plan.PlanError as exc:
-        raise ConfigError(str(exc)) from None
-    for note in notes:
-        print(f"plan: {note}", file=sys.stderr)
-    if faults and (cfg.platform or str(cfg.device) != "cpu"):
-        raise ConfigError("this run does not fit (python -m utils.plan shows the plan):\n  " + "\n  ".join(faults))
-    for fault in faults:
-        print(f"plan (warning, on the CPU as asked): {fault}", file=sys.stderr)
-    return changed_settings(cfg, new)
-
-
 CONFIG_JSON = "config.json"
 
 
@@ -538,16 +516,6 @@ def record(cfg: Config) -> Path:
     return path
 
 
-def for_run(profile: str, settings: dict) -> Config:
-    """A run's configuration: its profile with `settings`, validated and resolved, the device checked, and a GPU
-    run's plan applied (each change said once, a key in `settings` never changed); what run_all.sh records and what
-    a notebook opened by hand starts from."""
-    cfg = resolve(build(profile, settings))
-    require_device(cfg)
-    planned = planned_settings(cfg, keep=settings)
-    return resolve(build(profile, {**settings, **planned})) if planned else cfg
-
-
 def read(path) -> Config:
     """A run's config.json, as `record` wrote it (validated and resolved when it was made)."""
     values = read_json(Path(path))
@@ -557,38 +525,15 @@ def read(path) -> Config:
 
 
 def main(argv=None) -> int:
-    """For run_all.sh: validate `--set` pairs up front, print the run folder and write the resolved configuration
-    to `--out`; `--record FILE`: make that configuration the run's config.json (once the run holds its lock)."""
-    parser = argparse.ArgumentParser(description="Resolve a run's configuration (used by run_all.sh).")
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--data-dir", default="")
-    parser.add_argument("--output-dir", default="")
-    parser.add_argument("--run-name", default="")
-    parser.add_argument("--seed", default="0")
-    parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
+    """`python -m utils.config --list`: every key with its type and default (a run's configuration is resolved by
+    `python -m utils.run`, which plans it)."""
+    parser = argparse.ArgumentParser(description="The configuration's keys (a run's is resolved by utils.run).")
     parser.add_argument("--list", action="store_true", help="list every key with its type and default, then exit")
-    parser.add_argument("--out", default="", help="write the resolved configuration (JSON) here")
-    parser.add_argument("--record", default="", help="a file --out wrote: record it as the run's config.json")
-    args = parser.parse_args(argv)
-    if args.record:
-        print(record(read(args.record)))
-        return 0
-    if args.list:
-        for f in fields(Config):
-            if f.name != "schedules":
-                print(f"{f.name:<20} {str(f.type):<6} {getattr(Config(), f.name)!r}")
-        print(f"{'[STAGE.][KIND.]FIELD':<20} schedules; defaults {json.dumps(Config().schedules)}")
-        return 0
-    try:
-        settings = parse_settings(args.sets)
-        base = {"data_dir": args.data_dir, "output_dir": args.output_dir, "run_name": args.run_name, "seed": args.seed}
-        cfg = for_run(args.profile, {**settings, **{k: v for k, v in base.items() if v != ""}})
-    except (ConfigError, DeviceError) as exc:
-        print(f"run_all.sh: {exc}", file=sys.stderr)
-        return 2
-    if args.out:
-        write_json(cfg.to_dict(), args.out)
-    print(run_dir(cfg))
+    parser.parse_args(argv)
+    for f in fields(Config):
+        if f.name != "schedules":
+            print(f"{f.name:<20} {str(f.type):<6} {getattr(Config(), f.name)!r}")
+    print(f"{'[STAGE.][KIND.]FIELD':<20} schedules; defaults {json.dumps(Config().schedules)}")
     return 0
 
 

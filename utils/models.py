@@ -443,7 +443,7 @@ def build_model(kind: str, cfg, sizes: dict[str, int], seed: int = 0, stage: str
     train their top text layers / image stages on cached states below them. `end_to_end`: kinds that train whole
     encoders do so from raw inputs (the token-embedding table only with `train_word_embeddings`); the others read
     raw inputs through the shared frozen encoders. `backbone(modality, cfg, trainable)` makes the encoders
-    (utils/plan.py: weightless ones of the same shapes)."""
+    (utils/plan/: weightless ones of the same shapes)."""
     spec = kinds.get(kind)
     torch.manual_seed(seed)
     whole = spec.whole and cfg.schedule(kind, stage).training_mode == "end_to_end"

@@ -5,21 +5,27 @@ writes only into `<output_dir>/<run_name>/`: `config.json` at the top, then exec
 metrics, splits, folds, OOF and test probabilities, checkpoints, label suspects, the submission, Grad-CAM
 points and `predictor.json`. Caches that are safe to share between runs (keyed by content) live in
 `cache_dir`, by default `<output_dir>/cache`.
+
+A run's configuration is resolved and planned here (`for_run`; `python -m utils.run` for run_all.sh), one level
+above both the configuration and the plan, since the plan imports the configuration.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import paths
-from .config import Config, bundled_data_dir, for_run, read, record, run_dir
-from .io import write_csv, write_json
 from . import lock
-from .runtime import pick_device, seed_everything
+from .config import (Config, ConfigError, build, bundled_data_dir, changed_settings, parse_settings, read, record,
+                     resolve, run_dir)
+from .io import write_csv, write_json
+from .runtime import DeviceError, pick_device, require_device, seed_everything
 from .training import TimeBudget, set_session_budget
 
 
@@ -85,6 +91,39 @@ class Run:
         write_csv(split, self.dir / "validation_split.csv")
         is_val = split["split"].to_numpy() == "val"
         return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+# ------------------------------------------------------------ a run's configuration, planned
+def planned_settings(cfg: Config, keep=()) -> dict:
+    """Where a GPU run is planned (the full profile, or `platform` set): the settings its plan adapts, or its
+    platform's preset gives up (each said once, with why), never those the user set (`keep`). A GPU run the
+    plan says cannot fit is refused before the first notebook, naming the --set that would make it fit; on the
+    CPU (device=cpu asked for) the plan's warnings are printed and the run goes ahead."""
+    if cfg.profile != "full" and not cfg.platform:
+        return {}
+    from . import plan  # here, not in config.py: the plan imports the configuration
+
+    try:
+        new, notes, faults = plan.prepare(cfg, keep=tuple(keep))
+    except plan.PlanError as exc:
+        raise ConfigError(str(exc)) from None
+    for note in notes:
+        print(f"plan: {note}", file=sys.stderr)
+    if faults and (cfg.platform or str(cfg.device) != "cpu"):
+        raise ConfigError("this run does not fit (python -m utils.plan shows the plan):\n  " + "\n  ".join(faults))
+    for fault in faults:
+        print(f"plan (warning, on the CPU as asked): {fault}", file=sys.stderr)
+    return changed_settings(cfg, new)
+
+
+def for_run(profile: str, settings: dict) -> Config:
+    """A run's configuration: its profile with `settings`, validated and resolved, the device checked, and a GPU
+    run's plan applied (each change said once, a key in `settings` never changed); what run_all.sh records and what
+    a notebook opened by hand starts from."""
+    cfg = resolve(build(profile, settings))
+    require_device(cfg)
+    planned = planned_settings(cfg, keep=settings)
+    return resolve(build(profile, {**settings, **planned})) if planned else cfg
 
 
 def default_label_fixes(data_dir: Path, label_fixes: str = "") -> Path | None:
@@ -155,3 +194,37 @@ def notebook(settings: dict, config: str, fixed: bool = True):
     profile, data_dir = settings.pop("profile", "demo"), settings.pop("data_dir", "")
     run = start(profile, data_dir, settings=settings, config=config)
     return run, run.cfg, run.dataset(fixed=fixed)
+
+
+def main(argv=None) -> int:
+    """`python -m utils.run`, for run_all.sh: validate `--set` pairs up front, plan the run, print its folder and
+    write the resolved configuration to `--out`; `--record FILE`: make that configuration the run's config.json
+    (once the run holds its lock)."""
+    parser = argparse.ArgumentParser(description="Resolve a run's configuration (used by run_all.sh).")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--data-dir", default="")
+    parser.add_argument("--output-dir", default="")
+    parser.add_argument("--run-name", default="")
+    parser.add_argument("--seed", default="0")
+    parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
+    parser.add_argument("--out", default="", help="write the resolved configuration (JSON) here")
+    parser.add_argument("--record", default="", help="a file --out wrote: record it as the run's config.json")
+    args = parser.parse_args(argv)
+    if args.record:
+        print(record(read(args.record)))
+        return 0
+    try:
+        settings = parse_settings(args.sets)
+        base = {"data_dir": args.data_dir, "output_dir": args.output_dir, "run_name": args.run_name, "seed": args.seed}
+        cfg = for_run(args.profile, {**settings, **{k: v for k, v in base.items() if v != ""}})
+    except (ConfigError, DeviceError) as exc:
+        print(f"run_all.sh: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        write_json(cfg.to_dict(), args.out)
+    print(run_dir(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
