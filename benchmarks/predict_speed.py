@@ -8,7 +8,7 @@ On the same rows (a generated catalogue, a photo per row), in one process:
   precision, over batches tokenized and decoded beforehand: the ceiling of any loop that runs them;
 - *loop*: `Predictor.predict` end to end from file names and texts: photos decoded (in loader workers on a GPU),
   text tokenized, every member, the blend, the hierarchical decode, the keyword hashtags;
-- what the loop spends outside the encoders: reading the inputs, the keywords;
+- what the loop spends outside the encoders: reading the inputs, the keywords (with their Kiwi analysis);
 - *load*: a fresh process importing the package and loading the run (`Predictor(run)`), timed apart.
 Prints the figures and writes them to benchmarks/results/predict-speed-<device>.csv.
 """
@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     from utils.io import write_csv
     from utils.predict import Predictor, latest_run
     from utils.runtime import autocast
+    from utils.text import analysed
 
     run = Path(args.run) if args.run else latest_run(paths.OUTPUTS)
     data = ROOT / "outputs" / "benchmarks" / f"catalogue-{args.rows}"
@@ -83,17 +84,14 @@ def main(argv=None) -> int:
     def read_inputs():
         return [to_device(b, device) for b in Places(cfg, texts, photos, predictor.reads).loader(groups, device)]
 
-    def fastest(step) -> float:
-        times = []
-        for _ in range(args.repeats):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            step()
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        return min(times)
+    def timed(step) -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
     batches = read_inputs()
 
@@ -102,11 +100,18 @@ def main(argv=None) -> int:
             for batch in batches:
                 encoder_states(towers, batch)
 
+    def keywords():
+        with analysed(texts):
+            predictor.keywords.keywords(texts, 3)
+
     predictor.predict(photos[:args.batch_size], texts[:args.batch_size], check=False, progress=False)  # warm up
-    bare_s = fastest(bare)
-    loop_s = fastest(lambda: predictor.predict(photos, texts, check=False, progress=False))
-    inputs_s = fastest(read_inputs)
-    keywords_s = fastest(lambda: predictor.keywords.keywords(texts, 3)) if predictor.keywords else 0.0
+    steps = {"bare": bare, "loop": lambda: predictor.predict(photos, texts, check=False, progress=False),
+             "inputs": read_inputs, "keywords": keywords if predictor.keywords else lambda: None}
+    times = {name: [] for name in steps}
+    for _ in range(args.repeats):  # interleaved, so that a slow spell of a shared machine hits each alike
+        for name, step in steps.items():
+            times[name].append(timed(step))
+    bare_s, loop_s, inputs_s, keywords_s = (min(times[name]) for name in steps)
     rows = len(texts)
     result = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "device": device,
               "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "",

@@ -22,6 +22,7 @@ import pickle
 import sys
 import warnings
 import weakref
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from .models import ImageTower, TextTower, build_model
 from .progress import bar
 from .runtime import autocast, choose_precision, half_dtype, pick_device
 from .taxonomy import Taxonomy
+from .text import analysed
 from .training import load_checkpoint
 
 MODEL_CARD = "predictor.json"
@@ -223,6 +225,7 @@ class Predictor:
 
             self.keywords = joblib.load(self.run_dir / card["keywords"])
         neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
+        self.morphemes = bool(self.keywords) or len(neural) < len(self.members)  # Kiwi's analysis is read
         self.reads = tuple(m for m in ("text", "image") if any(m in kinds.get(k).reads for k in neural))
         # Members trained on cached encoder states get those states as the cache holds them (fp16), computed
         # once per batch for all of them, so that they answer exactly as they did for the submission.
@@ -343,8 +346,9 @@ class Predictor:
         """Per item: the consistent best path with its own probabilities, the top-k cat3, and the hashtags: the
         path's categories followed by up to `n_keywords` keywords of the text."""
         texts = [t if has_text(t) else "" for t in texts]
-        probs = self.probabilities(images, texts, check=check, progress=progress)
-        words = self.keywords.keywords(list(texts), n_keywords) if self.keywords and n_keywords else [[]] * len(probs["cat3"])
+        with analysed(texts) if self.morphemes else nullcontext():
+            probs = self.probabilities(images, texts, check=check, progress=progress)
+            words = self.keywords.keywords(texts, n_keywords) if self.keywords and n_keywords else [[]] * len(texts)
         best = hierarchical_decode(probs, self.taxonomy, self.cfg.decode)["cat3"]
         parent2, parent1 = self.taxonomy.parent_of("cat3"), self.taxonomy.parent_of("cat2")
         results = []

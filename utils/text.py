@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")  # HTML tags only: `<서울 명소>` is text
@@ -91,6 +92,23 @@ def prime_content_morphemes(texts, cache_dir=None) -> None:
         _DISK[digests[text]] = {"n": len(tokens), "content": _CONTENT_CACHE[text], "nouns": _NOUNS[text]}
     if cache_dir is not None and len(todo) > 1:
         write_json(_DISK, _disk_path(cache_dir))
+
+
+@contextmanager
+def analysed(texts):
+    """The texts analysed in one multi-threaded Kiwi call for as long as the block runs (the TF-IDF members and the
+    keywords read the same analysis), then forgotten: a catalogue's memory does not grow with its rows."""
+    fresh = [t for t in dict.fromkeys(texts) if t not in _CONTENT_CACHE]
+    digests = [d for d in map(_digest, fresh) if d not in _DISK]
+    prime_content_morphemes(fresh)
+    try:
+        yield
+    finally:
+        for text in fresh:
+            for cache in (_CONTENT_CACHE, _LENGTHS, _NOUNS):
+                cache.pop(text, None)
+        for digest in digests:
+            _DISK.pop(digest, None)
 
 
 def content_morphemes(text: str) -> list[str]:

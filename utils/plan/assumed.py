@@ -85,6 +85,8 @@ TABLE = {
     "CLOUD_DISK_GB": Constant(200.0, "GiB", "assumed", "the disk of the a100-40 and h100-80 cloud VMs"),
     "H100_VM_RAM_GB": Constant(200.0, "GiB", "assumed", "a single-H100 cloud VM's RAM"),
     "H100_VM_CORES": Constant(16, "cores", "assumed", "a single-H100 cloud VM's cores"),
+    "LARGEST_CATALOGUE": Constant(270_000, "places", "assumed", "the upper end of what the Korea Tourism "
+                                  "Organization's open API lists (100,000 to 270,000 places): the catalogue to tag"),
     # the data
     "REAL_ROWS": Constant((16986, 7280), "rows", "measured", "the contest's train and test rows (shared/README.md)"),
     "SIZES": Constant({"cat1": 6, "cat2": 18, "cat3": 128}, "classes", "code", "the Dacon label tree: the heads' "
@@ -123,6 +125,7 @@ GRADCAM_FLOPS_FACTOR = TABLE["GRADCAM_FLOPS_FACTOR"].value
 SESSION_USABLE = TABLE["SESSION_USABLE"].value
 MIN_MICRO_BATCH = TABLE["MIN_MICRO_BATCH"].value
 REAL_ROWS = TABLE["REAL_ROWS"].value
+LARGEST_CATALOGUE = TABLE["LARGEST_CATALOGUE"].value
 SIZES = TABLE["SIZES"].value
 AUGMENT_VARIANTS = TABLE["AUGMENT_VARIANTS"].value
 MEMORY_SLACK = TABLE["MEMORY_SLACK"].value

@@ -43,6 +43,10 @@ def summary(plan: Plan, problems_found: list[str]) -> str:
     lines.append(f"  total: {plan.hours:.1f} h{sessions}; disk at its fullest {plan.disk_gb:.1f} GB (kept at the end: "
                  f"run folder {plan.folders_gb['run']:.1f}, cache {plan.folders_gb['cache']:.2f}{own}; the rest: a "
                  f"last.pt rewritten beside the old)")
+    t = plan.tagging
+    lines.append(f"  tagging a catalogue with every K-fold member listed (06 may keep fewer): {t['rows_per_s']:,.1f} "
+                 f"rows/s per {'card' if p.gpus else 'machine'}, {t['largest_catalogue']:,} places in "
+                 f"{t['hours']:,.1f} h; shards on N cards: N times as fast")
     lines += [f"  PROBLEM: {text}" for text in problems_found] or ["  fits: nothing to refuse"]
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ import math
 from .. import kinds
 from .assumed import (BYTES_BEST, BYTES_DDP, BYTES_LAST, BYTES_STEP_EXTRA, BYTES_TRAINED, CHECKPOINT_COMPUTE,
                       CUDA_CONTEXT_GB, DDP_EFFICIENCY, ENCODE_BATCH, GB, GRADCAM_ACT_FACTOR, GRADCAM_BATCH,
-                      GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, IMAGES_PER_CORE, PREDICT_BATCH, STEP_SECONDS,
+                      GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, IMAGES_PER_CORE, LARGEST_CATALOGUE, PREDICT_BATCH, STEP_SECONDS,
                       TFIDF_RAM_GB, TFIDF_SECONDS_PER_1K, TRAIN_OVER_FORWARD, VALIDATION_BATCH, WORKER_GB, rests_on)
 from .fits import Fit, kfold_members
 from .measured import (_encoder_figures, _encoder_params, _measured, _state_bytes, _with_measurements, figures,
@@ -225,12 +225,34 @@ def _cost_predict(fit: Fit, cfg, platform: Platform) -> Fit:
     fit.gpu_memory_gb = bool(platform.gpus) * ((width * shared + max(on_device, default=0)) / GB + CUDA_CONTEXT_GB)
     building = max((HOST_BYTES_BUILD * fig.total for fig, _ in members), default=0)  # one unit built in fp32
     fit.host_ram_gb = host_base_gb() + (4 * shared + sum(own) + building) / GB
-    flops = sum(units * fig.flops / TRAIN_OVER_FORWARD for fig, mode in members if mode == "raw") + \
-        sum(_encoder_figures(m, cfg).flops / TRAIN_OVER_FORWARD for m in ("text", "image"))
-    fit.hours = fit.rows[2] * flops / peak_flops(platform) / 3600
+    fit.hours = fit.rows[2] * _predict_flops(cfg) / peak_flops(platform) / 3600
     fit.provenance = {"gpu_memory_gb": _device("traced", platform), "host_ram_gb": _host("HOST_BYTES_BUILD"),
                       "hours": _encode_provenance(platform, "")}
     return fit
+
+
+def _predict_flops(cfg) -> float:
+    """Forward FLOPs of one row through the predictor: the shared frozen encoders once, and every unit of an
+    end-to-end member its own."""
+    units = cfg.n_folds * len(cfg.training_seeds)
+    own = sum(units * figures(kind, cfg, "kfold").flops for kind in kfold_members(cfg)
+              if kind != "text_tfidf" and reads(kind, cfg, "kfold") == "raw")
+    return (own + sum(_encoder_figures(m, cfg).flops for m in ("text", "image"))) / TRAIN_OVER_FORWARD
+
+
+def tagging(cfg, platform: Platform) -> dict:
+    """Rows/s of tagging a catalogue (`python -m utils.predict --csv --out`) on one card of the platform (a shard
+    per card), or on its cores: the predictor's FLOPs per row at the assumed utilisation, bounded by the photos
+    the loader's workers decode; on the CPU the same cores decode, one after the other."""
+    flops = _predict_flops(cfg)
+    if platform.gpus:
+        rate = min(peak_flops(platform) / flops, loader_rate(_workers(cfg, platform)))
+    else:
+        rate = 1 / (flops / peak_flops(platform) + 1 / (IMAGES_PER_CORE * platform.cpu_cores))
+    return {"rows_per_s": round(rate, 1), "largest_catalogue": LARGEST_CATALOGUE,
+            "hours": round(LARGEST_CATALOGUE / rate / 3600, 2),
+            "provenance": rests_on("FLOPs traced on the CPU", mfu_constant(platform), "TRAIN_OVER_FORWARD",
+                                   "IMAGES_PER_CORE", "LARGEST_CATALOGUE")}
 
 
 def _cost_gradcam(fit: Fit, cfg, platform: Platform) -> Fit:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .assumed import SESSION_USABLE, USABLE, merged, rests_on
-from .costs import cost
+from .costs import cost, tagging
 from .fits import Fit, fits_of
 from .platforms import Platform, as_platform, mfu_constant, precision_on
 
@@ -29,6 +29,7 @@ class Plan:
     sessions: int                  # platform sessions the hours take (resumed between them); 0: no limit
     settings: dict = field(default_factory=dict)   # what adapt/preset changed, as --set KEY=VALUE
     notes: list = field(default_factory=list)
+    tagging: dict = field(default_factory=dict)    # costs.tagging: a catalogue tagged with the run's predictor
 
     def to_json(self) -> dict:
         def rounded(d):
@@ -38,7 +39,7 @@ class Plan:
                 "fits": [f.public() for f in self.fits], "disk_gb": round(self.disk_gb, 2),
                 "hours": round(self.hours, 2), "folders_gb": rounded(self.folders_gb),
                 "disks_gb": rounded(self.disks_gb), "sessions": self.sessions, "settings": self.settings,
-                "notes": self.notes, "provenance": self.provenance()}
+                "notes": self.notes, "provenance": self.provenance(), "tagging": self.tagging}
 
     def provenance(self) -> dict:
         """What the run's totals rest on: everything their fits' figures do (`Fit.provenance`), and the assumed
@@ -81,7 +82,7 @@ def make_plan(cfg, platform: Platform | str | None = None) -> Plan:
         notes.append(f"{hours:.1f} h is more than the platform's {platform.quota_hours:.0f} GPU hours a week: the run "
                      f"resumes in the next week")
     return Plan(platform, precision_on(cfg, platform), fits, hours, sum(disks.values()), folders, disks, sessions,
-                notes=notes)
+                notes=notes, tagging=tagging(cfg, platform))
 
 
 def usable(platform: Platform) -> dict[str, float]:
