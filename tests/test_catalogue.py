@@ -205,3 +205,53 @@ def test_every_csv_reader_reads_a_field_longer_than_pythons_default_limit(tmp_pa
     (tmp_path / "long.csv").write_text(f"id,overview\nA,{text}\n", encoding="utf-8")
     with open(tmp_path / "long.csv", encoding="utf-8", newline="") as fh:
         assert len(list(csv.reader(fh))[1][1]) == 300_000
+
+
+class Constant:
+    """A predictor answering the same path for every row: for the job's own rules, without a model."""
+
+    device, dtype = "cpu", "float32"
+
+    def predict(self, photos, texts, top_k, check=False, progress=False):
+        return [{"cat1": "a", "cat2": "b", "cat3": "c", "hashtags": "#a #b #c", "keywords": [],
+                 "path_probability": {"cat3": len(t) % 7 / 7}, "top_k": [("c", 0.5)]} for t in texts]
+
+
+def test_what_a_catalogue_job_refuses_or_survives_without_a_model(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from utils.catalogue import tag_catalogue
+    from utils.data import DataValidationError
+
+    card = tmp_path / "predictor.json"
+    card.write_text("{}", encoding="utf-8")
+
+    def job(source, out, **options):
+        return tag_catalogue(lambda: Constant(), source, out, card, log=lambda _: None, **options)
+
+    source = tmp_path / "c.csv"
+    source.write_text("id,img_path,overview\nA,,한식\nB,,양식\n", encoding="utf-8")
+    with pytest.raises(CatalogueError, match="would overwrite the catalogue"):
+        job(source, source)
+    (tmp_path / "extra.csv").write_text("id,img_path,overview\nA,,한식,덤\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match="lines have more fields than the header"):
+        job(tmp_path / "extra.csv", tmp_path / "e.csv")  # pandas would drop the extra field silently
+
+    # ids of any Parquet type read as written, nulls as none; a photo path no file system takes is a note
+    table = pa.table({"id": pa.array([7, None, 2**53 + 1], pa.int64()), "img_path": ["./a\x00b.jpg", "", ""],
+                      "overview": ["한식", "양식", "두 줄\r\n설명"]})
+    pq.write_table(table, tmp_path / "c.parquet")
+    job(tmp_path / "c.parquet", tmp_path / "p.csv")
+    tags = pd.read_csv(tmp_path / "p.csv", dtype=str, keep_default_na=False)
+    assert list(tags["id"]) == ["7", "9007199254740993"] and "cannot be opened (ValueError" in tags["note"][0]
+    assert pd.read_csv(tmp_path / "p.refused.csv", dtype=str)["reason"].tolist() == ["no id"]
+
+    # a part cut short (a copy between machines) stops the merge, which keeps every part
+    job(source, tmp_path / "s.csv", shard=(1, 2), chunk_rows=1)
+    job(source, tmp_path / "s.csv", shard=(2, 2), chunk_rows=1)
+    part = Parts(tmp_path / "s.csv").rows(1)
+    part.write_bytes(part.read_bytes()[:10])
+    with pytest.raises(CatalogueError, match="not the size their chunk wrote"):
+        job(source, tmp_path / "s.csv", merge_only=True, chunk_rows=1)
+    assert part.exists() and not (tmp_path / "s.csv").exists()

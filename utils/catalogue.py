@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from contextlib import contextmanager
 import json
 import math
+import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -57,18 +60,44 @@ def catalogue_chunks(path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFram
         import pyarrow.parquet as pq
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=INPUT_COLUMNS):
-            frame = batch.to_pandas()
-            yield _nfc(pd.DataFrame({c: ["" if v is None or v != v else str(v) for v in frame[c]]
-                                     for c in INPUT_COLUMNS}))
+            yield _nfc(pd.DataFrame({c: [v.replace("\r\n", "\n") for v in _strings(batch.column(
+                batch.schema.get_field_index(c)))] for c in INPUT_COLUMNS}))
         return
-    reader = pd.read_csv(path, encoding=csv_encoding(path), dtype=str, keep_default_na=False,
-                         usecols=INPUT_COLUMNS, chunksize=chunk_rows)
-    try:
+    reader = pd.read_csv(path, encoding=csv_encoding(path), dtype=str, keep_default_na=False, chunksize=chunk_rows,
+                         usecols=lambda name: name.strip() in INPUT_COLUMNS)
+    with _named_parser_errors(path):
         for frame in reader:
-            yield _nfc(frame.apply(lambda col: col.str.replace("\r\n", "\n", regex=False)))
+            frame.columns = [c.strip() for c in frame.columns]
+            yield _nfc(frame[INPUT_COLUMNS].apply(lambda col: col.str.replace("\r\n", "\n", regex=False)))
+
+
+def _strings(column) -> list[str]:
+    """A Parquet column as the CSV reader gives it: text, ids of any type as written ("7", not "7.0"), nulls
+    empty, bytes decoded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        return [v.decode("utf-8", "replace") if v is not None else "" for v in column.to_pylist()]
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    return ["" if v is None else v for v in column.to_pylist()]
+
+
+@contextmanager
+def _named_parser_errors(path: Path):
+    """pandas' complaints about the file's shape as the pipeline's refusals; its warning that every line has more
+    fields than the header (data it would drop) too."""
+    quoting = "a value that contains a comma must be quoted, and every quote closed"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            yield
     except pd.errors.ParserError as exc:
-        raise DataValidationError([f"{path.name}: {exc}; a value that contains a comma must be quoted, and every "
-                                   f"quote closed"], str(path)) from None
+        raise DataValidationError([f"{path.name}: {exc}; {quoting}"], str(path)) from None
+    except pd.errors.ParserWarning:
+        raise DataValidationError([f"{path.name}: lines have more fields than the header; {quoting}"],
+                                  str(path)) from None
 
 
 def check_readable(path: Path) -> None:
@@ -88,6 +117,7 @@ def check_readable(path: Path) -> None:
             columns = pq.ParquetFile(path).schema_arrow.names
         except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
             raise DataValidationError([f"{path.name}: not a readable Parquet file ({exc})"], str(path)) from None
+        check_header(path, columns, None)
     else:
         with open(path, encoding=csv_encoding(path), newline="") as fh:
             line, header = 0, []
@@ -108,8 +138,9 @@ def count_rows(path) -> int:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
-    return sum(len(chunk) for chunk in pd.read_csv(path, encoding=csv_encoding(path), dtype=str, usecols=["id"],
-                                                   keep_default_na=False, chunksize=64 * CHUNK_ROWS))
+    with _named_parser_errors(path):  # every field read: a line with one too many is refused, not cut short
+        return sum(len(chunk) for chunk in pd.read_csv(path, encoding=csv_encoding(path), dtype=str, index_col=False,
+                                                       keep_default_na=False, chunksize=64 * CHUNK_ROWS))
 
 
 def file_digest(path) -> str:
@@ -155,7 +186,7 @@ def screen(frame: pd.DataFrame, first_row: int, base: Path, seen: dict, ids_only
     the catalogue's folder and probed, texts read for something to read (Korean once read in the wrong encoding
     repaired). A row is tagged from what it has, or refused with its reason. `ids_only`: a chunk tagged before
     (a rerun) or by another shard, whose ids are all that later chunks need."""
-    out = Screened()
+    out, probed = Screened(), {}  # a photo that repeats within the chunk is probed once
     for offset, (rid, rel, text) in enumerate(zip(frame["id"], frame["img_path"], frame["overview"])):
         row, rid = first_row + offset, str(rid).strip()
         refusal = registered(rid, row, seen)
@@ -169,9 +200,7 @@ def screen(frame: pd.DataFrame, first_row: int, base: Path, seen: dict, ids_only
         if no_photo(rel):
             out.count("no photo", row, rid)
         else:
-            target = (base / rel).resolve()
-            problem = ("outside the catalogue's folder" if Path(rel).is_absolute() or not target.is_relative_to(base)
-                       else probe_image(target))
+            target, problem = _photo(rel, base, probed)
             if problem:
                 notes.append(f"photo {rel}: {problem}")
                 out.count("photo not usable", row, rid, f"{rel}: {problem}")
@@ -197,6 +226,21 @@ def screen(frame: pd.DataFrame, first_row: int, base: Path, seen: dict, ids_only
         out.texts.append(str(text))
         out.notes.append("; ".join(notes))
     return out
+
+
+def _photo(rel: str, base: Path, probed: dict) -> tuple[Path | None, str | None]:
+    """The photo's file inside the catalogue's folder and None, or why it cannot be used; a reason names the path
+    as the catalogue gives it, so that the output does not depend on where the catalogue sits."""
+    try:
+        target = (base / rel).resolve()
+        if Path(rel).is_absolute() or not target.is_relative_to(base):
+            return None, "outside the catalogue's folder"
+        if target not in probed:
+            probed[target] = probe_image(target)
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a name too long, a loop of symlinks
+        return None, f"cannot be opened ({type(exc).__name__}: {exc})"
+    problem = probed[target]
+    return target, problem.replace(str(target), rel) if problem else None
 
 
 def tag_rows(predictor, chunk: Screened, top_k: int) -> pd.DataFrame:
@@ -242,7 +286,7 @@ class Parts:
             raise CatalogueError(f"{self.dir} holds the parts of another job (its {', '.join(differ)} differ): "
                                  f"delete the folder to start again, or choose another --out")
 
-    def write(self, i: int, tagged: pd.DataFrame, chunk: Screened, seconds: float) -> dict:
+    def write(self, i: int, tagged: pd.DataFrame, chunk: Screened, seconds: float, tagged_by: str = "") -> dict:
         if self.parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -256,7 +300,8 @@ class Parts:
                   lineterminator="\n")
         summary = {"rows": len(chunk.ids) + len(chunk.refused), "tagged": len(chunk.ids),
                    "refused": len(chunk.refused), "counts": chunk.counts, "examples": chunk.examples,
-                   "seconds": round(seconds, 3)}
+                   "seconds": round(seconds, 3), "bytes": self.rows(i).stat().st_size,
+                   "refused_bytes": self.refused(i).stat().st_size, "tagged_by": tagged_by}
         write_json(summary, self.summary(i))
         return summary
 
@@ -287,6 +332,13 @@ def merge(parts: Parts, n_chunks: int, job: dict) -> dict:
         raise CatalogueError(f"{len(missing)} of {n_chunks} chunks are not tagged yet (chunks {_listed(missing)}, "
                              f"counted from 0; {owner}): run the shards that tag them to the end, into {parts.dir}, "
                              f"then --merge again")
+    summaries = [read_json(parts.summary(i)) for i in range(n_chunks)]
+    damaged = [f"{parts.rows(i).name} or {parts.refused(i).name}" for i, part in enumerate(summaries)
+               if (part["bytes"], part["refused_bytes"]) != (_size(parts.rows(i)), _size(parts.refused(i)))]
+    if damaged:
+        raise CatalogueError(f"{len(damaged)} part(s) in {parts.dir} are not the size their chunk wrote ("
+                             f"{_listed(damaged, 3)}): a copy cut short? Copy them again, or delete each damaged "
+                             f"chunk's files (NNNNNN.*) and tag again; nothing was merged")
     if parts.parquet:
         import pyarrow.parquet as pq
 
@@ -297,9 +349,10 @@ def merge(parts: Parts, n_chunks: int, job: dict) -> dict:
     else:
         _join(parts.out, ",".join(COLUMNS), [parts.rows(i) for i in range(n_chunks)])
     _join(refused_path(parts.out), ",".join(REFUSED_COLUMNS), [parts.refused(i) for i in range(n_chunks)])
-    summary = {"job": job, "rows": 0, "tagged": 0, "refused": 0, "counts": {}, "examples": {}, "seconds": 0.0}
-    for i in range(n_chunks):
-        part = read_json(parts.summary(i))
+    devices = sorted({part.get("tagged_by", "") for part in summaries} - {""})
+    summary = {"job": job, "rows": 0, "tagged": 0, "refused": 0, "counts": {}, "examples": {}, "seconds": 0.0,
+               "tagged_by": devices}
+    for part in summaries:
         for key in ("rows", "tagged", "refused", "seconds"):
             summary[key] += part[key]
         for key, n in part["counts"].items():
@@ -309,6 +362,10 @@ def merge(parts: Parts, n_chunks: int, job: dict) -> dict:
     write_json(summary, summary_path(parts.out))
     shutil.rmtree(parts.dir)
     return summary
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else -1
 
 
 def _join(path: Path, header: str, parts: list[Path]) -> None:
@@ -325,6 +382,34 @@ def _listed(numbers: list[int], shown: int = 8) -> str:
 
 
 # ---------------------------------------------------------------- the job
+def check_output(source: Path, out: Path) -> None:
+    """The output and the files beside it neither are the catalogue nor a folder, and can be written."""
+    written = [out, refused_path(out), summary_path(out), Parts(out).dir]
+    if any(p.exists() and p.resolve() == source.resolve() for p in written):
+        raise CatalogueError(f"--out {out} would overwrite the catalogue {source} (or name a file beside it after "
+                             f"it): choose another output name")
+    if out.is_dir():
+        raise CatalogueError(f"--out {out} is a folder: give a file name ending in .csv or .parquet")
+    if not out.parent.is_dir():
+        raise CatalogueError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    if not os.access(out.parent, os.W_OK):
+        raise CatalogueError(f"--out {out}: the folder {out.parent} cannot be written to; choose another")
+
+
+def run_fingerprint(card) -> str:
+    """What the run's predictor answers with: predictor.json and the size and time of every file it names (a
+    retrained unit in the same folder is another predictor), hashed."""
+    card = Path(card)
+    digest = hashlib.sha256(card.read_bytes())
+    described = json.loads(card.read_text(encoding="utf-8") or "{}")
+    files = [u for m in described.get("members", []) for u in m.get("units", [])] + \
+        ([described["keywords"]] if described.get("keywords") else [])
+    for name in files:
+        stat = (card.parent / name).stat() if (card.parent / name).exists() else None
+        digest.update(f"{name} {stat.st_size if stat else -1} {stat.st_mtime_ns if stat else -1}\n".encode())
+    return digest.hexdigest()
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """`K/N` (1 ≤ K ≤ N) as (K, N); None as the whole catalogue (1, 1)."""
     if not text:
@@ -347,9 +432,10 @@ def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int,
     `out` is whole; None when a shard finished its part and others remain."""
     source, out = Path(source), Path(out)
     check_readable(source)
+    check_output(source, out)
     k, n = shard
-    job = {"catalogue": file_digest(source), "predictor": file_digest(card), "chunk_rows": chunk_rows,
-           "top_k": top_k}
+    job = {"catalogue": file_digest(source), "predictor": run_fingerprint(card), "chunk_rows": chunk_rows,
+           "top_k": top_k, "out": out.name}
     done = read_json(summary_path(out))
     if out.is_file() and done is not None and done.get("job") == job:
         log(f"{out} is already tagged from {source.name} with this run; delete it to tag again")
@@ -359,6 +445,9 @@ def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int,
     rows = read_json(parts.dir / "job.json").get("rows")
     if rows is None:
         rows = count_rows(source)
+        if rows == 0:
+            shutil.rmtree(parts.dir)
+            raise CatalogueError(f"{source.name}: no places to tag (a header and no rows)")
         write_json({**job, "rows": rows}, parts.dir / "job.json")
     n_chunks = max(1, math.ceil(rows / chunk_rows))
     mine = [i for i in range(n_chunks) if i % n == k - 1]
@@ -383,13 +472,18 @@ def _tag_chunks(predictor, source: Path, parts: Parts, todo: set, mine: list, ro
     desc = "tagging" if shard[1] == 1 else f"tagging shard {shard[0]}/{shard[1]}"
     progress = bar(total=own_rows, desc=desc, initial=finished, unit="row", smoothing=0.1)
     seen, base = {}, source.resolve().parent
+    tagged_by = f"{getattr(predictor, 'device', '')} {str(getattr(predictor, 'dtype', '')).replace('torch.', '')}"
     for i, frame in enumerate(catalogue_chunks(source, chunk_rows)):
         started = time.perf_counter()
         chunk = screen(frame, i * chunk_rows + 1, base, seen, ids_only=i not in todo)
         if i in todo:
-            parts.write(i, tag_rows(predictor, chunk, top_k), chunk, time.perf_counter() - started)
+            parts.write(i, tag_rows(predictor, chunk, top_k), chunk, time.perf_counter() - started, tagged_by.strip())
             progress.update(len(frame))
     progress.close()
+    unread = sorted(i for i in todo if not parts.done(i))
+    if unread:
+        raise CatalogueError(f"{source.name} has fewer rows than when the job began (chunks {_listed(unread)} were "
+                             f"never read): it changed while being tagged; delete {parts.dir} and start again")
 
 
 def describe(summary: dict, out) -> str:
@@ -400,6 +494,9 @@ def describe(summary: dict, out) -> str:
              f"{rate:,.1f} rows/s)"]
     for key, n in sorted(summary["counts"].items()):
         lines.append(f"  {key}: {n:,} row(s), e.g. {summary['examples'][key]}")
+    if len(summary.get("tagged_by", [])) > 1:
+        lines.append(f"  parts tagged on {' and '.join(summary['tagged_by'])}: their probabilities may differ in the "
+                     f"last digits from one device's")
     if summary["refused"]:
         lines.append(f"  {summary['refused']:,} refused row(s) with their reasons: {refused_path(out)}")
     return "\n".join(lines)

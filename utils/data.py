@@ -205,7 +205,8 @@ def check_header(path: Path, header: list[str], line: int) -> None:
     'name.1', silently."""
     twice = sorted({name.strip() for name in header if [h.strip() for h in header].count(name.strip()) > 1})
     if twice:
-        raise DataValidationError([f"{path.name} line {line}: column {name!r} appears more than once in the "
+        where = f" line {line}" if line else ""  # a Parquet file has no lines
+        raise DataValidationError([f"{path.name}{where}: column {name!r} appears more than once in the "
                                    f"header {header}; keep one" for name in twice], str(path))
 
 

@@ -405,9 +405,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shard", help="with --out: K/N tags only every N-th chunk from the K-th, into <out>.parts/ "
                                         "(one process or machine per shard); then --merge joins them")
     parser.add_argument("--merge", action="store_true", help="with --out: join the shards' parts into --out")
-    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows per chunk with --out (default "
+    parser.add_argument("--chunk-rows", type=_positive, default=CHUNK_ROWS, help="rows per chunk with --out (default "
                                                                            f"{CHUNK_ROWS})")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=_positive, default=3)
     parser.add_argument("--run", default=None, help="the run folder to load (default: the most recent run under "
                                                      "--output-dir)")
     parser.add_argument("--output-dir", default=None, help="where ./run_all.sh wrote its runs (default outputs/)")
@@ -440,8 +440,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: give a whole number of at least 1")
+    return value
+
+
 def _tag_catalogue(args) -> int:
-    """--csv with --out: the catalogue streamed into the output (utils.catalogue)."""
+    """--csv with --out: the catalogue streamed into the output (utils.catalogue). A file that cannot be read or
+    written (a full disk, a damaged Parquet page, a folder without permission) ends the job with its reason; the
+    chunks finished so far stay for the rerun."""
     run_dir = Path(args.run) if args.run else latest_run(args.output_dir)
     card = run_dir / MODEL_CARD
     if not card.is_file():
@@ -451,7 +460,15 @@ def _tag_catalogue(args) -> int:
         print(f"loading run {run_dir}", file=sys.stderr)
         return Predictor(run_dir, args.device)
 
-    tag_catalogue(load, args.csv, args.out, card, parse_shard(args.shard), args.merge, args.chunk_rows, args.top_k)
+    from pyarrow.lib import ArrowException
+
+    try:
+        tag_catalogue(load, args.csv, args.out, card, parse_shard(args.shard), args.merge, args.chunk_rows, args.top_k)
+    except (OSError, ValueError, ArrowException) as exc:
+        if isinstance(exc, (FileNotFoundError, PredictionError, DataValidationError, CatalogueError)):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
