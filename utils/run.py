@@ -26,14 +26,19 @@ from .config import (Config, ConfigError, build, bundled_data_dir, changed_setti
                      resolve, run_dir)
 from .io import write_csv, write_json
 from .runtime import DeviceError, pick_device, require_device, seed_everything
-from .training import TimeBudget, set_session_budget
+
+
+def _unlimited():
+    from .training import TimeBudget
+
+    return TimeBudget()
 
 
 @dataclass
 class Run:
     cfg: Config
     label_fixes: Path | None
-    budget: TimeBudget = field(default_factory=TimeBudget)  # this notebook's training time (time_budget_hours)
+    budget: "TimeBudget" = field(default_factory=_unlimited)  # this notebook's training time (time_budget_hours)
 
     @property
     def dir(self) -> Path:
@@ -171,6 +176,8 @@ def start(profile: str = "demo", data_dir: str = "", output_dir: str = "", seed:
         ensure_dataset(Path(cfg.data_dir), seed=0, size=cfg.data_size)  # the bundled data is one fixed thing
     elif not Path(cfg.data_dir).is_dir():
         raise FileNotFoundError(f"{cfg.data_dir}: data folder not found")
+    from .training import TimeBudget, set_session_budget  # torch: not for run_all.sh's resolver (python -m utils.run)
+
     run = Run(cfg, default_label_fixes(Path(cfg.data_dir), cfg.label_fixes), TimeBudget(cfg.time_budget_hours))
     set_session_budget(run.budget)
     run.dir.mkdir(parents=True, exist_ok=True)
