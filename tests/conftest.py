@@ -55,6 +55,28 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory) -> Path:
+    """A run folder holding a two-member predictor with untrained weights (tiny profile): seconds to make, for
+    what needs a predictor that answers, not one that answers right."""
+    import torch
+
+    from utils.config import build
+    from utils.data import load_taxonomy
+    from utils.models import build_model
+    from utils.predict import save_predictor
+    from utils.training import _trainable_state
+
+    folder = tmp_path_factory.mktemp("run")
+    cfg, tax = build("tiny"), load_taxonomy()
+    units = {}
+    for kind in ("fusion_transformer", "text_frozen"):
+        torch.save(_trainable_state(build_model(kind, cfg, tax.sizes, seed=1, stage="kfold")), folder / f"{kind}.pt")
+        units[kind] = [folder / f"{kind}.pt"]
+    save_predictor(cfg, tax, units, {"fusion_transformer": 0.7, "text_frozen": 0.3}, folder)
+    return folder
+
+
 @pytest.fixture
 def small_copy(tiny_data, tmp_path):
     """A 30/10-row copy of the tiny dataset in the real layout, for tests that corrupt it."""

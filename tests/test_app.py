@@ -1,27 +1,16 @@
 """The page (utils.app), through gradio's own Python client, as a browser would call it."""
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from utils.config import build
-from utils.data import load_taxonomy
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(untrained_run):
     from utils.app import build_app
-    from utils.models import build_model
-    from utils.predict import Predictor, save_predictor
-    from utils.training import _trainable_state
+    from utils.predict import Predictor
 
-    folder = tmp_path_factory.mktemp("run")
-    cfg, tax = build("tiny"), load_taxonomy()
-    units = {}
-    for kind in ("fusion_transformer", "text_frozen"):
-        torch.save(_trainable_state(build_model(kind, cfg, tax.sizes, seed=1, stage="kfold")), folder / f"{kind}.pt")
-        units[kind] = [folder / f"{kind}.pt"]
-    save_predictor(cfg, tax, units, {"fusion_transformer": 0.7, "text_frozen": 0.3}, folder)
+    folder = untrained_run
     app = build_app(Predictor(folder))
     app.launch(prevent_thread_lock=True, quiet=True)
     yield app, folder

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from utils.catalogue import CatalogueError, Parts, catalogue_chunks, summary_path
-from utils.config import build
-from utils.data import load_taxonomy
 from utils.generate import generate_catalogue
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,20 +21,9 @@ CHUNK = "200"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A run folder with a two-member predictor (untrained weights: the tags need not be right, only the same)."""
-    from utils.models import build_model
-    from utils.predict import save_predictor
-    from utils.training import _trainable_state
-
-    folder = tmp_path_factory.mktemp("run")
-    cfg, tax = build("tiny"), load_taxonomy()
-    units = {}
-    for kind in ("fusion_transformer", "text_frozen"):
-        torch.save(_trainable_state(build_model(kind, cfg, tax.sizes, seed=1, stage="kfold")), folder / f"{kind}.pt")
-        units[kind] = [folder / f"{kind}.pt"]
-    save_predictor(cfg, tax, units, {"fusion_transformer": 0.7, "text_frozen": 0.3}, folder)
-    return folder
+def run(untrained_run) -> Path:
+    """The tags need not be right, only the same every way the job runs."""
+    return untrained_run
 
 
 @pytest.fixture(scope="module")
