@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     results = []
 
     def record(step: str, rows: int, took: dict, out: Path | None = None, same_as: str = "") -> None:
-        row = {"step": step, "rows": rows, **took, "rows_s": round(rows / took["seconds"], 1),
+        whole_job = step == "whole"  # the other steps tag part of the rows, or none
+        row = {"step": step, "rows": rows, **took, "rows_s": round(rows / took["seconds"], 1) if whole_job else "",
                "sha256": digest(out) if out and out.exists() else "", "identical_to_whole": ""}
         if same_as:
             row["identical_to_whole"] = row["sha256"] == same_as
