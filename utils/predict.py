@@ -324,7 +324,11 @@ class Predictor:
 
     def _member_block(self, kind: str, units: list, inputs: list, texts: list) -> dict[str, np.ndarray]:
         """One member over a block's chunks; its units are on the device only while this runs."""
-        placed = units if not kinds.get(kind).neural else _to_device(units, self.device, self.dtype)
+        if not kinds.get(kind).neural:  # the whole block in one call: scikit-learn's cost per call paid once
+            reads = kinds.get(kind).reads
+            present = {f"{m}_present": torch.cat([batch[f"{m}_present"] for batch, _ in inputs]) for m in reads}
+            return self._member_probs(kind, units, present, [t for chunk in texts for t in chunk])
+        placed = _to_device(units, self.device, self.dtype)
         probs = []
         for (batch, cached), chunk_texts in zip(inputs, texts):
             chunk = {k: v.to(self.device) for k, v in (cached if kind in self.cached_kinds else batch).items()}
