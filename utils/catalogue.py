@@ -50,12 +50,14 @@ def is_parquet(path) -> bool:
 
 
 # ---------------------------------------------------------------- reading
-def catalogue_chunks(path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+def catalogue_chunks(path, chunk_rows: int = CHUNK_ROWS, encoding: str | None = None) -> Iterator[pd.DataFrame]:
     """The catalogue's rows, `chunk_rows` at a time, as NFC strings of id, img_path and overview (Windows line
     breaks inside values as "\\n", as the pipeline reads its data). A file-level fault (missing column, encoding,
-    a broken quote) is a DataValidationError naming the file."""
+    a broken quote) is a DataValidationError naming the file. `encoding`: what `check_readable` found (given, the
+    file is not checked and decoded through once more)."""
     path = Path(path)
-    check_readable(path)
+    if encoding is None:
+        encoding = check_readable(path)
     if is_parquet(path):
         import pyarrow.parquet as pq
 
@@ -63,7 +65,7 @@ def catalogue_chunks(path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFram
             yield _nfc(pd.DataFrame({c: [v.replace("\r\n", "\n") for v in _strings(batch.column(
                 batch.schema.get_field_index(c)))] for c in INPUT_COLUMNS}))
         return
-    reader = pd.read_csv(path, encoding=csv_encoding(path), dtype=str, keep_default_na=False, chunksize=chunk_rows,
+    reader = pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False, chunksize=chunk_rows,
                          usecols=lambda name: name.strip() in INPUT_COLUMNS)
     with _named_parser_errors(path):
         for frame in reader:
@@ -100,9 +102,9 @@ def _named_parser_errors(path: Path):
                                   str(path)) from None
 
 
-def check_readable(path: Path) -> None:
+def check_readable(path: Path) -> str:
     """The file-level faults, before any model loads: not a file, empty, not CSV or Parquet as named, a column
-    missing or named twice, an encoding that cannot be read."""
+    missing or named twice, an encoding that cannot be read. Returns a CSV's encoding ("" for Parquet)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
     if not path.is_file():
@@ -118,8 +120,10 @@ def check_readable(path: Path) -> None:
         except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
             raise DataValidationError([f"{path.name}: not a readable Parquet file ({exc})"], str(path)) from None
         check_header(path, columns, None)
+        encoding = ""
     else:
-        with open(path, encoding=csv_encoding(path), newline="") as fh:
+        encoding = csv_encoding(path)
+        with open(path, encoding=encoding, newline="") as fh:
             line, header = 0, []
             for line, header in enumerate(csv.reader(fh), 1):
                 if any(h.strip() for h in header):
@@ -129,17 +133,18 @@ def check_readable(path: Path) -> None:
     problems = check_columns_present(pd.DataFrame(columns=[c.strip() for c in columns]), INPUT_COLUMNS, path.name)
     if problems:
         raise DataValidationError(problems, str(path))
+    return encoding
 
 
-def count_rows(path) -> int:
-    """Rows of the catalogue, read once in chunks (a Parquet file knows its own)."""
+def count_rows(path, encoding: str) -> int:
+    """Rows of the catalogue in its `encoding`, read once in chunks (a Parquet file knows its own)."""
     path = Path(path)
     if is_parquet(path):
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
     with _named_parser_errors(path):  # every field read: a line with one too many is refused, not cut short
-        return sum(len(chunk) for chunk in pd.read_csv(path, encoding=csv_encoding(path), dtype=str, index_col=False,
+        return sum(len(chunk) for chunk in pd.read_csv(path, encoding=encoding, dtype=str, index_col=False,
                                                        keep_default_na=False, chunksize=64 * CHUNK_ROWS))
 
 
@@ -431,7 +436,7 @@ def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int,
     same whichever process tags it). Returns the summary once
     `out` is whole; None when a shard finished its part and others remain."""
     source, out = Path(source), Path(out)
-    check_readable(source)
+    encoding = check_readable(source)
     check_output(source, out)
     k, n = shard
     job = {"catalogue": file_digest(source), "predictor": run_fingerprint(card), "chunk_rows": chunk_rows,
@@ -444,7 +449,7 @@ def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int,
     parts.start(job)
     rows = read_json(parts.dir / "job.json").get("rows")
     if rows is None:
-        rows = count_rows(source)
+        rows = count_rows(source, encoding)
         if rows == 0:
             shutil.rmtree(parts.dir)
             raise CatalogueError(f"{source.name}: no places to tag (a header and no rows)")
@@ -454,7 +459,7 @@ def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int,
     if not merge_only:
         todo = {i for i in mine if not parts.done(i)}
         if todo:
-            _tag_chunks(load_predictor(), source, parts, todo, mine, rows, chunk_rows, top_k, (k, n))
+            _tag_chunks(load_predictor(), source, encoding, parts, todo, mine, rows, chunk_rows, top_k, (k, n))
         if n > 1:
             log(f"shard {k}/{n}: its {len(mine)} chunks are tagged in {parts.dir}; when every shard is done, join "
                 f"them with the same command and --merge instead of --shard")
@@ -464,7 +469,7 @@ def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int,
     return summary
 
 
-def _tag_chunks(predictor, source: Path, parts: Parts, todo: set, mine: list, rows: int, chunk_rows: int,
+def _tag_chunks(predictor, source: Path, encoding: str, parts: Parts, todo: set, mine: list, rows: int, chunk_rows: int,
                 top_k: int, shard: tuple[int, int]) -> None:
     """Every chunk in `todo` tagged and written; the others only screened, for their ids."""
     own_rows = sum(min(chunk_rows, rows - i * chunk_rows) for i in mine)
@@ -473,7 +478,7 @@ def _tag_chunks(predictor, source: Path, parts: Parts, todo: set, mine: list, ro
     progress = bar(total=own_rows, desc=desc, initial=finished, unit="row", smoothing=0.1)
     seen, base = {}, source.resolve().parent
     tagged_by = f"{getattr(predictor, 'device', '')} {str(getattr(predictor, 'dtype', '')).replace('torch.', '')}"
-    for i, frame in enumerate(catalogue_chunks(source, chunk_rows)):
+    for i, frame in enumerate(catalogue_chunks(source, chunk_rows, encoding)):
         started = time.perf_counter()
         chunk = screen(frame, i * chunk_rows + 1, base, seen, ids_only=i not in todo)
         if i in todo:
