@@ -225,6 +225,41 @@ def test_distillation_students_learn_the_soft_test_labels_and_retrain_when_they_
     assert (tmp_path / "distill/text_frozen/seed0/fold0/best.pt").stat().st_mtime_ns != stamp  # changed: retrained
 
 
+def test_kfold_units_train_on_copies_of_their_own_training_rows_only(ds, tmp_path, monkeypatch):
+    """Adopted augmented copies: each unit trains on its fold's rows and the copies of exactly those rows (never a
+    copy of a row it is scored on); the copies are encoded once and kept in the cache, a rerun reuses the units,
+    and other copies mean other units."""
+    from utils import ensemble
+    from utils.splits import kfold
+
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "batch_size": 8, "n_folds": 2, "kfold.epochs": 2})
+    folds = kfold(ds.labels("cat3"), 2, 0)
+    seen, fit = [], ensemble.fit_model
+    monkeypatch.setattr(ensemble, "fit_model", lambda kind, data, train_idx, *a, **k: (
+        seen.append((data, np.asarray(train_idx))), fit(kind, data, train_idx, *a, **k))[1])
+    variant = "image augmentation copies"
+    ensemble.kfold_predictions("late_fusion", ds, cfg, folds, [0], tmp_path, tmp_path, copies=variant)
+    assert len(seen) == 2 and len(list((tmp_path / "cache/copies").glob("late_fusion-*.pt"))) == 1
+    n = len(ds.train) + len(ds.test)
+    for k, (data, train_idx) in enumerate(seen):
+        rows, sources = data.copies
+        assert len(rows) > 0 and rows.min() == n
+        own = train_idx[train_idx < len(ds.train)]
+        assert np.array_equal(own, np.flatnonzero(folds != k))
+        taken = train_idx[train_idx >= n]
+        assert np.array_equal(np.sort(taken), np.sort(rows[np.isin(sources, own)])) and len(taken) > 0
+        assert not np.isin(sources[np.isin(rows, taken)], np.flatnonzero(folds == k)).any()
+        assert np.array_equal(data.labels_of(rows), ds.labels("cat3")[sources])  # a copy keeps its label
+    result = json.loads((tmp_path / "kfold/late_fusion/seed0/fold0/result.json").read_text())
+    digest = result["config"]["identity"]["augmented_copies"]
+    stamp = (tmp_path / "kfold/late_fusion/seed0/fold0/best.pt").stat().st_mtime_ns
+    ensemble.kfold_predictions("late_fusion", ds, cfg, folds, [0], tmp_path, tmp_path, copies=variant)
+    assert (tmp_path / "kfold/late_fusion/seed0/fold0/best.pt").stat().st_mtime_ns == stamp  # reused
+    ensemble.kfold_predictions("late_fusion", ds, cfg, folds, [0], tmp_path, tmp_path, copies="text + image copies")
+    again = json.loads((tmp_path / "kfold/late_fusion/seed0/fold0/result.json").read_text())
+    assert again["config"]["identity"]["augmented_copies"] != digest  # other copies: retrained
+
+
 def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp_path):
     """`--processes 2`: the units of a K-fold in two worker processes (on CPU, each on half the cores) give what one
     process gives, unit by unit, also where augmentation draws random numbers (each unit has its own generators).

@@ -8,7 +8,8 @@ from utils import baselines, gradcam, labelfix
 from utils.backbones import frozen_backbone
 from utils.config import ConfigError, build
 from utils.data import load_dataset, load_taxonomy
-from utils.ensemble import adopted_imbalance, blend, choose_members, fit_weights, member_overrides
+from utils.ensemble import (adopted_copies, adopted_imbalance, blend, choose_members, fit_weights, member_overrides,
+                            takes_copies)
 from utils.io import read_json
 from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
 from utils.splits import kfold, stratified_sample, stratified_split
@@ -274,6 +275,26 @@ def test_kfold_members_adopt_the_imbalance_option_03_measured_helping(tmp_path):
     study({"random over-sampling": 0.004, "mixup (alpha 0.4)": 0.009})
     fields, why = adopted_imbalance(tmp_path, cfg)
     assert fields == {} and "best: mixup (alpha 0.4), +0.009" in why
+
+
+def test_kfold_members_adopt_the_copies_03_measured_helping_those_that_read_what_they_augment(tmp_path):
+    cfg = build("demo")
+    assert adopted_copies(tmp_path, cfg) == (None, "no augmented copies adopted (03 did not run)")
+    rows = [{"option": "none", "Δ weighted F1": 0.0}, {"option": "random over-sampling", "Δ weighted F1": 0.06},
+            {"option": "text EDA copies", "Δ weighted F1": 0.021}, {"option": "image augmentation copies",
+                                                                   "Δ weighted F1": 0.031},
+            {"option": "text + image copies", "Δ weighted F1": 0.012}]
+    record("late_fusion", {"rows": rows}, {}, tmp_path, section="augmentation")
+    variant, why = adopted_copies(tmp_path, cfg)
+    assert variant == "image augmentation copies" and "(+0.031 on late_fusion's validation in 03)" in why
+    assert adopted_copies(tmp_path, build("demo", {"kfold_margin": 0.04}))[0] is None
+    assert adopted_copies(tmp_path, build("demo", {"kfold_adopt": False}))[0] is None
+    assert takes_copies("fusion_transformer", cfg, variant) and takes_copies("image_frozen", cfg, variant)
+    assert not takes_copies("text_frozen", cfg, variant)  # the copies' text is the original's
+    assert takes_copies("text_frozen", cfg, "text EDA copies") and takes_copies("text_frozen", cfg, "text + image copies")
+    assert not takes_copies("text_tfidf", cfg, "text EDA copies")  # 03 measured a neural model
+    assert not takes_copies("text_finetuned", cfg, "text EDA copies")  # end to end: augments as it draws rows
+    assert not takes_copies("image_frozen", cfg, None)
 
 
 def test_sum_decoding_lets_a_confident_child_outvote_an_unlikely_parent_where_product_does_not():

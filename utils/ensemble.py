@@ -21,23 +21,51 @@ from .training import TimeBudgetExceeded, session_budget
 _DEFAULTS = Config.__dataclass_fields__
 
 
-def adopted_imbalance(run_dir, cfg) -> tuple[dict, str]:
-    """The schedule fields of the imbalance option that 03's study (metrics.json, section augmentation) measured
-    raising validation weighted F1 by at least `kfold_margin`, the best such one, with the reason in words; none
-    where 03 did not run, `kfold_adopt` is off, or nothing helped that much. What each member takes of it:
-    `member_overrides`."""
-    from .studies import OPTIONS
-
+def _adopted(run_dir, cfg, options, what: str) -> tuple[str | None, str]:
+    """Of `options` (names of 03's rows), the one that 03's study (metrics.json, section augmentation) measured
+    raising validation weighted F1 by at least `kfold_margin`, the best such one, with the reason in words; None
+    where 03 did not run, `kfold_adopt` is off, or nothing helped that much."""
     studies = read_json(Path(run_dir) / "metrics.json", default={}).get("augmentation", {})
     if not cfg.kfold_adopt or not studies:
-        return {}, "no imbalance option adopted (" + ("kfold_adopt=false)" if not cfg.kfold_adopt else "03 did not run)")
+        return None, f"no {what} adopted (" + ("kfold_adopt=false)" if not cfg.kfold_adopt else "03 did not run)")
     kind, study = next(iter(studies.items()))
-    gains = {r["option"]: r["Δ weighted F1"] for r in study["rows"] if r["option"] in OPTIONS and r["option"] != "none"}
+    gains = {r["option"]: r["Δ weighted F1"] for r in study["rows"] if r["option"] in options and r["option"] != "none"}
+    if not gains:
+        return None, f"no {what} adopted: 03 measured none"
     best = max(gains, key=gains.get)
     if gains[best] < cfg.kfold_margin:
-        return {}, (f"no imbalance option adopted: none raised {kind}'s validation weighted F1 in 03 by "
-                    f"kfold_margin={cfg.kfold_margin:g} (best: {best}, {gains[best]:+.3f})")
-    return dict(OPTIONS[best]), f"adopted for the neural members: {best} ({gains[best]:+.3f} on {kind}'s validation in 03)"
+        return None, (f"no {what} adopted: none raised {kind}'s validation weighted F1 in 03 by "
+                      f"kfold_margin={cfg.kfold_margin:g} (best: {best}, {gains[best]:+.3f})")
+    return best, f"adopted for the neural members: {best} ({gains[best]:+.3f} on {kind}'s validation in 03)"
+
+
+def adopted_imbalance(run_dir, cfg) -> tuple[dict, str]:
+    """The schedule fields of the imbalance option 03 measured helping (`_adopted`), and why. What each member
+    takes of it: `member_overrides`."""
+    from .studies import OPTIONS
+
+    best, why = _adopted(run_dir, cfg, OPTIONS, "imbalance option")
+    return (dict(OPTIONS[best]) if best else {}), why
+
+
+def adopted_copies(run_dir, cfg) -> tuple[str | None, str]:
+    """The kind of augmented copies (studies.COPIES) 03 measured helping (`_adopted`), and why. Which members
+    train on them: `takes_copies`; on what: studies.member_copies. Taken beside an adopted imbalance option,
+    a pairing 03 did not measure."""
+    from .studies import COPIES
+
+    return _adopted(run_dir, cfg, COPIES, "augmented copies")
+
+
+def takes_copies(kind: str, cfg, variant: str | None) -> bool:
+    """Whether K-fold member `kind` trains on `variant`'s copies: a neural kind on cached inputs (end-to-end
+    members augment their rows as they draw them: `image_augment`, `text_augment`) that reads a modality the
+    copies augment."""
+    from .studies import COPIES
+
+    spec = registry.get(kind)
+    return bool(variant) and spec.neural and cfg.schedule(kind, "kfold").training_mode == "cached" \
+        and bool(spec.reads & set(COPIES[variant]))
 
 
 def member_overrides(kind: str, cfg, adopted: dict, distilling: bool = False) -> dict:
@@ -54,7 +82,8 @@ def member_overrides(kind: str, cfg, adopted: dict, distilling: bool = False) ->
 
 
 def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_dir, run_dir, tag: str = "kfold",
-                      budget=None, soft_test: dict | None = None, overrides: dict | None = None) -> dict:
+                      budget=None, soft_test: dict | None = None, overrides: dict | None = None,
+                      copies: str | None = None) -> dict:
     """Out-of-fold probabilities for every train row and fold-averaged test probabilities.
 
     Every (seed, fold) unit lives in checkpoints_dir/<tag>/<kind>/seed<s>/fold<k>: rerunning skips finished
@@ -63,18 +92,20 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     `budget` (a training.TimeBudget): stop cleanly before it runs out, naming the units that remain.
     Units train `unit_processes(cfg)` at once, in worker processes spread over the GPUs (`processes`).
     `soft_test` (per level, the ensemble's test probabilities): distillation, the 9th place's last step; every
-    unit also trains on all test rows with those soft targets (its out-of-fold rows never get one)."""
+    unit also trains on all test rows with those soft targets (its out-of-fold rows never get one).
+    `copies` (`adopted_copies`): the member also trains on those augmented copies of its unit's training rows."""
     budget = budget if budget is not None else session_budget()  # handed to the worker processes too
     n_train, n_test = len(ds.train), len(ds.test)
     sizes = ds.taxonomy.sizes
     oof = {level: np.zeros((n_train, sizes[level])) for level in LEVELS}
     test = {level: np.zeros((n_test, sizes[level])) for level in LEVELS}
     overrides = overrides or {}
-    data = _kfold_data(kind, ds, cfg, soft_test)  # in the parent also with several processes: it builds the cache
+    data = _kfold_data(kind, ds, cfg, soft_test, copies)  # in the parent also with several processes: it builds the cache
     fold_scores, checkpoints = [], []
     n_folds = int(folds.max()) + 1
     units = [(seed, k) for seed in seeds for k in range(n_folds)]
-    jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides) for seed, k in units]
+    jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides, copies)
+            for seed, k in units]
     processes = unit_processes(cfg, len(units))
     results = _run_parallel(jobs, processes, cfg.device) if processes > 1 else (_train_unit(job, data) for job in jobs)
     for i, result in enumerate(bar(results, f"{kind}: seeds x folds ({processes} at once)", total=len(units))):
@@ -106,31 +137,47 @@ def unit_processes(cfg, n_units: int) -> int:
     return max(1, min(distributed.processes_for(cfg), n_units))
 
 
-def _kfold_data(kind: str, ds, cfg, soft_test: dict | None):
-    """What a K-fold member trains on: its model data, with distillation's soft targets on the test rows."""
+def _kfold_data(kind: str, ds, cfg, soft_test: dict | None, copies: str | None = None):
+    """What a K-fold member trains on: its model data, with the augmented copies it takes (`takes_copies`)
+    appended, and distillation's soft targets on the test rows."""
     data = model_data(ds, cfg, [kind])
+    if takes_copies(kind, cfg, copies):
+        from .studies import member_copies
+
+        extra, sources, digest = member_copies(kind, ds, cfg, copies, data)
+        data, _ = data.extended(extra, sources, digest)
     if soft_test is None:
         return data
     return data.with_soft_labels(data.test_rows, soft_test)
 
 
+def unit_rows(data, folds: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fold `k`'s training and validation rows of `data`: the training rows include the augmented copies of
+    those rows (`data.copies`), never a copy of a validation row."""
+    train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+    if data.copies is not None:
+        rows, sources = data.copies
+        train_idx = np.concatenate([train_idx, rows[np.isin(sources, train_idx)]])
+    return train_idx, val_idx
+
+
 def _train_unit(job, data=None, device: str | None = None):
     """One K-fold unit (seed, fold): (validation probabilities, test probabilities, checkpoint), or the
     TimeBudgetExceeded that stopped it (returned, so that the parent names every unit left)."""
-    kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides = job
+    kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides, copies = job
     if device is not None and device.startswith("cuda"):  # "cuda" now means this GPU; the unit's settings (and so
         import torch                                      # its checkpoint's key) stay those of one process
 
         torch.cuda.set_device(device)
     if data is None:  # a worker process: the cache the parent built, read memory-mapped
-        data = _kfold_data(kind, ds, cfg, soft_test)
+        data = _kfold_data(kind, ds, cfg, soft_test, copies)
     test_idx = data.test_rows
-    train_idx, val_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+    train_idx, val_idx = unit_rows(data, folds, k)
     if soft_test is not None:
         train_idx = np.concatenate([train_idx, test_idx])
     try:
         init = _warm_start_unit(kind, ds, cfg, train_idx, val_idx, Path(checkpoints_dir) / tag, seed, k, budget,
-                                soft_test, overrides)
+                                soft_test, overrides, copies)
         trained = fit_model(kind, data, train_idx, val_idx, ds, cfg, Path(checkpoints_dir) / tag / kind / f"seed{seed}",
                             f"fold{k}", seed, stage="kfold", init_from=init, budget=budget,
                             **member_overrides(kind, cfg, overrides, distilling=soft_test is not None))
@@ -140,7 +187,7 @@ def _train_unit(job, data=None, device: str | None = None):
 
 
 def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int, k: int, budget, soft_test,
-                     overrides: dict):
+                     overrides: dict, copies: str | None = None):
     """A fine-tune's K-fold unit starts, as in 04, from its frozen model's head trained on the same rows: that
     frozen unit (the member's own when the frozen kind is a member too, else trained here, once). Without it
     the demo's short fine-tunes start from a random head and stay near chance. It trains with the overrides the
@@ -148,7 +195,7 @@ def _warm_start_unit(kind, ds, cfg, train_idx, val_idx, tag_dir: Path, seed: int
     frozen = registry.get(kind).starts_from(cfg)
     if frozen is None:
         return None
-    return fit_model(frozen, _kfold_data(frozen, ds, cfg, soft_test), train_idx, val_idx, ds, cfg,
+    return fit_model(frozen, _kfold_data(frozen, ds, cfg, soft_test, copies), train_idx, val_idx, ds, cfg,
                      tag_dir / frozen / f"seed{seed}", f"fold{k}", seed, stage="kfold", budget=budget,
                      **member_overrides(frozen, cfg, overrides, distilling=soft_test is not None)).checkpoint
 
@@ -246,17 +293,18 @@ def fold_spread(probs: dict, y3: np.ndarray, folds: np.ndarray, taxonomy, rule: 
 
 
 def distill(kinds, members: dict, weights, ds, cfg, folds, seeds, checkpoints_dir, run_dir, budget=None,
-            overrides: dict | None = None):
+            overrides: dict | None = None, copies: str | None = None):
     """The 9th place's last step: for each neural member a student per fold and seed, trained like its teacher
     and also on every test row with the ensemble's soft labels (`kfold_predictions(soft_test=...)`). Returns the
     members with the students in their teachers' places, their weights (refitted out of fold), and the table of
     out-of-fold scores, teacher against student, per member and for the ensemble. The students' OOF scores are a
     little optimistic: the teachers behind the soft labels were trained on the rows the students are scored on.
-    `overrides`: the teachers' schedule fields (`adopted_imbalance`)."""
+    `overrides`, `copies`: the teachers' schedule fields (`adopted_imbalance`) and copies (`adopted_copies`)."""
     y3 = ds.labels("cat3")
     soft = blend([members[k]["test"] for k in kinds], weights)
     students = {k: kfold_predictions(k, ds, cfg, folds, seeds, checkpoints_dir, run_dir, tag="distill", budget=budget,
-                                     soft_test=soft, overrides=overrides) for k in kinds if registry.get(k).neural}  # TF-IDF takes no soft labels
+                                     soft_test=soft, overrides=overrides, copies=copies)
+                for k in kinds if registry.get(k).neural}  # TF-IDF takes no soft labels
     taught = {k: students.get(k, members[k]) for k in kinds}
     taught_weights = fit_weights([taught[k]["oof"] for k in kinds], y3)
 

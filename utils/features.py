@@ -298,6 +298,8 @@ class ModelData(Dataset):
     n_train: int
     n_test: int
     soft_digest: str | None = None  # set by `with_soft_labels`: what the soft targets are, for the fit's key
+    copies_digest: str | None = None  # set by `extended`: what the appended copies are, for the fit's key
+    copies: tuple[np.ndarray, np.ndarray] | None = None  # (the copies' rows, their originals' rows): `extended`
 
     @property
     def train_rows(self) -> np.ndarray:
@@ -373,13 +375,20 @@ class TensorData(ModelData):
         tensors["soft"] = flags
         copy = TensorData(tensors, self.n_train, self.n_test)
         copy.soft_digest = soft_digest(rows, soft)
+        copy.copies, copy.copies_digest = self.copies, self.copies_digest
         return copy
 
-    def extended(self, extra: dict[str, torch.Tensor]) -> tuple["TensorData", np.ndarray]:
-        """A copy with `extra` rows appended (same keys), and the indices of those rows."""
+    def extended(self, extra: dict[str, torch.Tensor], sources=None, digest: str | None = None
+                 ) -> tuple["TensorData", np.ndarray]:
+        """A copy with `extra` rows appended (same keys), and the indices of those rows. `sources` (each extra
+        row's original) and `digest` (what the rows are) mark them as augmented copies (`copies`) that train
+        only beside their originals, and that a fit's key names."""
         n_extra = len(next(iter(extra.values())))
         merged = {k: torch.cat([v, extra[k].to(v.dtype)]) for k, v in self.tensors.items()}
-        return TensorData(merged, self.n_train, self.n_test), np.arange(self.n, self.n + n_extra)
+        out, rows = TensorData(merged, self.n_train, self.n_test), np.arange(self.n, self.n + n_extra)
+        if sources is not None:
+            out.copies, out.copies_digest = (rows, np.asarray(sources)), digest
+        return out, rows
 
 
 def feature_data(ds, cfg, keys, labels_frame=None):

@@ -351,15 +351,16 @@ class _Fit:
 
     def identify(self, identity: dict) -> None:
         """What defines this fit (`described`, written to result.json) and its key: the schedule, the model, the
-        rows, their labels (corrected labels mean a new fit), the soft targets, and the caller's `identity` (kind,
-        taxonomy, starting weights)."""
+        rows, their labels (corrected labels mean a new fit), the soft targets, the augmented copies, and the
+        caller's `identity` (kind, taxonomy, starting weights)."""
         labels = b"".join(self.data.labels_of(idx, level).tobytes()
                           for idx in (self.train_idx, self.val_idx) for level in LEVELS)
-        soft = self.data.soft_digest
+        soft, copies = self.data.soft_digest, self.data.copies_digest
         self.described = {"schedule": asdict(self.s), "identity": {
             **identity, "train_rows": hashlib.sha1(self.train_idx.tobytes()).hexdigest()[:12],
             "val_rows": hashlib.sha1(self.val_idx.tobytes()).hexdigest()[:12],
-            "labels": hashlib.sha1(labels).hexdigest()[:12], **({"soft_targets": soft} if soft else {})}}
+            "labels": hashlib.sha1(labels).hexdigest()[:12], **({"soft_targets": soft} if soft else {}),
+            **({"augmented_copies": copies} if copies else {})}}
         self.key = hashlib.sha1(json.dumps({**self.described, "model": repr(self.model)}, sort_keys=True,
                                            default=str).encode()).hexdigest()[:16]
 
