@@ -161,8 +161,9 @@ class Config:
     kfold_models: str = "auto"   # auto: per family the best of 04/05's validation results (06 states the rule)
     kfold_margin: float = 0.02   # auto: among models this close to their family's best, the fastest to train (one
                                  # split's validation F1 varies by about this much: 06's fold spread is 0.014-0.022)
-    kfold_adopt: bool = True     # 06's neural members take the imbalance option 03 measured raising validation
-                                 # weighted F1 by at least kfold_margin (the best such); kfold.* settings win
+    kfold_adopt: bool = True     # 06's neural members take the imbalance option and the augmented copies 03
+                                 # measured raising validation weighted F1 by at least kfold_margin (the best
+                                 # such of each); kfold.* settings win
     distill: bool = False         # 06: students of each neural member, trained per fold also on the test rows with the
                                   # ensemble's soft labels (9th place's last step); kept if they raise the OOF score
     kfold_seeds: str = ""         # comma-separated training seeds averaged per fold; empty: `seed`
