@@ -14,6 +14,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from utils import kinds  # noqa: E402
+
 TARGET_LABEL_SUSPECTS = 0.8   # precision and recall of 02's label suspects
 TARGET_GRADCAM = 0.75         # share of the CNN's heatmap peaks inside the class object, layer and method chosen
                               # without boxes
@@ -27,6 +33,24 @@ def _get(metrics: dict, *keys, default=None):
     return metrics
 
 
+def majority_f1(run_dir: Path, data_dir: Path) -> float | None:
+    """Weighted F1 on cat3 of answering the training split's most common class for every validation row: the
+    floor a trained model must clear (a short run can leave a neural model at it)."""
+    split_file, train_file = run_dir / "validation_split.csv", data_dir / "train.csv"
+    if not (split_file.exists() and train_file.exists()):
+        return None
+    from utils.data import read_csv_any
+    from utils.metrics import weighted_f1
+    labels = read_csv_any(train_file).set_index("id")["cat3"]
+    split = pd.read_csv(split_file)
+    split["cat3"] = labels.reindex(split["id"]).to_numpy()
+    train, val = split[split["split"] == "train"], split[split["split"] == "val"]
+    if val.empty or train.empty:
+        return None
+    common = train["cat3"].value_counts().idxmax()
+    return weighted_f1(val["cat3"].to_numpy(), np.full(len(val), common, dtype=object))
+
+
 def headline(run_dir: Path) -> dict:
     """Name -> number (or text) of one run; absent entries stay None."""
     m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -38,6 +62,10 @@ def headline(run_dir: Path) -> dict:
         rows["rows (train / test), corrupted labels"] = f"{g['n_train']} / {g['n_test']}, {g['corrupted_labels']}"
     singles = {kind: _get(v, "hierarchical", "weighted_f1_cat3") for kind, v in m.get("models", {}).items()}
     singles = {k: v for k, v in singles.items() if v is not None}
+    majority = majority_f1(run_dir, Path(cfg["data_dir"]))
+    if majority is not None:
+        rows["validation: majority class"] = majority
+        rows["_neural"] = {k: v for k, v in singles.items() if k in kinds.KINDS and kinds.get(k).neural}
     for kind, value in singles.items():
         rows[f"validation: {kind}"] = value
     if singles:
@@ -46,6 +74,9 @@ def headline(run_dir: Path) -> dict:
         rows["_best_single"] = singles[best]
     for member in _get(m, "ensemble", "kfold", "models", default=[]):
         rows[f"K-fold OOF: {member['model']}"] = member["OOF weighted F1 cat3"]
+    oof = {mb["model"]: mb["OOF weighted F1 cat3"] for mb in _get(m, "ensemble", "kfold", "models", default=[])}
+    if "ensemble" in oof and len(oof) > 1:
+        rows["_oof"] = oof
     weights = _get(m, "ensemble", "kfold", "weights", default={})
     rows["ensemble weights"] = ", ".join(f"{k} {v:.2f}" for k, v in weights.items() if v >= 0.005) or None
     rows["submission (test, hidden labels)"] = _get(m, "ensemble", "submission", "test_weighted_f1_cat3")
@@ -85,6 +116,14 @@ def targets(name: str, rows: dict) -> list[tuple[bool, str]]:
     sub, best = rows.get("submission (test, hidden labels)"), rows.get("_best_single")
     if sub is not None and best is not None:
         out.append((sub >= best, f"{name}: submission {sub:.3f} >= best single model's validation {best:.3f}"))
+    majority = rows.get("validation: majority class")
+    for kind, value in rows.get("_neural", {}).items():
+        out.append((value > majority, f"{name}: {kind} validation {value:.3f} > majority class {majority:.3f}"))
+    oof = rows.get("_oof")
+    if oof:
+        best = max((k for k in oof if k != "ensemble"), key=oof.get)
+        out.append((oof["ensemble"] >= oof[best], f"{name}: ensemble OOF {oof['ensemble']:.3f} >= its best member's "
+                    f"({best}) {oof[best]:.3f}"))
     for what in ("precision", "recall"):
         value = rows.get(f"label suspects: {what}")
         if value is not None:

@@ -1,0 +1,47 @@
+"""benchmarks/results_table.py: the floor a short run's neural models must clear, and the ensemble's."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "results_table.py"
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tmp_path, image_f1: float, ensemble_oof: float) -> Path:
+    data, run = tmp_path / "data", tmp_path / "run"
+    data.mkdir(parents=True)
+    run.mkdir()
+    labels = ["한식"] * 6 + ["중식"] * 3 + ["일식"] * 1
+    ids = [f"TRAIN_{i:05d}" for i in range(10)]
+    pd.DataFrame({"id": ids, "cat3": labels}).to_csv(data / "train.csv", index=False)
+    split = ["train", "val"] * 5
+    pd.DataFrame({"id": ids, "split": split}).to_csv(run / "validation_split.csv", index=False)
+    (run / "config.json").write_text(json.dumps({"data_dir": str(data)}))
+    models = {"text_tfidf": 0.2, "image_frozen": image_f1}
+    metrics = {"models": {k: {"hierarchical": {"weighted_f1_cat3": v}} for k, v in models.items()},
+               "ensemble": {"kfold": {"models": [{"model": "image_frozen", "OOF weighted F1 cat3": 0.7},
+                                                 {"model": "ensemble", "OOF weighted F1 cat3": ensemble_oof}]}}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_a_neural_model_at_the_majority_class_and_an_ensemble_below_its_member_are_missed(table, tmp_path):
+    run = _run(tmp_path, image_f1=0.45, ensemble_oof=0.69)
+    rows = table.headline(run)
+    # validation rows: 한식 x3, 중식 x1, 일식 x1; the training rows' most common class is 한식
+    assert rows["validation: majority class"] == pytest.approx(0.6 * 0.75)
+    verdicts = {line.split(": ", 1)[1].split(" ")[0]: ok for ok, line in table.targets("run", rows)}
+    assert verdicts == {"image_frozen": False, "ensemble": False}  # TF-IDF is not held to the floor
+
+    rows = table.headline(_run(tmp_path / "again", image_f1=0.46, ensemble_oof=0.7))
+    assert all(ok for ok, _ in table.targets("run", rows))
