@@ -12,6 +12,11 @@ recall over every dataset (the target is 0.6 for both, on both datasets).
 
     .venv/bin/python benchmarks/label_suspects.py                         # bundled and second, seeds 0 and 1
     .venv/bin/python benchmarks/label_suspects.py --sizes second --seeds 0
+
+`--runs RUN ...` trains nothing: from finished runs' saved out-of-fold experts (02's and 06's K-fold members) it
+writes benchmarks/results/label-suspects-ceiling.csv, the most any threshold on the experts' ranking can give: the
+precision (= recall) of its top k rows, k the number of corrupted labels. Below 0.8 there, no threshold reaches
+0.8 for both; only better experts or other evidence (02's text evidence) can.
 """
 from __future__ import annotations
 
@@ -73,12 +78,52 @@ def precision_recall(case: dict, combo: tuple, rule: str, t: float) -> tuple[flo
     return hits / max(int(flagged.sum()), 1), hits / int(case["bad"].sum())
 
 
+def ceiling(run_dir: Path) -> list[dict]:
+    """Break-even precision = recall of ranking a run's training rows by the experts' probability of the given
+    label, for 02's experts and for them with each of 06's K-fold members as one more expert."""
+    import json
+
+    from utils.data import load_taxonomy, read_csv_any, taxonomy_file
+
+    cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    data = Path(cfg["data_dir"])
+    taxonomy = load_taxonomy(taxonomy_file(data))
+    train = read_csv_any(data / "train.csv")
+    index = {name: i for i, name in enumerate(taxonomy.cat3)}
+    given = train["cat3"].map(index).to_numpy()
+    bad = train["id"].isin(pd.read_csv(data / "truth" / "label_noise.csv", dtype=str)["id"]).to_numpy()
+    oof = {f.stem: np.load(f)["oof_cat3"] for f in sorted((run_dir / "oof").glob("*.npz"))}
+    experts = [oof[k] for k in oof if k.startswith("label_fixing_")]
+    combos = {"02's experts": experts}
+    combos.update({f"02's experts x K-fold {k[len('kfold_'):]}": experts + [oof[k]]
+                   for k in oof if k.startswith("kfold_")})
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    fixing = metrics.get("data_quality", {}).get("label_fixing", {})
+    rows = []
+    for name, probs in combos.items():
+        p = labelfix.product_of_experts(probs, given, len(taxonomy.cat3))
+        ranked = np.argsort(p[np.arange(len(given)), given], kind="stable")
+        rows.append({"run": run_dir.name, "experts": name, "corrupted": int(bad.sum()),
+                     "break-even P = R": round(float(bad[ranked[:bad.sum()]].mean()), 3),
+                     "02's P / R (text evidence included)": f"{fixing.get('precision', float('nan')):.3f} / "
+                                                            f"{fixing.get('recall', float('nan')):.3f}"})
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="+", type=Path, help="finished run folders: the ceiling, nothing trained")
     parser.add_argument("--sizes", default="default,second", help="generated datasets (data_size)")
     parser.add_argument("--seeds", default="0,1", help="training seeds of the experts")
     parser.add_argument("--experts", default="text_tfidf,image_frozen,late_fusion")
     args = parser.parse_args(argv)
+    if args.runs:
+        from utils.io import write_csv
+
+        table = pd.DataFrame([row for run in args.runs for row in ceiling(run)])
+        write_csv(table, Path(__file__).resolve().parent / "results" / "label-suspects-ceiling.csv")
+        print(table.to_string(index=False))
+        return 0
     sizes, seeds = args.sizes.split(","), [int(s) for s in args.seeds.split(",")]
     kinds = args.experts.split(",")
     cases = {(size, seed): experts_of(size, seed, kinds) for size in sizes for seed in seeds}
