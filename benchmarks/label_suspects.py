@@ -37,6 +37,7 @@ from utils.ensemble import kfold_predictions  # noqa: E402
 from utils.run import start  # noqa: E402
 from utils.splits import kfold  # noqa: E402
 
+SCORES = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")  # cleanlab's; 02 uses the first
 RULES = {"max_probability": (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01),
          "confidence": (0.8, 0.9, 0.95, 0.98)}
 
@@ -99,14 +100,21 @@ def ceiling(run_dir: Path) -> list[dict]:
                    for k in oof if k.startswith("kfold_")})
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     fixing = metrics.get("data_quality", {}).get("label_fixing", {})
+    from cleanlab.rank import get_label_quality_scores
+
     rows = []
     for name, probs in combos.items():
         p = labelfix.product_of_experts(probs, given, len(taxonomy.cat3))
-        ranked = np.argsort(p[np.arange(len(given)), given], kind="stable")
-        rows.append({"run": run_dir.name, "experts": name, "corrupted": int(bad.sum()),
-                     "break-even P = R": round(float(bad[ranked[:bad.sum()]].mean()), 3),
-                     "02's P / R (text evidence included)": f"{fixing.get('precision', float('nan')):.3f} / "
-                                                            f"{fixing.get('recall', float('nan')):.3f}"})
+        present = np.unique(given)  # cleanlab wants every class it scores to have a row
+        p = p[:, present] / p[:, present].sum(1, keepdims=True)
+        methods = SCORES if name == "02's experts" else SCORES[:1]
+        for method in methods:
+            quality = get_label_quality_scores(np.searchsorted(present, given), p, method=method)
+            ranked = np.argsort(quality, kind="stable")
+            rows.append({"run": run_dir.name, "experts": name, "ranked by": method, "corrupted": int(bad.sum()),
+                         "break-even P = R": round(float(bad[ranked[:bad.sum()]].mean()), 3),
+                         "02's P / R (text evidence included)": f"{fixing.get('precision', float('nan')):.3f} / "
+                                                                f"{fixing.get('recall', float('nan')):.3f}"})
     return rows
 
 
