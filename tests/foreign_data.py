@@ -12,7 +12,8 @@ tree, each place's class said by its text, shown by its photo, or both (the text
 photo a quarter, to a guess among siblings), sibling words mixed into texts, distractor shapes in photos,
 `--noise` of the training labels moved to a sibling, and ground truth in `truth/` as the project's own generated
 data has it (test labels, the corrupted labels, the class-defining object's box in every photo), with which
-modality shows each place's cat3.
+modality shows each place's cat3. With `--no-photo`, a place without a photo has its class said by its text
+(`--style mixed --no-photo 1`: text-only data, in which the text always says the cat3).
 """
 import argparse
 import sys
@@ -106,9 +107,10 @@ def write(out: Path, n_train: int = 600, n_test: int = 150, seed: int = 7, tree:
 
 
 def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 11, noise: float = 0.03,
-                said: float = 0.5, shown: float = 0.5) -> Path:
+                said: float = 0.5, shown: float = 0.5, no_photo: float = 0.0) -> Path:
     """Each place's cat3 is said by its text with probability `said` and shown by its photo with `shown` (at least
-    one of the two); the other modality then names only the cat2 (its shared words, its shape)."""
+    one of the two); the other modality then names only the cat2 (its shared words, its shape). A place left
+    without a photo (`no_photo` of them) has its cat3 said by its text: `no_photo=1` is text-only data."""
     rng = np.random.default_rng(seed)
     tree = [(c1, c2, c3, words, shared) for c2, (c1, shared, kids) in MIXED.items() for c3, words in kids.items()]
     weights = rng.pareto(1.2, len(tree)) + 0.3
@@ -121,18 +123,20 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
             cat1, cat2, cat3, words, shared = tree[k]
             siblings = [t for t in tree if t[1] == cat2]
             rid = f"{split.upper()}_{i:05d}"
-            says = rng.random() < said
-            shows = rng.random() < shown or not says
+            photo = no_photo <= 0 or rng.random() >= no_photo  # no draw by default: the same data as before
+            says = rng.random() < said or not photo
+            shows = photo and (rng.random() < shown or not says)
             pool = list(shared) + (list(words) * 2 if says else [])
             if rng.random() < 0.3:  # a sibling's word in passing, as real overviews compare
                 pool.append(str(rng.choice(siblings[int(rng.integers(len(siblings)))][3])))
             overview = " ".join(rng.choice(SENTENCES).format(w=str(rng.choice(pool)), a=str(rng.choice(FILLER)))
                                 for _ in range(int(rng.integers(2, 6))))
-            rows.append({"id": rid, "img_path": f"./image/{split}/{rid}.jpg", "overview": overview + f"<br>※ {cat2} 문의",
-                         "cat1": cat1, "cat2": cat2, "cat3": cat3})
-            box = _mixed_photo(rng, out / "image" / split / f"{rid}.jpg", siblings.index(tree[k]) if shows else -1,
-                               list(MIXED).index(cat2))
-            boxes.append({"id": rid, "split": split, **box})
+            rows.append({"id": rid, "img_path": f"./image/{split}/{rid}.jpg" if photo else "",
+                         "overview": overview + f"<br>※ {cat2} 문의", "cat1": cat1, "cat2": cat2, "cat3": cat3})
+            if photo:
+                box = _mixed_photo(rng, out / "image" / split / f"{rid}.jpg",
+                                   siblings.index(tree[k]) if shows else -1, list(MIXED).index(cat2))
+                boxes.append({"id": rid, "split": split, **box})
             evidence.append({"id": rid, "text_says_cat3": says, "photo_shows_cat3": shows})
         frames[split] = pd.DataFrame(rows)
     train = frames["train"]
@@ -151,7 +155,8 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
     frames["test"][["id", "cat1", "cat2", "cat3"]].to_csv(out / "truth" / "test_labels.csv", index=False)
     pd.DataFrame(noise_rows, columns=["id", "true_cat3", "given_cat3"]).to_csv(out / "truth" / "label_noise.csv",
                                                                                index=False)
-    pd.DataFrame(boxes).to_csv(out / "truth" / "boxes.csv", index=False)
+    pd.DataFrame(boxes, columns=["id", "split", "x0", "y0", "x1", "y1", "width", "height"]).to_csv(
+        out / "truth" / "boxes.csv", index=False)
     pd.DataFrame(evidence).to_csv(out / "truth" / "evidence.csv", index=False)
     return out
 
@@ -207,7 +212,7 @@ if __name__ == "__main__":
     parser.add_argument("--noise", type=float, default=0.03, help="mixed: share of training labels corrupted")
     args = parser.parse_args()
     if args.style == "mixed":
-        print(write_mixed(Path(args.out), args.train, args.test, noise=args.noise))
+        print(write_mixed(Path(args.out), args.train, args.test, noise=args.noise, no_photo=args.no_photo))
     else:
         print(write(Path(args.out), args.train, args.test, tree=args.tree, no_photo=args.no_photo))
     sys.exit(0)

@@ -250,3 +250,10 @@ def test_the_mixed_foreign_dataset_loads_with_the_real_tree_and_its_ground_truth
         assert (b.width, b.height) == (width, height) and 0 <= b.x0 < b.x1 <= width and 0 <= b.y0 < b.y1 <= height
     evidence = pd.read_csv(folder / "truth/evidence.csv")
     assert (evidence["text_says_cat3"] | evidence["photo_shows_cat3"]).all() and len(evidence) == 150
+
+    text_only = write_mixed(tmp_path / "text-only", n_train=120, n_test=30, no_photo=1.0)
+    ds = load_dataset(text_only, progress=False)
+    assert ds.train["image_file"].isna().all() and ds.test["image_file"].isna().all()
+    assert not any((text_only / "image" / "train").iterdir())
+    evidence = pd.read_csv(text_only / "truth/evidence.csv")
+    assert evidence["text_says_cat3"].all() and not evidence["photo_shows_cat3"].any()  # the text says every class
