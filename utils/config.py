@@ -159,9 +159,9 @@ class Config:
     # ---- K-fold ensemble (02's experts, 06)
     n_folds: int = 5                # folds of the stratified K-fold split (02's experts, 06's members)
     kfold_models: str = "auto"   # auto: per family the best of 04/05's validation results (06 states the rule)
-    kfold_margin: float = 0.02   # auto: among models this close to their family's best, the best of the fastest to
-                                 # train (one split's validation F1 varies by about this much: 06's fold spread is
-                                 # 0.014-0.022)
+    kfold_margin: float = 0.02   # auto: among models this close to their family's best, the first the registry lists
+                                 # of the fastest to train (one split's validation F1 varies by about this much:
+                                 # 06's fold spread is 0.014-0.022)
     kfold_adopt: bool = True     # 06's neural members take the imbalance option and the augmented copies 03
                                  # measured raising validation weighted F1 by at least kfold_margin (the best
                                  # such of each); kfold.* settings win
