@@ -95,6 +95,9 @@ def ceiling(run_dir: Path) -> list[dict]:
     bad = train["id"].isin(pd.read_csv(data / "truth" / "label_noise.csv", dtype=str)["id"]).to_numpy()
     oof = {f.stem: np.load(f)["oof_cat3"] for f in sorted((run_dir / "oof").glob("*.npz"))}
     experts = [oof[k] for k in oof if k.startswith("label_fixing_")]
+    if not experts or not bad.any():
+        raise SystemExit(f"{run_dir}: needs 02's saved experts (oof/label_fixing_*.npz) and corrupted labels listed "
+                         f"in {data / 'truth' / 'label_noise.csv'}")
     combos = {"02's experts": experts}
     combos.update({f"02's experts x K-fold {k[len('kfold_'):]}": experts + [oof[k]]
                    for k in oof if k.startswith("kfold_")})
@@ -105,11 +108,9 @@ def ceiling(run_dir: Path) -> list[dict]:
     rows = []
     for name, probs in combos.items():
         p = labelfix.product_of_experts(probs, given, len(taxonomy.cat3))
-        present = np.unique(given)  # cleanlab wants every class it scores to have a row
-        p = p[:, present] / p[:, present].sum(1, keepdims=True)
         methods = SCORES if name == "02's experts" else SCORES[:1]
         for method in methods:
-            quality = get_label_quality_scores(np.searchsorted(present, given), p, method=method)
+            quality = get_label_quality_scores(given, p, method=method)
             ranked = np.argsort(quality, kind="stable")
             rows.append({"run": run_dir.name, "experts": name, "ranked by": method, "corrupted": int(bad.sum()),
                          "break-even P = R": round(float(bad[ranked[:bad.sum()]].mean()), 3),

@@ -33,17 +33,24 @@ def _get(metrics: dict, *keys, default=None):
     return metrics
 
 
-def majority_f1(run_dir: Path, data_dir: Path) -> float | None:
+def majority_f1(run_dir: Path, data_dir: Path, label_fixes: str = "") -> float | None:
     """Weighted F1 on cat3 of answering the training split's most common class for every validation row: the
-    floor a trained model must clear (a short run can leave a neural model at it)."""
+    floor a trained model must clear (a short run can leave a neural model at it). The labels are the run's: with
+    its reviewed label fixes applied, as 04 and 05 score."""
     split_file, train_file = run_dir / "validation_split.csv", data_dir / "train.csv"
     if not (split_file.exists() and train_file.exists()):
         return None
-    from utils.data import read_csv_any
+    from utils.data import apply_label_fixes, read_csv_any
     from utils.metrics import weighted_f1
-    labels = read_csv_any(train_file).set_index("id")["cat3"]
-    split = pd.read_csv(split_file)
-    split["cat3"] = labels.reindex(split["id"]).to_numpy()
+    from utils.run import default_label_fixes
+    train = read_csv_any(train_file)
+    fixes = default_label_fixes(data_dir.resolve(), label_fixes)
+    if fixes is not None:
+        train, _ = apply_label_fixes(train, fixes)
+    split = pd.read_csv(split_file, dtype=str)
+    split["cat3"] = train.set_index("id")["cat3"].reindex(split["id"]).to_numpy()
+    if split["cat3"].isna().any():  # not this data folder's run
+        return None
     train, val = split[split["split"] == "train"], split[split["split"] == "val"]
     if val.empty or train.empty:
         return None
@@ -62,7 +69,7 @@ def headline(run_dir: Path) -> dict:
         rows["rows (train / test), corrupted labels"] = f"{g['n_train']} / {g['n_test']}, {g['corrupted_labels']}"
     singles = {kind: _get(v, "hierarchical", "weighted_f1_cat3") for kind, v in m.get("models", {}).items()}
     singles = {k: v for k, v in singles.items() if v is not None}
-    majority = majority_f1(run_dir, Path(cfg["data_dir"]))
+    majority = majority_f1(run_dir, Path(cfg["data_dir"]), cfg.get("label_fixes", ""))
     if majority is not None:
         rows["validation: majority class"] = majority
         rows["_neural"] = {k: v for k, v in singles.items() if k in kinds.KINDS and kinds.get(k).neural}

@@ -258,6 +258,8 @@ def test_kfold_members_follow_the_runs_validation_results():
                               {"model": "text_tfidf", "weighted_f1_cat3": 0.731, "train_seconds": tfidf_s},
                               {"model": "text_finetuned", "weighted_f1_cat3": 0.733, "train_seconds": 22.0}])
         assert choose_members(timed, margin=0.02)[0] == ["text_tfidf"]
+    untimed = timed.assign(train_seconds=float("nan"))  # a results table without times still chooses
+    assert choose_members(untimed, margin=0.02)[0] == ["text_tfidf"]
 
 
 def test_kfold_members_adopt_the_imbalance_option_03_measured_helping(tmp_path):

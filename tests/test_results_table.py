@@ -45,3 +45,8 @@ def test_a_neural_model_at_the_majority_class_and_an_ensemble_below_its_member_a
 
     rows = table.headline(_run(tmp_path / "again", image_f1=0.46, ensemble_oof=0.7))
     assert all(ok for ok, _ in table.targets("run", rows))
+
+    other = _run(tmp_path / "other", image_f1=0.46, ensemble_oof=0.7)  # a split that names rows train.csv lacks
+    (other / "validation_split.csv").write_text("id,split\nTRAIN_99999,train\nTRAIN_00001,val\n")
+    rows = table.headline(other)
+    assert "validation: majority class" not in rows and len(table.targets("other", rows)) == 1  # the ensemble's

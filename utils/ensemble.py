@@ -252,18 +252,20 @@ def choose_members(results: pd.DataFrame, margin: float) -> tuple[list[str], pd.
     """The K-fold members this run's own validation results call for: per family (utils/kinds.py: text, image,
     multimodal) the best model by validation weighted F1, or, among the models within `margin` of that best, of
     those that train about as fast as the fastest (`SAME_COST_FACTOR`; a member trains once per fold and seed) the
-    one the registry lists first. That puts TF-IDF before e5 frozen when both qualify: the fusion members already
-    read e5, and TF-IDF's other view raised the ensemble's out-of-fold F1 where the two were swapped (foreign-mixed
-    0.9103 against 0.9097; the full profile's shortened run there 0.828 against 0.817).
+    one the registry lists first (utils/kinds.py registers each family's kinds in this order of preference). That
+    puts TF-IDF before e5 frozen when both qualify: the fusion members already read e5, and TF-IDF's other view
+    raised the ensemble's out-of-fold F1 where the two were swapped (foreign-mixed 0.9103 against 0.9097; the full
+    profile's shortened run there 0.828 against 0.817).
     Returns the kinds and the table behind the choice."""
     rows = []
     for family, kinds in registry.families().items():
-        scored = results[results["model"].isin(kinds)]
+        scored = results[results["model"].isin(kinds) & results["weighted_f1_cat3"].notna()]
         if scored.empty:
             continue
         best = scored["weighted_f1_cat3"].max()
         near = scored[scored["weighted_f1_cat3"] >= best - margin]
-        quick = near[near["train_seconds"] <= SAME_COST_FACTOR * near["train_seconds"].min() + SAME_COST_SECONDS]
+        seconds = near["train_seconds"].astype(float)
+        quick = near[~(seconds > SAME_COST_FACTOR * seconds.min() + SAME_COST_SECONDS)]  # an untimed model is cheap
         pick = next(k for k in kinds if k in set(quick["model"]))
         for r in scored.itertuples():
             rows.append({"family": family, "model": r.model, "validation weighted F1 cat3": r.weighted_f1_cat3,

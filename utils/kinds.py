@@ -112,6 +112,8 @@ def _pooled_text_head(cfg) -> str | None:
     return "text_frozen" if cfg.text_head == "pooled" else None
 
 
+# Registration order is training order (a frozen kind before the fine-tune that starts from it) and, within a family,
+# 06's preference among members equally good and equally cheap (ensemble.choose_members).
 register(Kind("text_tfidf", "text", (), trainer="experiments:fit_tfidf", predictor="baselines:tfidf_probabilities"))
 register(Kind("text_frozen", "text", ("text_pooled",), build="models:text_classifier"))
 register(Kind("text_finetuned", "text", ("text_bottom", "text_mask"), build="models:tuned_text_classifier",
