@@ -84,15 +84,13 @@ def ceiling(run_dir: Path) -> list[dict]:
     label, for 02's experts and for them with each of 06's K-fold members as one more expert."""
     import json
 
-    from utils.data import load_taxonomy, read_csv_any, taxonomy_file
+    from utils.data import load_dataset
 
     cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     data = Path(cfg["data_dir"])
-    taxonomy = load_taxonomy(taxonomy_file(data))
-    train = read_csv_any(data / "train.csv")
-    index = {name: i for i, name in enumerate(taxonomy.cat3)}
-    given = train["cat3"].map(index).to_numpy()
-    bad = train["id"].isin(pd.read_csv(data / "truth" / "label_noise.csv", dtype=str)["id"]).to_numpy()
+    ds = load_dataset(data, check_images=False, progress=False)  # the labels as given, as 02's experts read them
+    taxonomy, given = ds.taxonomy, ds.labels("cat3")
+    bad = ds.train["id"].isin(pd.read_csv(data / "truth" / "label_noise.csv", dtype=str)["id"]).to_numpy()
     oof = {f.stem: np.load(f)["oof_cat3"] for f in sorted((run_dir / "oof").glob("*.npz"))}
     experts = [oof[k] for k in oof if k.startswith("label_fixing_")]
     if not experts or not bad.any():

@@ -10,9 +10,10 @@ the encoders (multilingual-e5-small as a local Hugging Face folder; EfficientNet
 hub cache that timm's `pretrained=True` reads, checked tensor for tensor), `f1_weighted` and the stated time limit.
 The pipeline runs `./run_all.sh --data-dir` from an empty output and cache folder (all seven notebooks). Each
 system's row is kept in WORK/<data folder>/<system>.json, so a rerun does only what is missing (delete a file to
-measure again); a system named by neither --systems nor a kept file keeps its row of the existing CSV. Writes benchmarks/results/peer-<data folder>.csv: weighted F1 on cat3 against the hidden test
-labels, the system's own validation score, wall time, prediction rows/s (the models loaded; loading apart) and the
-peak resident memory of its largest process (GNU time).
+measure again); a system with no kept file and not named by --systems keeps its row of the existing CSV. Writes
+benchmarks/results/peer-<data folder>.csv: weighted F1 on cat3 against the hidden test labels, the system's own
+validation score, wall time, prediction rows/s (the models loaded; loading apart) and the peak resident memory of
+its largest process (GNU time).
 """
 from __future__ import annotations
 

@@ -37,18 +37,16 @@ def majority_f1(run_dir: Path, data_dir: Path, label_fixes: str = "") -> float |
     """Weighted F1 on cat3 of answering the training split's most common class for every validation row: the
     floor a trained model must clear (a short run can leave a neural model at it). The labels are the run's: with
     its reviewed label fixes applied, as 04 and 05 score."""
-    split_file, train_file = run_dir / "validation_split.csv", data_dir / "train.csv"
-    if not (split_file.exists() and train_file.exists()):
+    split_file = run_dir / "validation_split.csv"
+    if not (split_file.exists() and (data_dir / "train.csv").exists()):
         return None
-    from utils.data import apply_label_fixes, read_csv_any
+    from utils.data import load_dataset
     from utils.metrics import weighted_f1
     from utils.run import default_label_fixes
-    train = read_csv_any(train_file)
-    fixes = default_label_fixes(data_dir.resolve(), label_fixes)
-    if fixes is not None:
-        train, _ = apply_label_fixes(train, fixes)
+    ds = load_dataset(data_dir, check_images=False, progress=False,
+                      label_fixes=default_label_fixes(data_dir.resolve(), label_fixes))
     split = pd.read_csv(split_file, dtype=str)
-    split["cat3"] = train.set_index("id")["cat3"].reindex(split["id"]).to_numpy()
+    split["cat3"] = ds.train.set_index("id")["cat3"].reindex(split["id"]).to_numpy()
     if split["cat3"].isna().any():  # not this data folder's run
         return None
     train, val = split[split["split"] == "train"], split[split["split"] == "val"]
@@ -79,9 +77,9 @@ def headline(run_dir: Path) -> dict:
         best = max(singles, key=singles.get)
         rows["best single model (validation)"] = f"{best} {singles[best]:.3f}"
         rows["_best_single"] = singles[best]
-    for member in _get(m, "ensemble", "kfold", "models", default=[]):
-        rows[f"K-fold OOF: {member['model']}"] = member["OOF weighted F1 cat3"]
     oof = {mb["model"]: mb["OOF weighted F1 cat3"] for mb in _get(m, "ensemble", "kfold", "models", default=[])}
+    for model, value in oof.items():
+        rows[f"K-fold OOF: {model}"] = value
     if "ensemble" in oof and len(oof) > 1:
         rows["_oof"] = oof
     weights = _get(m, "ensemble", "kfold", "weights", default={})

@@ -23,7 +23,10 @@ def _run(tmp_path, image_f1: float, ensemble_oof: float) -> Path:
     run.mkdir()
     labels = ["한식"] * 6 + ["중식"] * 3 + ["일식"] * 1
     ids = [f"TRAIN_{i:05d}" for i in range(10)]
-    pd.DataFrame({"id": ids, "cat3": labels}).to_csv(data / "train.csv", index=False)
+    pd.DataFrame({"id": ids, "img_path": "", "overview": "맛있는 식당입니다", "cat1": "음식", "cat2": "음식점",
+                  "cat3": labels}).to_csv(data / "train.csv", index=False)  # a data folder the run could have read
+    pd.DataFrame({"id": ["TEST_00000"], "img_path": "", "overview": "식당"}).to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"id": ["TEST_00000"], "cat3": ""}).to_csv(data / "sample_submission.csv", index=False)
     split = ["train", "val"] * 5
     pd.DataFrame({"id": ids, "split": split}).to_csv(run / "validation_split.csv", index=False)
     (run / "config.json").write_text(json.dumps({"data_dir": str(data)}))

@@ -265,8 +265,9 @@ def choose_members(results: pd.DataFrame, margin: float) -> tuple[list[str], pd.
         best = scored["weighted_f1_cat3"].max()
         near = scored[scored["weighted_f1_cat3"] >= best - margin]
         seconds = near["train_seconds"].astype(float)
-        quick = near[~(seconds > SAME_COST_FACTOR * seconds.min() + SAME_COST_SECONDS)]  # an untimed model is cheap
-        pick = next(k for k in kinds if k in set(quick["model"]))
+        # an untimed model (NaN seconds) counts as cheap
+        quick = set(near.loc[~(seconds > SAME_COST_FACTOR * seconds.min() + SAME_COST_SECONDS), "model"])
+        pick = next(k for k in kinds if k in quick)
         for r in scored.itertuples():
             rows.append({"family": family, "model": r.model, "validation weighted F1 cat3": r.weighted_f1_cat3,
                          "train seconds": r.train_seconds, "within margin of the best": r.weighted_f1_cat3 >= best - margin,
