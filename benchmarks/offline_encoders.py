@@ -31,7 +31,8 @@ def export(work: Path, hub_cache: bool = False) -> dict[str, Path]:
     if not (text_dir / "config.json").exists():
         e5 = text_backbone("e5-small-offline", work / "cache")
         e5.model.save_pretrained(text_dir)
-        e5.tokenizer.save_pretrained(text_dir)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(e5.tokenizer.path.parent / name, text_dir / name)
     if not weights.exists():
         model = image_backbone("efficientnet-lite0-offline", classifier=True).model
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))

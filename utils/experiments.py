@@ -57,10 +57,8 @@ def labels_of(data, indices) -> dict[str, np.ndarray]:
 
 def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="model", **_) -> Trained:
     """TF-IDF + a linear classifier on cat3 (cat1/cat2 summed from cat3); seconds to fit, so always refitted, and
-    saved (run_dir/name/model.joblib) for the predictor."""
-    import joblib
-
-    from .io import atomic_path
+    saved (run_dir/name/model.pkl) for the predictor."""
+    from .io import save_model
 
     texts = all_rows(ds)["overview"].tolist()
     prime_content_morphemes(texts, cfg.cache_dir)
@@ -68,9 +66,7 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
     started = time.time()
     train_texts, labels = [texts[i] for i in train_idx], data.labels_of(train_idx)
     model = fit_quietly(tfidf_model(classifier, cfg.tfidf_alpha, seed), train_texts, labels)
-    saved = Path(run_dir) / name / "model.joblib"
-    with atomic_path(saved) as tmp:
-        joblib.dump(model, tmp)
+    saved = save_model(model, Path(run_dir) / name / "model.pkl")
 
     def probabilities(rows):
         return tfidf_probabilities(model, [texts[i] for i in rows], ds.taxonomy)

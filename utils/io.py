@@ -83,6 +83,34 @@ def read_json(path, default=None):
         raise DamagedFile(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
 
+def save_model(obj, path) -> Path:
+    """A scikit-learn model (a TF-IDF unit, the keyword model) as a pickle, written atomically: Python's C
+    unpickler reads it ten times faster than joblib's pure-Python one (0.01 against 0.14 s per TF-IDF unit), which
+    a predictor pays for every unit at every start."""
+    import pickle
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            pickle.dump(obj, fh, protocol=5)
+    return Path(path)
+
+
+def load_model(path):
+    """A model `save_model` wrote (`.pkl`), or joblib's format (`.joblib`); DamagedFile naming the file when it
+    is truncated, empty or from another version."""
+    import pickle
+
+    try:
+        if Path(path).suffix == ".joblib":
+            import joblib
+
+            return joblib.load(path)
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, AttributeError, ImportError) as exc:
+        raise DamagedFile(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
 def load_torch(path, weights_only: bool = True, mmap: bool = False):
     """`torch.load` to the CPU (`mmap`: tensors read from the file as they are used, not all at once: a fusion
     model's last.pt is 7 GB); DamagedFile naming the file when it is truncated, empty or not a checkpoint."""

@@ -38,7 +38,7 @@ from .data import DataValidationError, blank_text, check_columns_present, check_
 from .features import cache_tower, encoder_states, uninformed
 from .images import no_photo, probe_image
 from .inputs import Places, batches_of, to_device
-from .io import DamagedFile, atomic_path, read_json, write_csv, write_json
+from .io import DamagedFile, load_model, read_json, save_model, write_json
 from .keywords import hashtags
 from .metrics import hierarchical_decode
 from .models import ImageTower, TextTower, build_model
@@ -60,19 +60,14 @@ class PredictionError(ValueError):
 def save_predictor(cfg: Config, taxonomy: Taxonomy, units: dict[str, list[Path]], weights: dict[str, float], run_dir,
                    keywords=None) -> Path:
     """Describe the submission's ensemble for `predict`: per member kind its weight and its K-fold units (one
-    checkpoint, or a TF-IDF model.joblib, per fold and seed), exactly those that made the submission (06);
+    checkpoint, or a TF-IDF model.pkl, per fold and seed), exactly those that made the submission (06);
     the run's label tree (the data folder's own taxonomy.csv, or the bundled one), so that predicting needs
     no data folder; and the keyword model (utils.keywords), saved beside it."""
-    import joblib
-
     members = [{"kind": kind, "weight": float(weights[kind]), "units": [_within(u, run_dir) for u in units[kind]]}
                for kind in weights]
     card = {"cfg": cfg.to_dict(), "taxonomy": taxonomy.records(), "members": members}
     if keywords is not None:
-        path = Path(run_dir) / "keywords.joblib"
-        with atomic_path(path) as tmp:
-            joblib.dump(keywords, tmp)
-        card["keywords"] = _within(path, run_dir)
+        card["keywords"] = _within(save_model(keywords, Path(run_dir) / "keywords.pkl"), run_dir)
     return write_json(card, Path(run_dir) / MODEL_CARD)
 
 
@@ -221,9 +216,7 @@ class Predictor:
         self.members = [(m["kind"], m["weight"], [self._load(m["kind"], u) for u in m["units"]]) for m in card["members"]]
         self.keywords = None
         if card.get("keywords"):
-            import joblib
-
-            self.keywords = joblib.load(self.run_dir / card["keywords"])
+            self.keywords = self._load("keywords", str(self.run_dir / card["keywords"]))
         neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
         self.morphemes = bool(self.keywords) or len(neural) < len(self.members)  # Kiwi's analysis is read
         self.reads = tuple(m for m in ("text", "image") if any(m in kinds.get(k).reads for k in neural))
@@ -246,10 +239,8 @@ class Predictor:
 
     def _load_unit(self, kind: str, unit: str):
         """One unit on the host, in the predictor's dtype but for the frozen encoders it shares."""
-        if not kinds.get(kind).neural:
-            import joblib
-
-            return joblib.load(unit)
+        if kind == "keywords" or not kinds.get(kind).neural:
+            return load_model(unit)
         model = load_checkpoint(build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold"), unit).eval()
         if self.dtype == torch.float32:
             return model
