@@ -431,10 +431,37 @@ def test_tfidf_units_load_from_pickles_and_from_an_older_runs_joblib_files(tmp_p
         save_predictor(cfg, TAX, {"text_tfidf": [unit]}, {"text_tfidf": 1.0}, folder)
         answers[name] = Predictor(folder).probabilities([None], ["해운대 해수욕장"])["cat3"]
     assert np.array_equal(answers["pickle"], answers["joblib"]) and answers["pickle"].argmax() == 5
-    unit = tmp_path / "pickle" / "model.pkl"
-    unit.write_bytes(unit.read_bytes()[:100])
-    with pytest.raises(PredictionError, match=r"model.pkl: cannot be (read|loaded)"):
-        Predictor(tmp_path / "pickle")
+    for name in ("pickle", "joblib"):
+        unit = next((tmp_path / name).glob("model.*"))
+        whole = unit.read_bytes()
+        for end in np.linspace(1, len(whole) - 1, 12).astype(int):  # cut anywhere: a message, never a traceback
+            unit.write_bytes(whole[:end])
+            with pytest.raises(PredictionError, match=rf"{unit.name}: cannot be read .*rerun ./run_all.sh 06"):
+                Predictor(tmp_path / name)
+
+
+def test_a_predictor_analyses_new_text_with_its_runs_kiwi_options(tmp_path):
+    """The card records the Kiwi options of the run's analyses; a card written before they were recorded (Kiwi's
+    defaults, its multi-word dictionary loaded) is read with those, and the process's analyses follow it."""
+    from utils import text
+    from utils.io import save_model, write_json
+    from utils.predict import Predictor, save_predictor
+
+    cfg = build("tiny")
+    model = baselines.fit_quietly(baselines.tfidf_model("sgd", 1e-5), ["한식 식당", "해수욕장 모래"] * 3,
+                                  np.array([0, 5] * 3))
+    card = save_predictor(cfg, TAX, {"text_tfidf": [save_model(model, tmp_path / "model.pkl")]}, {"text_tfidf": 1.0},
+                          tmp_path)
+    assert read_json(card)["kiwi"] == text.KIWI_OPTIONS == {"load_multi_dict": False}
+    try:
+        old = read_json(card)
+        del old["kiwi"]
+        write_json(old, card)
+        Predictor(tmp_path)
+        assert text.kiwi_options() == {}
+    finally:
+        text.use_kiwi(text.KIWI_OPTIONS)
+    assert text.kiwi_options() == text.KIWI_OPTIONS
 
 
 def test_a_damaged_cache_entry_is_computed_again_to_the_same_states(tiny_data, tmp_path, capsys):

@@ -69,8 +69,8 @@ class JsonTokenizer:
         self._tokenizer.enable_truncation(max_length)
         self._tokenizer.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token)
         rows = self._tokenizer.encode_batch(list(texts))
-        return {"input_ids": torch.tensor([r.ids for r in rows], dtype=torch.long),
-                "attention_mask": torch.tensor([r.attention_mask for r in rows], dtype=torch.long)}
+        return {key: torch.tensor([getattr(r, attr) for r in rows], dtype=torch.long).reshape(len(rows), -1)
+                for key, attr in (("input_ids", "ids"), ("attention_mask", "attention_mask"))}
 
 
 @dataclass

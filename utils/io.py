@@ -97,7 +97,7 @@ def save_model(obj, path) -> Path:
 
 def load_model(path):
     """A model `save_model` wrote (`.pkl`), or joblib's format (`.joblib`); DamagedFile naming the file when it
-    is truncated, empty or from another version."""
+    is truncated, damaged or from another version."""
     import pickle
 
     try:
@@ -107,7 +107,9 @@ def load_model(path):
             return joblib.load(path)
         with open(path, "rb") as fh:
             return pickle.load(fh)
-    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, AttributeError, ImportError) as exc:
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a damaged pickle fails in many ways (IndexError, struct.error, TypeError, ...)
         raise DamagedFile(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 

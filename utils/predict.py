@@ -45,7 +45,7 @@ from .models import ImageTower, TextTower, build_model
 from .progress import bar
 from .runtime import autocast, choose_precision, half_dtype, pick_device
 from .taxonomy import Taxonomy
-from .text import analysed
+from .text import analysed, kiwi_options, use_kiwi
 from .training import load_checkpoint
 
 MODEL_CARD = "predictor.json"
@@ -62,10 +62,11 @@ def save_predictor(cfg: Config, taxonomy: Taxonomy, units: dict[str, list[Path]]
     """Describe the submission's ensemble for `predict`: per member kind its weight and its K-fold units (one
     checkpoint, or a TF-IDF model.pkl, per fold and seed), exactly those that made the submission (06);
     the run's label tree (the data folder's own taxonomy.csv, or the bundled one), so that predicting needs
-    no data folder; and the keyword model (utils.keywords), saved beside it."""
+    no data folder; the keyword model (utils.keywords), saved beside it; and the Kiwi options the run's text
+    was analysed with."""
     members = [{"kind": kind, "weight": float(weights[kind]), "units": [_within(u, run_dir) for u in units[kind]]}
                for kind in weights]
-    card = {"cfg": cfg.to_dict(), "taxonomy": taxonomy.records(), "members": members}
+    card = {"cfg": cfg.to_dict(), "taxonomy": taxonomy.records(), "members": members, "kiwi": kiwi_options()}
     if keywords is not None:
         card["keywords"] = _within(save_model(keywords, Path(run_dir) / "keywords.pkl"), run_dir)
     return write_json(card, Path(run_dir) / MODEL_CARD)
@@ -219,6 +220,8 @@ class Predictor:
             self.keywords = self._load("keywords", str(self.run_dir / card["keywords"]))
         neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
         self.morphemes = bool(self.keywords) or len(neural) < len(self.members)  # Kiwi's analysis is read
+        if self.morphemes:  # new text analysed as the training text was (a card without options: Kiwi's defaults)
+            use_kiwi(card.get("kiwi", {}))
         self.reads = tuple(m for m in ("text", "image") if any(m in kinds.get(k).reads for k in neural))
         # Members trained on cached encoder states get those states as the cache holds them (fp16), computed
         # once per batch for all of them, so that they answer exactly as they did for the submission.
@@ -233,6 +236,8 @@ class Predictor:
         """One unit, or a PredictionError naming its file when it cannot be read (truncated, another version)."""
         try:
             return self._load_unit(kind, unit)
+        except DamagedFile as exc:
+            raise PredictionError(f"{exc}; rerun ./run_all.sh 06 to train it again") from None
         except (RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError, OSError) as exc:
             raise PredictionError(f"{unit}: cannot be loaded ({str(exc)[:300]}); rerun ./run_all.sh 06 to train "
                                   f"it again") from None

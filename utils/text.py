@@ -18,18 +18,34 @@ def clean_overview(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-KIWI_OPTIONS = {"load_multi_dict": False}
+KIWI_OPTIONS = {"load_multi_dict": False}  # what new runs analyse with, recorded in their predictor card
+_ACTIVE = dict(KIWI_OPTIONS)
 
 
 @lru_cache(maxsize=1)
 def kiwi():
-    """The offline Korean morphological analyser (model shipped by kiwipiepy-model), without its multi-word
-    dictionary (WikiData names spanning spaces): loading it was 1.4 s of a predictor's 2.7 s for Kiwi, it slows
-    every analysis by a quarter, and on the four datasets of docs/results.md not one analysis differs without it
-    (a name it would join stays, word by word, in the TF-IDF's bigrams)."""
+    """The offline Korean morphological analyser (model shipped by kiwipiepy-model), by default without its
+    multi-word dictionary (WikiData names spanning spaces): loading it was 1.4 s of a predictor's 2.7 s for Kiwi,
+    it slows every analysis by a quarter, and on the four datasets of docs/results.md not one analysis differs
+    without it (on other text a name it would join stays, word by word, in the TF-IDF's words and characters)."""
     from kiwipiepy import Kiwi
 
-    return Kiwi(**KIWI_OPTIONS)
+    return Kiwi(**_ACTIVE)
+
+
+def kiwi_options() -> dict:
+    return dict(_ACTIVE)
+
+
+def use_kiwi(options: dict) -> None:
+    """Analyse with these Kiwi options from now on (a predictor card's: a run reads new text as it read its
+    training text); analyses made with other options are forgotten."""
+    if dict(options) != _ACTIVE:
+        _ACTIVE.clear()
+        _ACTIVE.update(options)
+        kiwi.cache_clear()
+        for cache in (_CONTENT_CACHE, _LENGTHS, _NOUNS, _DISK):
+            cache.clear()
 
 
 CONTENT_TAGS = ("NNG", "NNP", "VV", "VA", "SL", "XR", "SN")
@@ -66,7 +82,7 @@ def _disk_path(cache_dir):
     import kiwipiepy
     from pathlib import Path
 
-    options = "".join(f"-{k}{v}" for k, v in sorted(KIWI_OPTIONS.items()))
+    options = "".join(f"-{k}{v}" for k, v in sorted(_ACTIVE.items()))
     return Path(cache_dir) / "morphemes" / f"analysis-kiwi{kiwipiepy.__version__}{options}.json"
 
 
