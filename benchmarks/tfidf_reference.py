@@ -77,7 +77,8 @@ def main(argv=None) -> int:
         reference_folds = None
         for name, make in candidates.items():
             f1, seconds, per_fold = out_of_fold(lambda train: make(), texts, y, folds)
-            reference_folds = per_fold if reference_folds is None else reference_folds
+            if reference_folds is None:  # the first candidate is the reference
+                reference_folds = per_fold
             diff = np.subtract(per_fold, reference_folds)
             rows.append({"dataset": Path(ds.data_dir).name, "model": name, "OOF weighted F1 cat3": round(f1, 4),
                          "seconds": round(seconds, 1), "fold F1 std": round(float(np.std(per_fold)), 4),

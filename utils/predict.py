@@ -24,6 +24,7 @@ import warnings
 import weakref
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -214,10 +215,11 @@ class Predictor:
         self.taxonomy, self.device = Taxonomy.from_records(card["taxonomy"]), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
         self.dtype = dtype or weight_dtype(self.device, self.precision)
-        self.members = [(m["kind"], m["weight"], [self._load(m["kind"], u) for u in m["units"]]) for m in card["members"]]
+        self.members = [(m["kind"], m["weight"], [self._load(u, partial(self._load_unit, m["kind"])) for u in m["units"]])
+                        for m in card["members"]]
         self.keywords = None
         if card.get("keywords"):
-            self.keywords = self._load("keywords", str(self.run_dir / card["keywords"]))
+            self.keywords = self._load(str(self.run_dir / card["keywords"]), load_model)
         neural = [kind for kind, _, _ in self.members if kinds.get(kind).neural]
         self.morphemes = bool(self.keywords) or len(neural) < len(self.members)  # Kiwi's analysis is read
         if self.morphemes:  # new text analysed as the training text was (a card without options: Kiwi's defaults)
@@ -232,10 +234,11 @@ class Predictor:
         if dtype is None:
             _LOADED[_identity(self.run_dir, device)] = self
 
-    def _load(self, kind: str, unit: str):
-        """One unit, or a PredictionError naming its file when it cannot be read (truncated, another version)."""
+    def _load(self, unit: str, read):
+        """`read(unit)`: a unit or the keyword model, or a PredictionError naming its file when it cannot be read
+        (truncated, another version)."""
         try:
-            return self._load_unit(kind, unit)
+            return read(unit)
         except DamagedFile as exc:
             raise PredictionError(f"{exc}; rerun ./run_all.sh 06 to train it again") from None
         except (RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError, OSError) as exc:
@@ -244,7 +247,7 @@ class Predictor:
 
     def _load_unit(self, kind: str, unit: str):
         """One unit on the host, in the predictor's dtype but for the frozen encoders it shares."""
-        if kind == "keywords" or not kinds.get(kind).neural:
+        if not kinds.get(kind).neural:
             return load_model(unit)
         model = load_checkpoint(build_model(kind, self.cfg, self.taxonomy.sizes, stage="kfold"), unit).eval()
         if self.dtype == torch.float32:
