@@ -181,6 +181,20 @@ def test_every_candidate_layer_and_method_gives_maps_at_input_size():
         gradcam.heatmaps(model, pixels, layer="block -1")
 
 
+def test_explaining_a_model_in_training_mode_leaves_the_shared_frozen_encoder_as_it_was():
+    """Grad-CAM runs in eval mode from its first forward: in training mode batch norm would move the running
+    statistics of the frozen encoder every model of the process shares (the predictor's included)."""
+    from utils.backbones import loaded_frozen
+    from utils.models import build_model
+
+    cfg = build("tiny")
+    model = build_model("image_frozen", cfg, {"cat1": 6, "cat2": 18, "cat3": 128})  # as built: training mode
+    encoder = loaded_frozen("image", cfg).model
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    gradcam.explain(model, torch.randn(3, 3, 64, 64), batch_size=2)
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+
+
 class _Spot(torch.nn.Module):
     """A model whose cat3 logit is the brightness of one 8x8 corner of the image: its evidence is there only."""
 

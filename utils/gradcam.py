@@ -147,9 +147,12 @@ def heatmaps(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, 
 def explain(model: nn.Module, pixels: torch.Tensor, fixed: dict | None = None, layer: str | None = None,
             method: str | None = None, batch_size: int = 16, desc: str = "Grad-CAM") -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps and predicted cat3 codes for many images, in chunks, on the model's device (fp32: gradients
-    of half-precision activations would quantise the maps); the rows of `fixed` align with `pixels`."""
+    of half-precision activations would quantise the maps); the rows of `fixed` align with `pixels`. In eval mode
+    from the first forward: in training mode batch norm would move its running statistics, those of a frozen encoder
+    that every model of the process shares."""
     from .progress import bar
 
+    model.eval()
     device = next(model.parameters()).device
     maps, preds = [], []
     with image_path_only(model):
