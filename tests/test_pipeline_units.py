@@ -454,6 +454,24 @@ def test_tfidf_units_load_from_pickles_and_from_an_older_runs_joblib_files(tmp_p
                 Predictor(tmp_path / name)
 
 
+def test_the_views_member_averages_its_two_regressions_and_answers_the_same_from_its_predictor(tmp_path):
+    """`views`: the morpheme and the character regressions' probabilities averaged, widened to every class of the
+    taxonomy (a fold may lack some), and the same from the saved unit the predictor loads."""
+    from utils.io import save_model
+    from utils.predict import Predictor, save_predictor
+
+    texts = ["서울 종로구의 한정식 식당", "부산 해운대의 해수욕장과 모래사장", "강원도 평창의 스키장과 리조트"] * 4
+    model = baselines.fit_quietly(baselines.tfidf_model("views", 1e-5), texts, np.array([0, 5, 9] * 4))
+    new = ["해운대 모래사장", "평창 리조트"]
+    words, chars = (dict(model.named_estimators_)[v].predict_proba(new) for v in ("words", "chars"))
+    proba = baselines.full_proba(model, new, len(TAX.cat3))
+    assert np.allclose(proba[:, [0, 5, 9]], (words + chars) / 2) and proba.sum(1) == pytest.approx(1)
+    assert proba.argmax(1).tolist() == [5, 9]
+    unit = save_model(model, tmp_path / "model.pkl")
+    save_predictor(build("tiny"), TAX, {"text_tfidf": [unit]}, {"text_tfidf": 1.0}, tmp_path)
+    assert np.allclose(Predictor(tmp_path).probabilities([None, None], new)["cat3"], proba)
+
+
 def test_a_predictor_analyses_new_text_with_its_runs_kiwi_options(tmp_path):
     """The card records the Kiwi options of the run's analyses; a card written before they were recorded (Kiwi's
     defaults, its multi-word dictionary loaded) is read with those, and the process's analyses follow it."""
@@ -504,18 +522,18 @@ def test_the_tfidf_classifier_is_chosen_once_per_run_on_its_training_rows(tiny_d
 
     def choose(rows, y, alpha, seed):
         calls.append(list(rows))
-        return "logreg", {"sgd": 0.5, "logreg": 0.6}
+        return "views", {"sgd": 0.5, "views": 0.6}
 
     def config(**settings):
         return resolve(build("tiny", {"data_dir": str(tiny_data), "output_dir": str(tmp_path), **settings}))
 
     monkeypatch.setattr(baselines, "choose_classifier", choose)
     cfg = config()
-    assert tfidf_choice(cfg, ds, data, texts) == ("logreg", {"sgd": 0.5, "logreg": 0.6})
+    assert tfidf_choice(cfg, ds, data, texts) == ("views", {"sgd": 0.5, "views": 0.6})
     split = stratified_split(ds.train["id"].to_numpy(), np.asarray(ds.given_cat3), cfg.seed)["split"]
     assert calls == [[t for t, s in zip(texts, split) if s == "train"]]  # 04's rows, not the validation rows
-    assert tfidf_choice(cfg, ds, data, texts)[0] == "logreg" and len(calls) == 1  # a later fit of the run: kept
-    assert tfidf_choice(config(seed=1), ds, data, texts)[0] == "logreg" and len(calls) == 2  # another run
+    assert tfidf_choice(cfg, ds, data, texts)[0] == "views" and len(calls) == 1  # a later fit of the run: kept
+    assert tfidf_choice(config(seed=1), ds, data, texts)[0] == "views" and len(calls) == 2  # another run
     assert tfidf_choice(config(tfidf_classifier="sgd"), ds, data, texts) == ("sgd", {}) and len(calls) == 2
     assert labelfix.expert_config(cfg).tfidf_classifier == "sgd"  # 02's experts keep their measured settings
 
@@ -526,7 +544,7 @@ def test_choosing_the_tfidf_classifier_scores_both_out_of_fold_and_prefers_the_f
     labels = np.repeat(np.arange(4), 30)
     texts = [" ".join(rng.choice(words[c], 4)) + " 공통 설명" for c in labels]
     name, scores = baselines.choose_classifier(texts, labels, alpha=1e-5)
-    assert set(scores) == {"sgd", "logreg"} and scores["sgd"] == scores["logreg"] == 1.0 and name == "sgd"
+    assert set(scores) == {"sgd", "views"} and scores["sgd"] == scores["views"] == 1.0 and name == "sgd"
 
 
 def test_imbalance_options_leave_distillations_unlabelled_test_rows_alone():

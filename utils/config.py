@@ -143,7 +143,7 @@ class Config:
                                   # sum (9th place: parents' probabilities added to their children's)
     image_augment: bool = False   # end_to_end, training rows only: 03's albumentations pipeline
     tfidf_alpha: float = 1e-5     # text_tfidf's L2 penalty (04's baseline, 06's member); 02's expert: below
-    tfidf_classifier: str = "auto"  # text_tfidf: sgd, logreg, or auto (the better by 2-fold CV on the run's
+    tfidf_classifier: str = "auto"  # text_tfidf: sgd, views, or auto (the better by 2-fold CV on the run's
                                     # training rows, 04's split, chosen once per run); 02's expert: sgd
     schedules: dict = field(default_factory=lambda: {
         "text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 4, "lr": 1e-4,
@@ -333,7 +333,7 @@ def _field_types() -> dict[str, type]:
 CHOICES = {"training_mode": ("cached", "end_to_end"), "precision": PRECISIONS, "text_head": ("pooled", "layerwise"),
            "decode": DECODE_RULES, "optimizer": ("adamw", "radam"), "lr_schedule": ("cosine", "step"),
            "class_weight": ("", "balanced"), "sampling": ("", "over", "under"),
-           "tfidf_classifier": ("auto", "sgd", "logreg")}
+           "tfidf_classifier": ("auto", "sgd", "views")}
 
 
 def _numbers(key: str, text: str, kind: type) -> list:

@@ -72,8 +72,7 @@ def fit_tfidf(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, name="mode
         return tfidf_probabilities(model, [texts[i] for i in rows], ds.taxonomy)
 
     return Trained(kind, model, probabilities, time.time() - started, checkpoint=saved,
-                   config={"kind": "tfidf", "features": "Kiwi content morphemes + char 2-4-grams",
-                           "classifier": describe_classifier(classifier, cfg.tfidf_alpha),
+                   config={"kind": "tfidf", "model": describe_classifier(classifier, cfg.tfidf_alpha),
                            "chosen by": f"cross-validated weighted F1 {scores} (choose_classifier)" if scores else "tfidf_classifier"})
 
 
