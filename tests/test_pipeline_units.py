@@ -269,13 +269,18 @@ def test_kfold_members_follow_the_runs_validation_results():
 
     # two cheap text models a run times at 0.7 and 1.0 s, and the next run at 0.8 and 0.8 s: the same member, the
     # one the registry lists first
+    image = {"model": "image_frozen", "weighted_f1_cat3": 0.70, "train_seconds": 1.0}
     for tfidf_s, frozen_s in ((0.7, 1.0), (0.8, 0.8), (1.0, 0.7)):
         timed = pd.DataFrame([{"model": "text_frozen", "weighted_f1_cat3": 0.741, "train_seconds": frozen_s},
                               {"model": "text_tfidf", "weighted_f1_cat3": 0.731, "train_seconds": tfidf_s},
-                              {"model": "text_finetuned", "weighted_f1_cat3": 0.733, "train_seconds": 22.0}])
-        assert choose_members(timed, margin=0.02)[0] == ["text_tfidf"]
+                              {"model": "text_finetuned", "weighted_f1_cat3": 0.733, "train_seconds": 22.0}, image])
+        assert choose_members(timed, margin=0.02)[0] == ["text_tfidf", "image_frozen"]
     untimed = timed.assign(train_seconds=float("nan"))  # a results table without times still chooses
-    assert choose_members(untimed, margin=0.02)[0] == ["text_tfidf"]
+    assert choose_members(untimed, margin=0.02)[0] == ["text_tfidf", "image_frozen"]
+    # without photos, one family: its best joins the cheaper pick, in the results' order; alone, the best is the pick
+    text_only = timed[timed["model"] != "image_frozen"]
+    assert choose_members(text_only, margin=0.02)[0] == ["text_frozen", "text_tfidf"]
+    assert choose_members(text_only, margin=0.0)[0] == ["text_frozen"]
 
 
 def test_kfold_members_adopt_the_imbalance_option_03_measured_helping(tmp_path):

@@ -255,7 +255,9 @@ def choose_members(results: pd.DataFrame, margin: float) -> tuple[list[str], pd.
     one the registry lists first (utils/kinds.py registers each family's kinds in this order of preference). That
     puts TF-IDF before e5 frozen when both qualify: the fusion members already read e5, and TF-IDF's other view
     raised the ensemble's out-of-fold F1 where the two were swapped (foreign-mixed 0.9103 against 0.9097; the full
-    profile's shortened run there 0.828 against 0.817).
+    profile's shortened run there 0.828 against 0.817). That preference rests on the other families' members:
+    where only one family has results (data without photos), the family's best by validation joins its pick, so
+    that the ensemble keeps both views rather than the cheaper alone (text-only data: docs/results.md).
     Returns the kinds and the table behind the choice."""
     rows = []
     for family, kinds in registry.families().items():
@@ -273,6 +275,8 @@ def choose_members(results: pd.DataFrame, margin: float) -> tuple[list[str], pd.
                          "train seconds": r.train_seconds, "within margin of the best": r.weighted_f1_cat3 >= best - margin,
                          "member": r.model == pick})
     table = pd.DataFrame(rows)
+    if not table.empty and table["family"].nunique() == 1:
+        table.loc[table["validation weighted F1 cat3"].astype(float).idxmax(), "member"] = True
     if table.empty:
         raise ValueError("kfold_models=auto chooses from the validation results of notebooks 04 and 05 "
                          "(metrics.json of this run), and there are none: run them first or name the members "
