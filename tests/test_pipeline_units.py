@@ -10,7 +10,8 @@ from utils import baselines, gradcam, labelfix
 from utils.backbones import frozen_backbone
 from utils.config import ConfigError, build
 from utils.data import load_dataset, load_taxonomy
-from utils.ensemble import (adopted_copies, adopted_imbalance, blend, choose_members, fit_weights, member_overrides,
+from utils.ensemble import (adopted_copies, adopted_imbalance, blend, choose_members, ensemble_weights, fit_weights,
+                            member_overrides,
                             takes_copies)
 from utils.io import read_json
 from utils.metrics import evaluate, hierarchical_decode, lift_probs, record
@@ -150,6 +151,27 @@ def test_ensemble_weights_prefer_the_better_member():
     w = fit_weights(members, y)
     assert w.sum() == pytest.approx(1) and w[1] > 0.8
     assert blend(members, w)["cat3"].shape == (300, 128)
+
+
+def test_the_ensemble_is_its_best_member_alone_where_the_log_loss_blend_scores_lower():
+    """A member always right but unsure, beside one sure and wrong on a fifth of the rows: log loss weights the
+    sure one, whose mistakes then win the blend; the better member alone is kept instead. Where the blend is the
+    better, its weights stand."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 128, 300)
+    unsure = np.full((300, 128), 0.7 / 127)
+    unsure[np.arange(300), y] = 0.3
+    wrong = rng.random(300) < 0.2
+    sure = np.full((300, 128), 0.01 / 126)
+    sure[np.arange(300), y] = np.where(wrong, 0.4, 0.99)
+    sure[np.arange(300), (y + 1) % 128] = np.where(wrong, 0.59, 0.01 / 126)
+    members = [lift_probs(p, TAX) for p in (unsure, sure)]
+    assert fit_weights(members, y)[1] > 0.5
+    assert ensemble_weights(members, y, TAX).tolist() == [1.0, 0.0]
+    good = np.full((300, 128), 0.2 / 127)
+    good[np.arange(300), y] = 0.8
+    members = [lift_probs(p, TAX) for p in (good, sure)]
+    assert np.array_equal(ensemble_weights(members, y, TAX), fit_weights(members, y))
 
 
 def test_vit_grid_comes_from_patch_and_input_size():

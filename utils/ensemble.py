@@ -288,6 +288,21 @@ def blend(members: list[dict], weights) -> dict:
     return {level: sum(w * m[level] for w, m in zip(weights, members)) for level in members[0]}
 
 
+def ensemble_weights(oof_members: list[dict], y3: np.ndarray, taxonomy, rule: str = "product") -> np.ndarray:
+    """`fit_weights`' blend, unless one member alone scores a higher out-of-fold weighted F1 on cat3 (the run's
+    decoding): then that member alone. Log loss and F1 can disagree (on text-only data a regression's calibrated
+    probabilities drew the weight from the better e5 member), and an ensemble below its best member helps nobody."""
+    weights = fit_weights(oof_members, y3)
+
+    def f1(w):
+        return weighted_f1(y3, hierarchical_decode(blend(oof_members, w), taxonomy, rule)["cat3"])
+
+    alone = np.eye(len(oof_members))
+    scores = [f1(w) for w in alone]
+    best = int(np.argmax(scores))
+    return alone[best] if scores[best] > f1(weights) else weights
+
+
 def fit_weights(oof_members: list[dict], y3: np.ndarray) -> np.ndarray:
     """Non-negative weights summing to 1 that minimise the out-of-fold log loss of cat3 (smooth, unlike F1)."""
     stack = np.stack([m["cat3"] for m in oof_members])
@@ -324,7 +339,7 @@ def distill(kinds, members: dict, weights, ds, cfg, folds, seeds, checkpoints_di
                                      soft_test=soft, overrides=overrides, copies=copies)
                 for k in kinds if registry.get(k).neural}  # TF-IDF takes no soft labels
     taught = {k: students.get(k, members[k]) for k in kinds}
-    taught_weights = fit_weights([taught[k]["oof"] for k in kinds], y3)
+    taught_weights = ensemble_weights([taught[k]["oof"] for k in kinds], y3, ds.taxonomy, cfg.decode)
 
     def score(probs):
         return fold_spread(probs, y3, folds, ds.taxonomy, cfg.decode)[0]
