@@ -512,6 +512,9 @@ def test_a_predictor_analyses_new_text_with_its_runs_kiwi_options(tmp_path):
     card = save_predictor(cfg, TAX, {"text_tfidf": [save_model(model, tmp_path / "model.pkl")]}, {"text_tfidf": 1.0},
                           tmp_path)
     assert read_json(card)["kiwi"] == text.KIWI_OPTIONS == {"load_multi_dict": False}
+    unweighted = save_predictor(cfg, TAX, {"text_tfidf": [tmp_path / "model.pkl"], "text_frozen": []},
+                                {"text_tfidf": 1.0, "text_frozen": 0.0}, tmp_path)  # a member of weight 0: left out
+    assert [m["kind"] for m in read_json(unweighted)["members"]] == ["text_tfidf"]
     try:
         old = read_json(card)
         del old["kiwi"]

@@ -64,9 +64,10 @@ def save_predictor(cfg: Config, taxonomy: Taxonomy, units: dict[str, list[Path]]
     checkpoint, or a TF-IDF model.pkl, per fold and seed), exactly those that made the submission (06);
     the run's label tree (the data folder's own taxonomy.csv, or the bundled one), so that predicting needs
     no data folder; the keyword model (utils.keywords), saved beside it; and the Kiwi options the run's text
-    was analysed with."""
+    was analysed with. A member of weight 0 (`ensemble.ensemble_weights` keeps one member alone) adds nothing to
+    the blend and is left out, so that predicting does not load or run it."""
     members = [{"kind": kind, "weight": float(weights[kind]), "units": [_within(u, run_dir) for u in units[kind]]}
-               for kind in weights]
+               for kind in weights if weights[kind] > 0]
     card = {"cfg": cfg.to_dict(), "taxonomy": taxonomy.records(), "members": members, "kiwi": kiwi_options()}
     if keywords is not None:
         card["keywords"] = _within(save_model(keywords, Path(run_dir) / "keywords.pkl"), run_dir)
