@@ -10,7 +10,8 @@ On the same rows (a generated catalogue, a photo per row), in one process:
   text tokenized, every member, the blend, the hierarchical decode, the keyword hashtags;
 - what the loop spends outside the encoders: reading the inputs, the keywords (with their Kiwi analysis), the
   members themselves on the encoders' states computed beforehand (`members_s`: the fold units of each neural member,
-  the TF-IDF models); `ceiling` = bare / (bare + members), the most any loop that runs these members can reach;
+  the TF-IDF models with their Kiwi analysis); `ceiling` = bare / (bare + members), the most any loop that runs these
+  members can reach (a member trained end to end runs its own encoders there, which only lowers the ceiling);
 - *load*: a fresh process importing the package, loading the run (`Predictor(run)`) and Kiwi's model (on first
   use, where a TF-IDF member or the keywords read morphemes), timed apart; their sum is `ready_s`, the time before
   the first row; beside it `libraries_s`, a fresh process importing only the libraries those steps need.
@@ -24,6 +25,7 @@ import platform
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
     import pandas as pd
     import torch
 
-    from utils import paths
+    from utils import kinds, paths
     from utils.features import cache_tower, encoder_states
     from utils.generate import generate_catalogue
     from utils.inputs import Places, batches_of, to_device
@@ -117,9 +119,10 @@ def main(argv=None) -> int:
     batches = read_inputs()
     inputs = [predictor._inputs(batch) for batch in batches]
     chunk_texts = [[texts[i] for i in group] for group in groups]
+    tfidf = any(not kinds.get(kind).neural for kind, _, _ in predictor.members)
 
-    def members():  # with the texts' Kiwi analysis, which a TF-IDF member does (and then forgets, as the loop does)
-        with analysed(texts):
+    def members():  # with the texts' Kiwi analysis where a TF-IDF member reads it (then forgotten, as in the loop)
+        with analysed(texts) if tfidf else nullcontext():
             for kind, _, units in predictor.members:
                 predictor._member_block(kind, units, inputs, chunk_texts)
 

@@ -256,8 +256,9 @@ def choose_members(results: pd.DataFrame, margin: float) -> tuple[list[str], pd.
     puts TF-IDF before e5 frozen when both qualify: the fusion members already read e5, and TF-IDF's other view
     raised the ensemble's out-of-fold F1 where the two were swapped (foreign-mixed 0.9103 against 0.9097; the full
     profile's shortened run there 0.828 against 0.817). That preference rests on the other families' members:
-    where only one family has results (data without photos), the family's best by validation joins its pick, so
-    that the ensemble keeps both views rather than the cheaper alone (text-only data: docs/results.md).
+    where only one family has results (data without photos, or a run of one notebook's models), the family's best
+    by validation joins its pick, so that the ensemble has both rather than the cheaper alone; `ensemble_weights`
+    keeps one alone where the blend scores lower out of fold (text-only data: docs/results.md).
     Returns the kinds and the table behind the choice."""
     rows = []
     for family, kinds in registry.families().items():

@@ -58,8 +58,9 @@ TABLE = {
                                 "one core of a 2-core CPU (docs/benchmarks.md); gpu_check measures the loader on "
                                 "the GPU machine"),
     "STEP_SECONDS": Constant(0.01, "s", "assumed", "least time of one optimiser micro-step (launches, Python)"),
-    "TFIDF_SECONDS_PER_1K": Constant(2.0, "s per 1,000 training rows", "measured", "a TF-IDF fit, roughly: 5-fold "
-                                     "at 4k rows took about 25 s (docs/benchmarks.md)"),
+    "TFIDF_SECONDS_PER_1K": Constant(4.0, "s per 1,000 training rows", "measured", "a TF-IDF fit of the slower "
+                                     "candidate (views), roughly: 5 folds of 3.2k training rows took 57 s "
+                                     "(benchmarks/results/tfidf-reference.csv)"),
     "DDP_EFFICIENCY": Constant(0.9, "speed-up per added GPU", "assumed", "data-parallel training"),
     "CHECKPOINT_COMPUTE": Constant(4 / 3, "x compute", "assumed", "gradient checkpointing recomputes the forward "
                                    "(a third of forward and backward)"),
