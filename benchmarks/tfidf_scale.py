@@ -44,7 +44,7 @@ def fit_one(classifier: str, rows: int) -> dict:
     from utils.baselines import fit_quietly, tfidf_model
 
     texts, y = texts_and_labels(rows)
-    text.content_morphemes.__code__ = (lambda t: t.split()).__code__  # words stand in for morphemes (see above)
+    text._CONTENT_CACHE.update((t, t.split()) for t in texts)  # the words as the texts' analysis (see above)
     started = time.perf_counter()
     fit_quietly(tfidf_model(classifier, 1e-5), texts, y)
     seconds = time.perf_counter() - started

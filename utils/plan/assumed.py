@@ -32,7 +32,7 @@ TABLE = {
                              "and Kiwi measured at 1.2 GB on the CPU, CUDA's libraries and context about 1.3 more "
                              "assumed; gpu_check's phase 'host' replaces it"),
     "WORKER_GB": Constant(0.4, "GiB per worker", "assumed", "one DataLoader worker decoding 384 px images"),
-    "TFIDF_RAM_GB": Constant(4.3, "GiB", "measured", "a TF-IDF fit at the real data's size, the larger candidate "
+    "TFIDF_RAM_GB": Constant(4.5, "GiB", "measured", "a TF-IDF fit at the real data's size, the larger candidate "
                              "(views: L-BFGS over 100,000 character features x 128 classes; "
                              "benchmarks/results/tfidf-scale.csv)"),
     "HOST_BYTES_BUILD": Constant(8, "bytes per parameter", "assumed", "host RAM while a unit is built or loaded: "
@@ -60,12 +60,12 @@ TABLE = {
                                 "one core of a 2-core CPU (docs/benchmarks.md); gpu_check measures the loader on "
                                 "the GPU machine"),
     "STEP_SECONDS": Constant(0.01, "s", "assumed", "least time of one optimiser micro-step (launches, Python)"),
-    "TFIDF_SGD_SECONDS_PER_1K": Constant(4.3, "s per 1,000 training rows", "measured", "a TF-IDF fit of the SGD "
+    "TFIDF_SGD_SECONDS_PER_1K": Constant(3.8, "s per 1,000 training rows", "measured", "a TF-IDF fit of the SGD "
                                          "candidate (02's experts, or `tfidf_classifier=sgd`) at the real data's "
-                                         "size: 58.5 s for 13,588 rows (benchmarks/results/tfidf-scale.csv)"),
-    "TFIDF_SGD_RAM_GB": Constant(0.9, "GiB", "measured", "the same fit's peak (benchmarks/results/tfidf-scale.csv)"),
-    "TFIDF_SECONDS_PER_1K": Constant(14.3, "s per 1,000 training rows", "measured", "a TF-IDF fit of the slower "
-                                     "candidate (views) at the real data's size: 194 s for 13,588 rows of ~700 "
+                                         "size: 51.6 s for 13,588 rows (benchmarks/results/tfidf-scale.csv)"),
+    "TFIDF_SGD_RAM_GB": Constant(1.1, "GiB", "measured", "the same fit's peak (benchmarks/results/tfidf-scale.csv)"),
+    "TFIDF_SECONDS_PER_1K": Constant(12.9, "s per 1,000 training rows", "measured", "a TF-IDF fit of the slower "
+                                     "candidate (views) at the real data's size: 176 s for 13,588 rows of ~700 "
                                      "characters on 2 cores (benchmarks/results/tfidf-scale.csv)"),
     "DDP_EFFICIENCY": Constant(0.9, "speed-up per added GPU", "assumed", "data-parallel training"),
     "CHECKPOINT_COMPUTE": Constant(4 / 3, "x compute", "assumed", "gradient checkpointing recomputes the forward "
@@ -110,8 +110,6 @@ CUDA_CONTEXT_GB = TABLE["CUDA_CONTEXT_GB"].value
 USABLE = TABLE["USABLE"].value
 HOST_BASE_GB = TABLE["HOST_BASE_GB"].value
 WORKER_GB = TABLE["WORKER_GB"].value
-TFIDF_RAM_GB = TABLE["TFIDF_RAM_GB"].value
-TFIDF_SGD_RAM_GB = TABLE["TFIDF_SGD_RAM_GB"].value
 HOST_BYTES_BUILD = TABLE["HOST_BYTES_BUILD"].value
 GRADCAM_ACT_FACTOR = TABLE["GRADCAM_ACT_FACTOR"].value
 BYTES_TRAINED = TABLE["BYTES_TRAINED"].value
@@ -126,7 +124,6 @@ GRADCAM_BATCH = TABLE["GRADCAM_BATCH"].value
 IMAGES_PER_CORE = TABLE["IMAGES_PER_CORE"].value
 STEP_SECONDS = TABLE["STEP_SECONDS"].value
 TFIDF_SECONDS_PER_1K = TABLE["TFIDF_SECONDS_PER_1K"].value
-TFIDF_SGD_SECONDS_PER_1K = TABLE["TFIDF_SGD_SECONDS_PER_1K"].value
 DDP_EFFICIENCY = TABLE["DDP_EFFICIENCY"].value
 CHECKPOINT_COMPUTE = TABLE["CHECKPOINT_COMPUTE"].value
 TRAIN_OVER_FORWARD = TABLE["TRAIN_OVER_FORWARD"].value

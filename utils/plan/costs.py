@@ -11,8 +11,7 @@ from .. import kinds
 from .assumed import (BYTES_BEST, BYTES_DDP, BYTES_LAST, BYTES_STEP_EXTRA, BYTES_TRAINED, CHECKPOINT_COMPUTE,
                       CUDA_CONTEXT_GB, DDP_EFFICIENCY, ENCODE_BATCH, GB, GRADCAM_ACT_FACTOR, GRADCAM_BATCH,
                       GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, IMAGES_PER_CORE, LARGEST_CATALOGUE, PREDICT_BATCH, STEP_SECONDS,
-                      TFIDF_RAM_GB, TFIDF_SECONDS_PER_1K, TFIDF_SGD_RAM_GB, TFIDF_SGD_SECONDS_PER_1K,
-                      TRAIN_OVER_FORWARD, VALIDATION_BATCH, WORKER_GB, rests_on)
+                      TABLE, TRAIN_OVER_FORWARD, VALIDATION_BATCH, WORKER_GB, rests_on)
 from .fits import Fit, kfold_members
 from .measured import (_encoder_figures, _encoder_params, _measured, _state_bytes, _with_measurements, figures,
                        host_base_gb, host_base_source)
@@ -158,8 +157,8 @@ def _cost_tfidf(fit: Fit, cfg, platform: Platform) -> Fit:
     fit.reads, fit.at_once = "text", 1
     sgd = fit.notebook == "02" or cfg.tfidf_classifier == "sgd"
     ram, rate = ("TFIDF_SGD_RAM_GB", "TFIDF_SGD_SECONDS_PER_1K") if sgd else ("TFIDF_RAM_GB", "TFIDF_SECONDS_PER_1K")
-    fit.host_ram_gb = host_base_gb() + (TFIDF_SGD_RAM_GB if sgd else TFIDF_RAM_GB)
-    fit.hours = fit.units * fit.rows[0] / 1000 * (TFIDF_SGD_SECONDS_PER_1K if sgd else TFIDF_SECONDS_PER_1K) / 3600
+    fit.host_ram_gb = host_base_gb() + TABLE[ram].value
+    fit.hours = fit.units * fit.rows[0] / 1000 * TABLE[rate].value / 3600
     fit.provenance = {"host_ram_gb": _host(ram), "hours": rests_on(None, rate)}
     return fit
 
