@@ -127,7 +127,7 @@ def main(argv=None) -> int:
                 predictor._member_block(kind, units, inputs, chunk_texts)
 
     def bare():
-        with torch.inference_mode(), autocast(device, predictor.precision):
+        with torch.inference_mode(), autocast(device, predictor.encoder_precision):
             for batch in batches:
                 encoder_states(towers, batch)
 
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     rows = len(texts)
     result = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "device": device,
               "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "",
-              "run": run.name, "members": "+".join(k for k, _, _ in predictor.members), "precision": predictor.precision,
+              "run": run.name, "members": "+".join(k for k, _, _ in predictor.members), "precision": predictor.encoder_precision,
               "rows": rows, "batch_size": args.batch_size, "bare_rows_s": round(rows / bare_s, 1),
               "loop_rows_s": round(rows / loop_s, 1), "loop_vs_bare": round(bare_s / loop_s, 3),
               "ceiling": round(bare_s / (bare_s + members_s), 3), "members_s": round(members_s, 2),

@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     cfg = configuration(args.profile, device, parse_settings(args.sets))
-    precision = choose_precision(device, cfg.precision)
+    precision = choose_precision(device, cfg.precision, encoders=True)
     bs, L, size = args.batch_size, cfg.max_len, cfg.image_size
     torch.manual_seed(0)
     print(f"machine: {machine_description()}; device used: {device}; precision {precision}; torch threads "

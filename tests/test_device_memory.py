@@ -114,7 +114,7 @@ def chunkwise(predictor, images, texts, batch_size):
         batch = {"text_present": torch.tensor([bool(t) for t in texts[chunk]]), "pixels": pixels,
                  "image_present": torch.tensor([not no_photo(p) for p in images[chunk]]),
                  **frozen_backbone("text", predictor.cfg).tokenize(list(texts[chunk]), predictor.cfg.max_len)}
-        with autocast(predictor.device, predictor.precision):
+        with autocast(predictor.device, predictor.encoder_precision):
             cached = {**batch, **encoder_states(predictor.cache_towers, batch, predictor.cached_inputs)}
         blended = {}
         for kind, weight, units in predictor.members:

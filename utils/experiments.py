@@ -122,7 +122,7 @@ def _fit_neural(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=No
         rows = np.asarray(rows)
         if fitted.val_probs is not None and np.array_equal(rows, val_idx):
             return {level: value.copy() for level, value in fitted.val_probs.items()}
-        return predict(fitted.model, data, rows, device=cfg.device)
+        return predict(fitted.model, data, rows, device=cfg.device, precision=schedule.precision)
 
     return Trained(kind, fitted.model, probabilities, fitted.seconds, fitted.best_epoch, fitted.history,
                    Path(run_dir) / name / "best.pt", described)

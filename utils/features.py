@@ -180,12 +180,12 @@ def encoder_states(towers: dict, batch: dict, keys=()) -> dict:
 
 
 def _encode(modality: str, places: Places, cfg, batch_size: int, model_name: str):
-    """(row positions, encoder states) per batch of `places`, in the run's precision (half on a GPU: the cache
-    stores fp16 anyway)."""
+    """(row positions, encoder states) per batch of `places`, in the run's precision for encoders (half on a GPU,
+    bf16 on a CPU that computes it natively: the cache stores fp16 anyway)."""
     device = pick_device(cfg.device)
     towers = {modality: cache_tower(modality, cfg, device)}
     groups = batches_of(len(places), batch_size)
-    with torch.inference_mode(), autocast(device, choose_precision(device, cfg.precision)):
+    with torch.inference_mode(), autocast(device, choose_precision(device, cfg.precision, encoders=True)):
         for group, batch in zip(groups, bar(places.loader(groups, device), f"encoding {modality}s ({model_name})",
                                             len(groups), inner=True)):
             yield group, encoder_states(towers, to_device(batch, device))
@@ -257,10 +257,14 @@ def needs_token_states(cfg, modality: str) -> bool:
 
 
 def _entry_name(cfg, modality: str) -> tuple[str, str]:
+    """The encoder and what else shapes its cached states: length or size, the split, the weights file, and the
+    precision they were computed in (an fp32 cache is not reused under bf16, nor the reverse)."""
+    precision = choose_precision(pick_device(cfg.device), cfg.precision, encoders=True)
+    computed = "" if precision == "fp32" else f"-{precision}"
     if modality == "text":
-        return cfg.text_model, f"len{cfg.max_len}-top{cfg.text_top_layers}"
+        return cfg.text_model, f"len{cfg.max_len}-top{cfg.text_top_layers}{computed}"
     weights = f"-w{_file_digests([cfg.image_weights], cfg.cache_dir)[0][:8]}" if cfg.image_weights else ""
-    return cfg.image_model, f"{cfg.image_size}px-top{cfg.image_top_stages}{weights}"
+    return cfg.image_model, f"{cfg.image_size}px-top{cfg.image_top_stages}{weights}{computed}"
 
 
 def pooled_features(ds, cfg, modality: str) -> dict:

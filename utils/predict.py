@@ -215,6 +215,7 @@ class Predictor:
             self.cfg = replace(self.cfg, cache_dir=str(self.run_dir / "cache"))
         self.taxonomy, self.device = Taxonomy.from_records(card["taxonomy"]), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
+        self.encoder_precision = choose_precision(self.device, self.cfg.precision, encoders=True)
         self.dtype = dtype or weight_dtype(self.device, self.precision)
         self.members = [(m["kind"], m["weight"], [self._load(u, partial(self._load_unit, m["kind"])) for u in m["units"]])
                         for m in card["members"]]
@@ -262,11 +263,12 @@ class Predictor:
         caller holds them: the page's Grad-CAM of one unit in fp32."""
         return _to_device(units, self.device, dtype or self.dtype)
 
-    def _autocast(self):
-        """Half weights compute under autocast in their own dtype; fp32 weights as the run computed
-        (cfg.precision: fp32, or bf16 autocast where set)."""
+    def _autocast(self, kind: str):
+        """Half weights compute under autocast in their own dtype; fp32 weights as the run computed that member
+        (`runtime.choose_precision`: fp32 on the CPU, bf16 autocast where set, or where a member trained end to
+        end runs its encoders on a CPU that computes bf16 natively)."""
         if self.dtype == torch.float32:
-            return autocast(self.device, self.precision)
+            return autocast(self.device, self.encoder_precision if kind not in self.cached_kinds else self.precision)
         return torch.autocast(torch.device(self.device).type, dtype=self.dtype)
 
     @staticmethod
@@ -289,7 +291,7 @@ class Predictor:
             fold_probs = [kinds.get(kind).answers()(m, texts, self.taxonomy) for m in units]
             mean = {level: np.mean([p[level] for p in fold_probs], 0) for level in fold_probs[0]}
         else:
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), self._autocast(kind):
                 shared = self._frozen_states(units[0], batch)
                 mean = {}
                 for model in units:
@@ -340,7 +342,7 @@ class Predictor:
         kept on the host; with them the cached encoder states (`features.encoder_states`) for the cached-mode
         members, as the caching pass computes them."""
         batch = to_device(batch, self.device)
-        with torch.inference_mode(), autocast(self.device, self.precision):  # the caching pass's precision
+        with torch.inference_mode(), autocast(self.device, self.encoder_precision):  # the caching pass's precision
             cached = encoder_states(self.cache_towers, batch, self.cached_inputs)
         host = {k: v.cpu() for k, v in batch.items()}
         return host, {**host, **{k: v.cpu() for k, v in cached.items()}}
