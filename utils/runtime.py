@@ -89,9 +89,9 @@ def choose_precision(device: str, precision: str = "auto", capability: tuple[int
     higher: A100, H100, L4), fp16 with loss scaling on older GPUs (Colab's and Kaggle's T4, P100, V100, where
     `is_bf16_supported()` may report emulated bf16 that runs at fp32 speed). On the CPU fp32, but bf16 where the
     work runs whole `encoders` (the caching pass, the predictor's, end-to-end training) on a CPU that computes
-    bf16 natively (`cpu_computes_bf16`): there e5-small runs 1.6x and EfficientNet-Lite0 1.9x faster, while the
-    small models on cached states lose more to the casts than they gain (06's fusion transformer 151 -> 188 s in
-    the demo; benchmarks/cpu_precision.py). An explicit `precision` wins; `capability` (default: the current
+    bf16 natively (`cpu_computes_bf16`): there the demo's e5-small runs 2.2x and EfficientNet-Lite0 2.8x faster
+    on 2 cores, while the small models on cached states gain nothing or lose (the fusion transformer's training
+    step 0.78x; benchmarks/cpu_precision.py). An explicit `precision` wins; `capability` (default: the current
     GPU's) and `cpu_bf16` (default: this CPU's) are for tests."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
