@@ -1,11 +1,12 @@
-"""What bf16 autocast buys on this CPU, per kind of work: the rule behind `runtime.choose_precision` on the CPU.
+"""What bf16 autocast would buy on this CPU, per kind of work: why a run stays in fp32 on the CPU and the
+predictor offers `--bf16-encoders`.
 
     python benchmarks/cpu_precision.py [--profile demo] [--repeats 5]
 
 Times, in fp32 and under bf16 autocast, the frozen encoders' caching pass (the work the predictor repeats for every
 new place) and one optimiser step of the models that train on cached states, with the demo's shapes. Prints them and
 writes benchmarks/results/cpu-precision.csv. Where the CPU emulates bf16 (no AVX512-BF16 or AMX), bf16 runs slower
-than fp32 everywhere, and a run keeps fp32.
+than fp32 everywhere.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from throughput import TEXT, backbones, cached_states, configuration, model_of, 
 from utils.config import parse_settings  # noqa: E402
 from utils.io import write_csv  # noqa: E402
 from utils.models import ImageTower, TextTower  # noqa: E402
-from utils.runtime import autocast, choose_precision, cpu_computes_bf16  # noqa: E402
+from utils.runtime import autocast, cpu_computes_bf16  # noqa: E402
 
 CACHED_KINDS = ("fusion_transformer", "late_fusion", "image_frozen")
 
@@ -66,15 +67,14 @@ def main(argv=None) -> int:
     machine = f"{platform.machine()} {torch.get_num_threads()} threads"
     rows = []
     for work in measured["fp32"]:
-        encoders = "encoder" in work
         rows.append({"machine": machine, "cpu_bf16_native": native, "work": work,
                      "fp32_per_s": round(measured["fp32"][work], 1), "bf16_per_s": round(measured["bf16"][work], 1),
                      "bf16_speedup": round(measured["bf16"][work] / measured["fp32"][work], 2),
-                     "auto_chooses": choose_precision("cpu", "auto", encoders=encoders), "torch": torch.__version__})
+                     "torch": torch.__version__})
     print(f"{machine}, bf16 native: {native}, profile {args.profile}")
-    print(f"{'work':<36}{'fp32 /s':>10}{'bf16 /s':>10}{'bf16 x':>8}  auto")
+    print(f"{'work':<36}{'fp32 /s':>10}{'bf16 /s':>10}{'bf16 x':>8}")
     for r in rows:
-        print(f"{r['work']:<36}{r['fp32_per_s']:>10}{r['bf16_per_s']:>10}{r['bf16_speedup']:>8}  {r['auto_chooses']}")
+        print(f"{r['work']:<36}{r['fp32_per_s']:>10}{r['bf16_per_s']:>10}{r['bf16_speedup']:>8}")
     write_csv(pd.DataFrame(rows), args.out)
     print(f"wrote {args.out}")
     return 0

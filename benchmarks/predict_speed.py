@@ -2,10 +2,11 @@
 
     python benchmarks/predict_speed.py                       # the most recent run under outputs/, 512 places
     python benchmarks/predict_speed.py --run outputs/demo-generated-seed0 --rows 1024 --device cuda
+    python benchmarks/predict_speed.py --bf16-encoders        # the encoders in bf16 (a CPU with native bf16)
 
 On the same rows (a generated catalogue, a photo per row), in one process:
 - *bare*: the run's frozen encoders alone (`features.cache_tower` per modality the members read), in the run's
-  precision, over batches tokenized and decoded beforehand: the ceiling of any loop that runs them;
+  precision (bf16 with `--bf16-encoders`), over batches tokenized and decoded beforehand: the ceiling of any loop that runs them;
 - *loop*: `Predictor.predict` end to end from file names and texts: photos decoded (in loader workers on a GPU),
   text tokenized, every member, the blend, the hierarchical decode, the keyword hashtags;
 - what the loop spends outside the encoders: reading the inputs, the keywords (with their Kiwi analysis), the
@@ -76,7 +77,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes of each; the fastest counts")
-    parser.add_argument("--out", default=None, help="CSV (default: benchmarks/results/predict-speed-<device>.csv)")
+    parser.add_argument("--out", default=None, help="CSV (default: benchmarks/results/predict-speed-<device>.csv, "
+                                                    "-bf16.csv with --bf16-encoders)")
+    parser.add_argument("--bf16-encoders", action="store_true", help="the predictor's --bf16-encoders (both passes)")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
     photos, texts = [str(data / p) for p in places["img_path"]], list(places["overview"])
 
     load = loading(run, args.device, args.repeats)
-    predictor = Predictor(run, args.device)
+    predictor = Predictor(run, args.device, bf16_encoders=args.bf16_encoders)
     cfg, device = predictor.cfg, predictor.device
     towers = {m: cache_tower(m, cfg, device) for m in predictor.reads}
     groups = batches_of(len(texts), args.batch_size)
@@ -157,7 +160,7 @@ def main(argv=None) -> int:
               "torch": torch.__version__}
     for key, value in result.items():
         print(f"{key:>14}: {value}")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"predict-speed-{device.split(':')[0]}.csv"
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"predict-speed-{device.split(':')[0]}{'-bf16' if args.bf16_encoders else ''}.csv"
     write_csv(pd.DataFrame([result]), out)
     print(f"wrote {out}")
     return 0

@@ -8,8 +8,7 @@ backward and the optimiser), every kind in `cached` mode (the full profile train
 end: `benchmarks/gpu_check.sh` times those), and for the encoders themselves the one-off encoding pass that fills
 the cache. Inference latency is end to end for one new item: clean and tokenize the text, decode and resize the
 image, run both encoders and the model. Precision as a run chooses it (utils.runtime.choose_precision: bf16 on
-GPUs with native bf16, fp16 with loss scaling on older ones; on the CPU fp32, bf16 for the encoders where the CPU
-computes it natively). A kind the configuration cannot
+GPUs with native bf16, fp16 with loss scaling on older ones, fp32 on the CPU). A kind the configuration cannot
 build (the hybrid ViT on an image model that is already a ViT, as notebook 04 skips it) is reported, not timed.
 """
 from __future__ import annotations
@@ -163,11 +162,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     cfg = configuration(args.profile, device, parse_settings(args.sets))
-    precision = choose_precision(device, cfg.precision)  # models on cached states
-    encoding = choose_precision(device, cfg.precision, encoders=True)  # the caching pass, an item end to end
+    precision = choose_precision(device, cfg.precision)
     bs, L, size = args.batch_size, cfg.max_len, cfg.image_size
     torch.manual_seed(0)
-    print(f"machine: {machine_description()}; device used: {device}; precision {precision} (encoders {encoding}); torch threads "
+    print(f"machine: {machine_description()}; device used: {device}; precision {precision}; torch threads "
           f"{torch.get_num_threads()}")
     print(f"profile {args.profile}: text {cfg.text_model} ({L} tokens), image {cfg.image_model} ({size}px), "
           f"batch {bs}\n")
@@ -176,9 +174,9 @@ def main(argv=None) -> int:
     image = ImageTower(image_bb, cfg.image_top_stages, False).to(device).eval()
     ids, mask = tokens(text_bb, [TEXT] * bs, L, device)
     pixels = torch.randn(bs, 3, size, size, device=device)
-    cached = cached_states(text, image, ids, mask, pixels, device, encoding)
+    cached = cached_states(text, image, ids, mask, pixels, device, precision)
     rows = []
-    with torch.inference_mode(), autocast(device, encoding):
+    with torch.inference_mode(), autocast(device, precision):
         rows.append(("text encoder (caching pass)", bs / timed(lambda: text.top(text.bottom(ids, mask), mask),
                                                                args.repeats, device), None))
         cl_pixels = pixels.contiguous(memory_format=torch.channels_last)  # as utils/features.py encodes
@@ -196,7 +194,7 @@ def main(argv=None) -> int:
             continue
         rate = train_rate(model, kind, cached, bs, device, precision, args.repeats)
         rows.append((kind, rate, latency_ms(model, kind, (text, image), text_bb, image_bb, cfg, photo, device,
-                                            encoding, args.repeats)))
+                                            precision, args.repeats)))
     print(f"{'model':<30}{'train items/s':>15}{'inference ms/item':>20}")
     for name, rate, latency in rows:
         if rate is None:

@@ -241,3 +241,8 @@ def test_what_a_catalogue_job_refuses_or_survives_without_a_model(tmp_path):
     with pytest.raises(CatalogueError, match="not the size their chunk wrote"):
         job(source, tmp_path / "s.csv", merge_only=True, chunk_rows=1)
     assert part.exists() and not (tmp_path / "s.csv").exists()
+
+    # the encoders' precision is part of the job: a shard tagged with bf16 encoders is not merged with fp32 ones
+    job(source, tmp_path / "b.csv", shard=(1, 2), chunk_rows=1, bf16_encoders=True)
+    with pytest.raises(CatalogueError, match="its encoders differ"):
+        job(source, tmp_path / "b.csv", shard=(2, 2), chunk_rows=1)

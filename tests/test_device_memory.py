@@ -114,7 +114,7 @@ def chunkwise(predictor, images, texts, batch_size):
         batch = {"text_present": torch.tensor([bool(t) for t in texts[chunk]]), "pixels": pixels,
                  "image_present": torch.tensor([not no_photo(p) for p in images[chunk]]),
                  **frozen_backbone("text", predictor.cfg).tokenize(list(texts[chunk]), predictor.cfg.max_len)}
-        with autocast(predictor.device, predictor.encoder_precision):
+        with autocast(predictor.device, predictor.precision):
             cached = {**batch, **encoder_states(predictor.cache_towers, batch, predictor.cached_inputs)}
         blended = {}
         for kind, weight, units in predictor.members:
@@ -228,3 +228,22 @@ def test_the_predictor_reads_places_in_loader_workers_as_in_its_own_process(run_
     predictor.cfg = replace(predictor.cfg, num_workers=2)
     forked = predictor.probabilities(photos, TEXTS, batch_size=2)
     assert set(alone) == set(forked) and all(np.array_equal(alone[k], forked[k]) for k in alone)
+
+
+def test_bf16_encoders_answer_within_bf16_rounding_of_the_run_and_say_where_they_are_slower(run_dir, photos, monkeypatch):
+    """`--bf16-encoders`: the cached-mode members read states the encoders computed under bf16 autocast, close to
+    the run's fp32 ones but not the same; on a CPU without native bf16 the predictor says it will be slower."""
+    from utils import runtime
+
+    run = predict.Predictor(run_dir).probabilities(photos, TEXTS, batch_size=2)
+    monkeypatch.setattr(predict, "cpu_computes_bf16", lambda: True)
+    fast = predict.Predictor(run_dir, bf16_encoders=True)
+    assert (fast.precision, fast.encoder_precision, fast.dtype) == ("fp32", "bf16", torch.float32)
+    got = fast.probabilities(photos, TEXTS, batch_size=2)
+    for level in run:
+        assert np.abs(got[level] - run[level]).max() < 2e-2
+        assert not np.array_equal(got[level], run[level])  # the bf16 path really ran
+    monkeypatch.setattr(predict, "cpu_computes_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        predict.Predictor(run_dir, bf16_encoders=True)
+    assert runtime.choose_precision("cpu", "auto") == "fp32"  # a run itself stays in fp32 on the CPU

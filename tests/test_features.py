@@ -50,21 +50,16 @@ def test_cached_states_are_read_memory_mapped_and_match_a_fresh_encoding(tiny_da
 
 
 
-def test_states_computed_in_bf16_are_cached_apart_from_fp32_ones(tiny_data, tmp_path, monkeypatch):
-    """On a CPU that computes bf16 natively the caching pass runs the encoders in bf16 (runtime.choose_precision):
-    its states differ from fp32's in the last bits, so the cache keys them apart and never hands one for the other."""
-    from utils import runtime
-
+def test_states_computed_in_bf16_are_cached_apart_from_fp32_ones(tiny_data, tmp_path):
+    """States computed under bf16 autocast (`precision=bf16`) differ from fp32's in the last bits: the cache keys
+    them apart and never hands one for the other."""
     ds = load_dataset(tiny_data, progress=False, check_images=False)
-    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache")})
-    states = {}
-    for native in (False, True):
-        monkeypatch.setattr(runtime, "cpu_computes_bf16", lambda native=native: native)
-        states[native] = text_features(ds, cfg)
+    states = {p: text_features(ds, build("tiny", {"cache_dir": str(tmp_path / "cache"), "precision": p}))
+              for p in ("fp32", "bf16")}
     folders = sorted(p.name for p in (tmp_path / "cache" / "features").glob("text-*"))
-    assert len(folders) == 2 and folders[1].endswith("-bf16") and folders[0] + "-bf16" == folders[1]
-    assert not torch.equal(states[False]["final"], states[True]["final"])
-    assert torch.allclose(states[False]["final"].float(), states[True]["final"].float(), atol=0.1)
+    assert len(folders) == 2 and folders[0] + "-bf16" == folders[1]
+    assert not torch.equal(states["fp32"]["final"], states["bf16"]["final"])
+    assert torch.allclose(states["fp32"]["final"].float(), states["bf16"]["final"].float(), atol=0.1)
 
 def test_frozen_models_read_pooled_vectors_without_a_token_cache_where_nothing_needs_the_tokens(tiny_data, tmp_path):
     """The full profile trains every token-reading model end to end: its frozen models, late fusion and 02's
@@ -110,7 +105,6 @@ def test_training_the_cache_and_the_predictor_read_a_place_through_one_path(tiny
     from utils.features import cache_tower, encode_images, encode_texts, encoder_states
     from utils.inputs import Places, to_device
     from utils.rows import RawRows
-    from utils.runtime import autocast, choose_precision
 
     cfg = build("tiny", {"cache_dir": str(cache_dir)})
     rows = RawRows(load_dataset(tiny_data, check_images=False), cfg)
@@ -123,7 +117,7 @@ def test_training_the_cache_and_the_predictor_read_a_place_through_one_path(tiny
     assert asked["image_present"].tolist() == [True] * 4 + [False] and not asked["pixels"][4].any()
 
     towers = {m: cache_tower(m, cfg, "cpu") for m in ("text", "image")}
-    with torch.inference_mode(), autocast("cpu", choose_precision("cpu", cfg.precision, encoders=True)):  # the predictor's
+    with torch.inference_mode():
         states = encoder_states(towers, to_device(places.collate([places[i] for i in range(4)]), "cpu"))
     texts, photos = encode_texts(places.texts[:4], cfg, batch_size=4), encode_images(places.photos[:4], cfg, batch_size=4)
     width = states["text_final"].shape[1]

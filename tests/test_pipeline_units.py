@@ -250,7 +250,7 @@ def test_predictor_shares_frozen_encoders_across_folds_without_changing_the_answ
     from utils.predict import Predictor, save_predictor
     from utils.training import _trainable_state
 
-    cfg = build("tiny", {"precision": "fp32"})  # the sharing alone: a CPU with native bf16 runs the encoders in bf16
+    cfg = build("tiny")
     sizes = {"cat1": 6, "cat2": 18, "cat3": 128}
     models, checkpoints = [], []
     for seed in (1, 2):  # two "folds" with different heads

@@ -170,7 +170,7 @@ def test_a_run_resumes_on_another_gpu_kind(tmp_path, countdown, monkeypatch, fir
     """`precision=auto` is bf16 on an A100 or L4 and fp16 on a T4 (Colab hands out either from one session to the
     next): a checkpoint of one resumes under the other, with the loss scaler started afresh or left off."""
     resolved = {"now": first}
-    monkeypatch.setattr(training, "choose_precision", lambda device, precision, **_: resolved["now"])
+    monkeypatch.setattr(training, "choose_precision", lambda device, precision: resolved["now"])
     with pytest.raises(training.TimeBudgetExceeded):
         fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False, budget=countdown(3))
     resolved["now"] = then
@@ -272,23 +272,3 @@ def test_a_plateau_in_validation_f1_keeps_the_epoch_of_lowest_validation_loss(tm
     losses = [h["val_loss_cat3"] for h in result.history]
     assert losses[-1] < losses[0]
     assert result.best_epoch == int(np.argmin(losses))
-
-
-@pytest.mark.parametrize("native", [False, True])
-def test_on_a_cpu_with_native_bf16_only_work_that_runs_whole_encoders_takes_bf16(monkeypatch, tmp_path, native):
-    """`precision=auto` on the CPU: bf16 autocast where the encoders run (raw rows: end-to-end training and its
-    predictions) on a CPU that computes bf16 natively, fp32 for models on cached states and on other CPUs."""
-    from utils import runtime
-
-    monkeypatch.setattr(runtime, "cpu_computes_bf16", lambda: native)
-    cached = training._Fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path, "m", False, None, 0)
-    assert cached.precision == "fp32"
-
-    class RawToy(TensorData):
-        raw = True
-
-    raw = training._Fit(model(), RawToy(toy_data().tensors), TRAIN, VAL, schedule(), tmp_path, "m", False, None, 0)
-    assert raw.precision == ("bf16" if native else "fp32")
-    explicit = training._Fit(model(), RawToy(toy_data().tensors), TRAIN, VAL, schedule(precision="fp32"), tmp_path,
-                             "m", False, None, 0)
-    assert explicit.precision == "fp32"

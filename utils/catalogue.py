@@ -286,7 +286,7 @@ class Parts:
         if found is None:
             write_json(job, self.dir / "job.json")
             return
-        differ = [k for k in job if found.get(k) != job[k]]
+        differ = [k for k in sorted((set(job) | set(found)) - {"rows"}) if found.get(k) != job.get(k)]
         if differ:
             raise CatalogueError(f"{self.dir} holds the parts of another job (its {', '.join(differ)} differ): "
                                  f"delete the folder to start again, or choose another --out")
@@ -429,18 +429,19 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def tag_catalogue(load_predictor: Callable, source, out, card, shard: tuple[int, int] = (1, 1),
-                  merge_only: bool = False, chunk_rows: int = CHUNK_ROWS, top_k: int = 3, log=print) -> dict | None:
+                  merge_only: bool = False, chunk_rows: int = CHUNK_ROWS, top_k: int = 3, log=print,
+                  bf16_encoders: bool = False) -> dict | None:
     """Tag `source` into `out` (see the module's docstring); `load_predictor()` is called only when there is a
     chunk to tag, after every file-level check. `card`: the run's predictor.json, whose content is part of the
-    job's identity with the catalogue's, the chunk size and top-k (not the sharding: every chunk is tagged the
-    same whichever process tags it). Returns the summary once
+    job's identity with the catalogue's, the chunk size, top-k and `bf16_encoders` (the predictor's; not the
+    sharding: every chunk is tagged the same whichever process tags it). Returns the summary once
     `out` is whole; None when a shard finished its part and others remain."""
     source, out = Path(source), Path(out)
     encoding = check_readable(source)
     check_output(source, out)
     k, n = shard
     job = {"catalogue": file_digest(source), "predictor": run_fingerprint(card), "chunk_rows": chunk_rows,
-           "top_k": top_k, "out": out.name}
+           "top_k": top_k, "out": out.name, **({"encoders": "bf16"} if bf16_encoders else {})}
     done = read_json(summary_path(out))
     if out.is_file() and done is not None and done.get("job") == job:
         log(f"{out} is already tagged from {source.name} with this run; delete it to tag again")

@@ -90,8 +90,7 @@ class Config:
                                   # K-fold units trained at once, one process each; one end-to-end model's
                                   # data-parallel processes (utils/distributed.py); ./run_all.sh --processes N
     precision: str = "auto"       # auto: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 with loss
-                                  # scaling on older ones (T4, P100, V100); on CPU fp32, bf16 where whole encoders
-                                  # run on a CPU with native bf16 (AVX512-BF16, AMX); or bf16, fp16, fp32
+                                  # scaling on older ones (T4, P100, V100), fp32 on CPU; or bf16, fp16, fp32
     training_mode: str = "cached"  # cached: frozen encoders' states computed once (CPU); end_to_end: from raw rows
                                    # (a schedule field: `text_finetuned.training_mode=end_to_end` sets one kind)
     num_workers: int = -1         # data-loading processes for end_to_end (-1: up to 4 on a GPU, none on CPU)

@@ -180,12 +180,12 @@ def encoder_states(towers: dict, batch: dict, keys=()) -> dict:
 
 
 def _encode(modality: str, places: Places, cfg, batch_size: int, model_name: str):
-    """(row positions, encoder states) per batch of `places`, in the run's precision for encoders (half on a GPU,
-    bf16 on a CPU that computes it natively: the cache stores fp16 anyway)."""
+    """(row positions, encoder states) per batch of `places`, in the run's precision (half on a GPU: the cache
+    stores fp16 anyway)."""
     device = pick_device(cfg.device)
     towers = {modality: cache_tower(modality, cfg, device)}
     groups = batches_of(len(places), batch_size)
-    with torch.inference_mode(), autocast(device, choose_precision(device, cfg.precision, encoders=True)):
+    with torch.inference_mode(), autocast(device, choose_precision(device, cfg.precision)):
         for group, batch in zip(groups, bar(places.loader(groups, device), f"encoding {modality}s ({model_name})",
                                             len(groups), inner=True)):
             yield group, encoder_states(towers, to_device(batch, device))
@@ -259,7 +259,7 @@ def needs_token_states(cfg, modality: str) -> bool:
 def _entry_name(cfg, modality: str) -> tuple[str, str]:
     """The encoder and what else shapes its cached states: length or size, the split, the weights file, and the
     precision they were computed in (an fp32 cache is not reused under bf16, nor the reverse)."""
-    precision = choose_precision(pick_device(cfg.device), cfg.precision, encoders=True)
+    precision = choose_precision(pick_device(cfg.device), cfg.precision)
     computed = "" if precision == "fp32" else f"-{precision}"
     if modality == "text":
         return cfg.text_model, f"len{cfg.max_len}-top{cfg.text_top_layers}{computed}"

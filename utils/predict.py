@@ -44,7 +44,7 @@ from .keywords import hashtags
 from .metrics import hierarchical_decode
 from .models import ImageTower, TextTower, build_model
 from .progress import bar
-from .runtime import autocast, choose_precision, half_dtype, pick_device
+from .runtime import autocast, choose_precision, cpu_computes_bf16, half_dtype, pick_device
 from .taxonomy import Taxonomy
 from .text import analysed, kiwi_options, use_kiwi
 from .training import load_checkpoint
@@ -186,9 +186,12 @@ class Predictor:
 
     The units stay on the host; predicting puts one member's units at a time on the device (`_to_device`), so
     that the device holds at most one member, never the whole ensemble. `dtype`: the weights' precision
-    (default `weight_dtype`: half on a GPU, fp32 on the CPU)."""
+    (default `weight_dtype`: half on a GPU, fp32 on the CPU). `bf16_encoders`: the frozen encoders under bf16
+    autocast whatever the run computed in, for a catalogue on a CPU that computes bf16 natively (1.5 to 1.7 times the
+    places per second there, benchmarks/predict_speed.py); their states then differ in the last bits from the cached
+    ones the members trained on, and some answers differ from the submission's (1 to 2% of cat3 measured)."""
 
-    def __init__(self, run_dir, device: str = "auto", dtype: torch.dtype | None = None):
+    def __init__(self, run_dir, device: str = "auto", dtype: torch.dtype | None = None, bf16_encoders: bool = False):
         self.run_dir = Path(run_dir)
         card_path = self.run_dir / MODEL_CARD
         if not self.run_dir.is_dir():
@@ -215,7 +218,10 @@ class Predictor:
             self.cfg = replace(self.cfg, cache_dir=str(self.run_dir / "cache"))
         self.taxonomy, self.device = Taxonomy.from_records(card["taxonomy"]), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
-        self.encoder_precision = choose_precision(self.device, self.cfg.precision, encoders=True)
+        self.encoder_precision = "bf16" if bf16_encoders else self.precision
+        if bf16_encoders and self.device == "cpu" and not cpu_computes_bf16():
+            warnings.warn("bf16 encoders: this CPU has no native bf16 (AVX512-BF16 or AMX), so torch emulates it, "
+                          "slower than the run's fp32; leave --bf16-encoders out here")
         self.dtype = dtype or weight_dtype(self.device, self.precision)
         self.members = [(m["kind"], m["weight"], [self._load(u, partial(self._load_unit, m["kind"])) for u in m["units"]])
                         for m in card["members"]]
@@ -233,7 +239,7 @@ class Predictor:
         self.cached_inputs = sorted({key for kind in self.cached_kinds for key in kinds.get(kind).inputs})
         self.cache_towers = {m: cache_tower(m, self.cfg, self.device)
                              for m in sorted({m for k in self.cached_kinds for m in kinds.get(k).reads})}
-        if dtype is None:
+        if dtype is None and not bf16_encoders:
             _LOADED[_identity(self.run_dir, device)] = self
 
     def _load(self, unit: str, read):
@@ -263,12 +269,11 @@ class Predictor:
         caller holds them: the page's Grad-CAM of one unit in fp32."""
         return _to_device(units, self.device, dtype or self.dtype)
 
-    def _autocast(self, kind: str):
-        """Half weights compute under autocast in their own dtype; fp32 weights as the run computed that member
-        (`runtime.choose_precision`: fp32 on the CPU, bf16 autocast where set, or where a member trained end to
-        end runs its encoders on a CPU that computes bf16 natively)."""
+    def _autocast(self):
+        """Half weights compute under autocast in their own dtype; fp32 weights as the run computed
+        (cfg.precision: fp32, or bf16 autocast where set)."""
         if self.dtype == torch.float32:
-            return autocast(self.device, self.encoder_precision if kind not in self.cached_kinds else self.precision)
+            return autocast(self.device, self.precision)
         return torch.autocast(torch.device(self.device).type, dtype=self.dtype)
 
     @staticmethod
@@ -291,7 +296,7 @@ class Predictor:
             fold_probs = [kinds.get(kind).answers()(m, texts, self.taxonomy) for m in units]
             mean = {level: np.mean([p[level] for p in fold_probs], 0) for level in fold_probs[0]}
         else:
-            with torch.inference_mode(), self._autocast(kind):
+            with torch.inference_mode(), self._autocast():
                 shared = self._frozen_states(units[0], batch)
                 mean = {}
                 for model in units:
@@ -342,7 +347,7 @@ class Predictor:
         kept on the host; with them the cached encoder states (`features.encoder_states`) for the cached-mode
         members, as the caching pass computes them."""
         batch = to_device(batch, self.device)
-        with torch.inference_mode(), autocast(self.device, self.encoder_precision):  # the caching pass's precision
+        with torch.inference_mode(), autocast(self.device, self.encoder_precision):  # the caching pass's, or bf16
             cached = encoder_states(self.cache_towers, batch, self.cached_inputs)
         host = {k: v.cpu() for k, v in batch.items()}
         return host, {**host, **{k: v.cpu() for k, v in cached.items()}}
@@ -418,6 +423,10 @@ def main(argv=None) -> int:
                                                      "--output-dir)")
     parser.add_argument("--output-dir", default=None, help="where ./run_all.sh wrote its runs (default outputs/)")
     parser.add_argument("--device", default="auto", help="auto (a GPU when present), cpu, cuda, cuda:1")
+    parser.add_argument("--bf16-encoders", action="store_true",
+                        help="on a CPU that computes bf16 natively (AVX512-BF16 or AMX): the frozen encoders under bf16 "
+                             "autocast, 1.5 to 1.7 times the places per second, at the cost of some answers (98 to 99%% "
+                             "of cat3 the same as the run's: docs/benchmarks.md#tagging-a-catalogue); slower on other CPUs")
     args = parser.parse_args(argv)
     if not args.csv and not (args.image or args.text):
         parser.error("give --text and/or --image, or --csv")
@@ -433,7 +442,7 @@ def main(argv=None) -> int:
         check_inputs(images, texts, ids)
         run_dir = Path(args.run) if args.run else latest_run(args.output_dir)
         print(f"loading run {run_dir}", file=sys.stderr)
-        predictor = Predictor(run_dir, args.device)
+        predictor = Predictor(run_dir, args.device, bf16_encoders=args.bf16_encoders)
         results = predictor.predict(images, texts, args.top_k, check=False)  # checked above, before loading
     except (PredictionError, DataValidationError, CatalogueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -464,12 +473,13 @@ def _tag_catalogue(args) -> int:
 
     def load():
         print(f"loading run {run_dir}", file=sys.stderr)
-        return Predictor(run_dir, args.device)
+        return Predictor(run_dir, args.device, bf16_encoders=args.bf16_encoders)
 
     from pyarrow.lib import ArrowException
 
     try:
-        tag_catalogue(load, args.csv, args.out, card, parse_shard(args.shard), args.merge, args.chunk_rows, args.top_k)
+        tag_catalogue(load, args.csv, args.out, card, parse_shard(args.shard), args.merge, args.chunk_rows, args.top_k,
+                      bf16_encoders=args.bf16_encoders)
     except (OSError, ValueError, ArrowException) as exc:
         if isinstance(exc, (FileNotFoundError, PredictionError, DataValidationError, CatalogueError)):
             raise

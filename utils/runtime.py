@@ -83,23 +83,17 @@ def cpu_computes_bf16() -> bool:
                                                                        "_is_amx_tile_supported"))
 
 
-def choose_precision(device: str, precision: str = "auto", capability: tuple[int, int] | None = None,
-                     encoders: bool = False, cpu_bf16: bool | None = None) -> str:
+def choose_precision(device: str, precision: str = "auto", capability: tuple[int, int] | None = None) -> str:
     """Mixed precision from the hardware: bf16 where the GPU computes it natively (compute capability 8.0 or
     higher: A100, H100, L4), fp16 with loss scaling on older GPUs (Colab's and Kaggle's T4, P100, V100, where
-    `is_bf16_supported()` may report emulated bf16 that runs at fp32 speed). On the CPU fp32, but bf16 where the
-    work runs whole `encoders` (the caching pass, the predictor's, end-to-end training) on a CPU that computes
-    bf16 natively (`cpu_computes_bf16`): there the demo's e5-small runs 2.2x and EfficientNet-Lite0 2.8x faster
-    on 2 cores, while the small models on cached states gain nothing or lose (the fusion transformer's training
-    step 0.78x; benchmarks/cpu_precision.py). An explicit `precision` wins; `capability` (default: the current
-    GPU's) and `cpu_bf16` (default: this CPU's) are for tests."""
+    `is_bf16_supported()` may report emulated bf16 that runs at fp32 speed), fp32 on the CPU. An explicit
+    `precision` wins; `capability` is for tests (default: the current GPU's)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision != "auto":
         return precision
     if not str(device).startswith("cuda"):
-        native = cpu_computes_bf16() if cpu_bf16 is None and encoders else cpu_bf16
-        return "bf16" if encoders and native else "fp32"
+        return "fp32"
     import torch
 
     major, _ = capability or torch.cuda.get_device_capability()

@@ -167,7 +167,7 @@ def predict(model: nn.Module, data: Dataset, indices=None, batch_size: int = 256
             desc: str = "predicting", precision: str = "auto") -> dict[str, np.ndarray]:
     """Softmax probabilities per level for the given rows, in their order."""
     device = pick_device(device)
-    precision = choose_precision(device, precision, encoders=getattr(data, "raw", False))  # raw rows: the model runs its encoders
+    precision = choose_precision(device, precision)
     indices = np.arange(len(data)) if indices is None else np.asarray(indices)
     loader = batches(data, indices, batch_size, device)
     home = next(model.parameters()).device  # where it goes back to: a fitted model waits on the CPU (`release`)
@@ -344,7 +344,7 @@ class _Fit:
         self.main = self.rank == 0                   # the one that prints and writes
         self.verbose = verbose and self.main
         self.device = pick_device(s.device)
-        self.precision = choose_precision(self.device, s.precision, encoders=getattr(data, "raw", False))
+        self.precision = choose_precision(self.device, s.precision)
         self.budget = budget if budget is not None else session_budget()
         self.train_idx, self.val_idx = np.asarray(train_idx), np.asarray(val_idx)
         self.progress = _Progress()
