@@ -179,13 +179,19 @@ def encoder_states(towers: dict, batch: dict, keys=()) -> dict:
     return {**out, **model_inputs(out, keys)}
 
 
+def caching_precision(cfg) -> str:
+    """The precision the caching pass computes in (the run's: half on a GPU, fp32 on the CPU); its cache entries
+    are named by it."""
+    return choose_precision(pick_device(cfg.device), cfg.precision)
+
+
 def _encode(modality: str, places: Places, cfg, batch_size: int, model_name: str):
     """(row positions, encoder states) per batch of `places`, in the run's precision (half on a GPU: the cache
     stores fp16 anyway)."""
     device = pick_device(cfg.device)
     towers = {modality: cache_tower(modality, cfg, device)}
     groups = batches_of(len(places), batch_size)
-    with torch.inference_mode(), autocast(device, choose_precision(device, cfg.precision)):
+    with torch.inference_mode(), autocast(device, caching_precision(cfg)):
         for group, batch in zip(groups, bar(places.loader(groups, device), f"encoding {modality}s ({model_name})",
                                             len(groups), inner=True)):
             yield group, encoder_states(towers, to_device(batch, device))
@@ -259,7 +265,7 @@ def needs_token_states(cfg, modality: str) -> bool:
 def _entry_name(cfg, modality: str) -> tuple[str, str]:
     """The encoder and what else shapes its cached states: length or size, the split, the weights file, and the
     precision they were computed in (an fp32 cache is not reused under bf16, nor the reverse)."""
-    precision = choose_precision(pick_device(cfg.device), cfg.precision)
+    precision = caching_precision(cfg)
     computed = "" if precision == "fp32" else f"-{precision}"
     if modality == "text":
         return cfg.text_model, f"len{cfg.max_len}-top{cfg.text_top_layers}{computed}"
