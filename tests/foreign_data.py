@@ -16,6 +16,7 @@ modality shows each place's cat3. With `--no-photo`, a place without a photo has
 (`--style mixed --no-photo 1`: text-only data, in which the text always says the cat3).
 """
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -106,13 +107,21 @@ def write(out: Path, n_train: int = 600, n_test: int = 150, seed: int = 7, tree:
     return out
 
 
+PASSING = 0.3  # the chance that a mixed overview names a sibling's word in passing
+
+
+def _mixed_tree() -> list[tuple]:
+    """(cat1, cat2, cat3, words, shared words) of every cat3 of the mixed data, in the generator's order."""
+    return [(c1, c2, c3, words, shared) for c2, (c1, shared, kids) in MIXED.items() for c3, words in kids.items()]
+
+
 def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 11, noise: float = 0.03,
                 said: float = 0.5, shown: float = 0.5, no_photo: float = 0.0) -> Path:
     """Each place's cat3 is said by its text with probability `said` and shown by its photo with `shown` (at least
     one of the two); the other modality then names only the cat2 (its shared words, its shape). A place left
     without a photo (`no_photo` of them) has its cat3 said by its text: `no_photo=1` is text-only data."""
     rng = np.random.default_rng(seed)
-    tree = [(c1, c2, c3, words, shared) for c2, (c1, shared, kids) in MIXED.items() for c3, words in kids.items()]
+    tree = _mixed_tree()
     weights = rng.pareto(1.2, len(tree)) + 0.3
     for split in ("train", "test"):
         (out / "image" / split).mkdir(parents=True, exist_ok=True)
@@ -127,7 +136,7 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
             says = rng.random() < said or not photo
             shows = photo and (rng.random() < shown or not says)
             pool = list(shared) + (list(words) * 2 if says else [])
-            if rng.random() < 0.3:  # a sibling's word in passing, as real overviews compare
+            if rng.random() < PASSING:  # a sibling's word in passing, as real overviews compare
                 pool.append(str(rng.choice(siblings[int(rng.integers(len(siblings)))][3])))
             overview = " ".join(rng.choice(SENTENCES).format(w=str(rng.choice(pool)), a=str(rng.choice(FILLER)))
                                 for _ in range(int(rng.integers(2, 6))))
@@ -159,6 +168,59 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
         out / "truth" / "boxes.csv", index=False)
     pd.DataFrame(evidence).to_csv(out / "truth" / "evidence.csv", index=False)
     return out
+
+
+_SENTENCE = re.compile("|".join(
+    "(?:" + re.escape(t).replace(re.escape("{w}"), "(?P<w%d>.+?)" % i).replace(re.escape("{a}"), "(?:%s)" % "|".join(FILLER))
+    + ")" for i, t in enumerate(SENTENCES)))
+
+
+def mixed_words(overview: str) -> tuple[list[str], str]:
+    """The drawn words and the cat2 of a mixed overview, read back through its sentence templates."""
+    body, _, tail = overview.partition("<br>※ ")
+    words = []
+    for sentence in re.split(r"(?<=니다\.) ", body):
+        match = _SENTENCE.fullmatch(sentence)
+        if match is None:
+            raise ValueError(f"not a sentence of the mixed generator: {sentence!r}")
+        words.append(next(v for v in match.groupdict().values() if v is not None))
+    return words, tail.removesuffix(" 문의")
+
+
+def mixed_posterior(overview: str, shape: str | None, seed: int = 11, said: float = 0.5,
+                    shown: float = 0.5) -> dict[str, float]:
+    """P(cat3 | overview, photo) under the mixed generator's own model and class weights (`write_mixed` with the
+    same seed): what the best possible classifier knows. `shape`: the photo's object (one of SHAPES, "star" for
+    the ring of a photo that shows no cat3), "unseen" for a photo not looked at, None for a place without one."""
+    tree = _mixed_tree()
+    weights = np.random.default_rng(seed).pareto(1.2, len(tree)) + 0.3
+    words, cat2 = mixed_words(overview)
+    siblings = [t for t in tree if t[1] == cat2]
+    if not siblings:
+        raise ValueError(f"cat2 {cat2!r} is not in the mixed tree")
+
+    def text_likelihood(pool):
+        plain = np.prod([pool.count(w) / len(pool) for w in words])
+        passing = np.mean([np.mean([np.prod([(pool + [s]).count(w) / (len(pool) + 1) for w in words])
+                                    for s in sib[3]]) for sib in siblings])
+        return (1 - PASSING) * plain + PASSING * passing
+
+    scores = {}
+    for index, (_, _, cat3, own, shared) in enumerate(siblings):
+        saying, silent = text_likelihood(list(shared) + list(own) * 2), text_likelihood(list(shared))
+        if shape is None:
+            evidence = saying
+        elif shape == "unseen":
+            evidence = said * saying + (1 - said) * silent
+        else:
+            showing = float(shape == SHAPES[index])
+            evidence = (said * shown * saying * showing + said * (1 - shown) * saying * float(shape == "star")
+                        + (1 - said) * silent * showing)
+        scores[cat3] = weights[tree.index(siblings[index])] * evidence
+    total = sum(scores.values())
+    if total == 0:
+        raise ValueError(f"the mixed generator cannot have drawn this place (photo {shape!r}): {overview!r}")
+    return {k: v / total for k, v in scores.items()}
 
 
 def _mixed_photo(rng, path: Path, sibling: int, family: int) -> dict:

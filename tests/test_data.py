@@ -257,3 +257,30 @@ def test_the_mixed_foreign_dataset_loads_with_the_real_tree_and_its_ground_truth
     assert not any((text_only / "image" / "train").iterdir())
     evidence = pd.read_csv(text_only / "truth/evidence.csv")
     assert evidence["text_says_cat3"].all() and not evidence["photo_shows_cat3"].any()  # the text says every class
+
+
+def test_the_mixed_generators_own_posterior_reads_every_place_back_and_bounds_what_any_model_scores(tmp_path):
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(Path(__file__).parent), str(root / "benchmarks")]
+    from foreign_ceiling import measure, photo_shapes
+    from foreign_data import mixed_posterior, mixed_words, write_mixed
+
+    folder = write_mixed(tmp_path / "mixed", n_train=200, n_test=60, noise=0.05)
+    test = pd.read_csv(folder / "test.csv")
+    words, cat2 = mixed_words(test["overview"][0])
+    assert words and cat2 in {"음식점", "숙박시설", "자연관광지", "역사관광지", "육상 레포츠"}
+    truth = pd.read_csv(folder / "truth/test_labels.csv")["cat3"]
+    shapes = photo_shapes(test, truth, pd.read_csv(folder / "truth/evidence.csv"))
+    shown = next(i for i, s in enumerate(shapes) if s != "star")
+    posterior = mixed_posterior(test["overview"][shown], shapes[shown])
+    assert posterior[truth[shown]] == 1.0  # the photo's shape names the sibling
+    text_only = mixed_posterior(test["overview"][shown], None)
+    assert abs(sum(text_only.values()) - 1) < 1e-9 and sum(v > 0 for v in text_only.values()) > 1
+    with pytest.raises(ValueError, match="not a sentence of the mixed generator"):
+        mixed_words("아무 문장이나 씁니다.<br>※ 음식점 문의")
+    rows = {(r["system"][:5], r["measure"]): r["value"] for r in measure(folder, None, 0.05)}
+    bayes, char = rows[("Bayes", "test weighted F1")], rows[("char ", "test weighted F1")]
+    assert bayes > 0.95 and bayes > char  # the photo's shape is read exactly; the text alone leaves guesses
+    assert rows[("Bayes", "label suspects recall (> 0.5)")] >= 0.8
