@@ -16,7 +16,8 @@ recall over every dataset (the target is 0.6 for both, on both datasets).
 `--runs RUN ...` trains nothing: from finished runs' saved out-of-fold experts (02's and 06's K-fold members) it
 writes benchmarks/results/label-suspects-ceiling.csv, the most any threshold on the experts' ranking can give: the
 precision (= recall) of its top k rows, k the number of corrupted labels. Below 0.8 there, no threshold reaches
-0.8 for both; only better experts or other evidence (02's text evidence) can.
+0.8 for both; only better experts or other evidence (02's text evidence) can. Beside it,
+label-suspects-thresholds.csv: 02's own rule at each `label_max_probability` on each run.
 """
 from __future__ import annotations
 
@@ -79,9 +80,9 @@ def precision_recall(case: dict, combo: tuple, rule: str, t: float) -> tuple[flo
     return hits / max(int(flagged.sum()), 1), hits / int(case["bad"].sum())
 
 
-def ceiling(run_dir: Path) -> list[dict]:
-    """Break-even precision = recall of ranking a run's training rows by the experts' probability of the given
-    label, for 02's experts and for them with each of 06's K-fold members as one more expert."""
+def _saved(run_dir: Path) -> dict:
+    """A finished run's training labels as 02 read them, its corrupted rows, its saved out-of-fold predictions and
+    02's figures."""
     import json
 
     from utils.data import load_dataset
@@ -89,18 +90,26 @@ def ceiling(run_dir: Path) -> list[dict]:
     cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     data = Path(cfg["data_dir"])
     ds = load_dataset(data, check_images=False, progress=False)  # the labels as given, as 02's experts read them
-    taxonomy, given = ds.taxonomy, ds.labels("cat3")
     bad = ds.train["id"].isin(pd.read_csv(data / "truth" / "label_noise.csv", dtype=str)["id"]).to_numpy()
     oof = {f.stem: np.load(f)["oof_cat3"] for f in sorted((run_dir / "oof").glob("*.npz"))}
     experts = [oof[k] for k in oof if k.startswith("label_fixing_")]
     if not experts or not bad.any():
         raise SystemExit(f"{run_dir}: needs 02's saved experts (oof/label_fixing_*.npz) and corrupted labels listed "
                          f"in {data / 'truth' / 'label_noise.csv'}")
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return {"ds": ds, "data": data, "given": ds.labels("cat3"), "bad": bad, "oof": oof, "experts": experts, "cfg": cfg,
+            "fixing": metrics.get("data_quality", {}).get("label_fixing", {})}
+
+
+def ceiling(run_dir: Path) -> list[dict]:
+    """Break-even precision = recall of ranking a run's training rows by the experts' probability of the given
+    label, for 02's experts and for them with each of 06's K-fold members as one more expert."""
+    saved = _saved(run_dir)
+    given, bad, oof, experts, fixing = (saved[k] for k in ("given", "bad", "oof", "experts", "fixing"))
+    taxonomy = saved["ds"].taxonomy
     combos = {"02's experts": experts}
     combos.update({f"02's experts x K-fold {k[len('kfold_'):]}": experts + [oof[k]]
                    for k in oof if k.startswith("kfold_")})
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    fixing = metrics.get("data_quality", {}).get("label_fixing", {})
     from cleanlab.rank import get_label_quality_scores
 
     rows = []
@@ -110,10 +119,29 @@ def ceiling(run_dir: Path) -> list[dict]:
         for method in methods:
             quality = get_label_quality_scores(given, p, method=method)
             ranked = np.argsort(quality, kind="stable")
-            rows.append({"run": run_dir.name, "experts": name, "ranked by": method, "corrupted": int(bad.sum()),
+            rows.append({"dataset": saved["data"].name, "run": run_dir.name, "experts": name, "ranked by": method, "corrupted": int(bad.sum()),
                          "break-even P = R": round(float(bad[ranked[:bad.sum()]].mean()), 3),
                          "02's P / R (text evidence included)": f"{fixing.get('precision', float('nan')):.3f} / "
                                                                 f"{fixing.get('recall', float('nan')):.3f}"})
+    return rows
+
+
+def thresholds(run_dir: Path) -> list[dict]:
+    """02's rule on a run's saved experts at each threshold (text evidence and `label_min_class_rows` as in 02):
+    where each dataset's precision and recall meet."""
+    saved = _saved(run_dir)
+    ds, given, bad, cfg = saved["ds"], saved["given"], saved["bad"], saved["cfg"]
+    oof = labelfix.product_of_experts(saved["experts"], given, len(ds.taxonomy.cat3))
+    evidence = labelfix.text_evidence(ds.train, ds.taxonomy, ignore=labelfix.common_names(ds.train, ds.taxonomy))
+    rows = []
+    for t in sorted(set(RULES["max_probability"]) | {0.007, 0.02}):
+        suspects = labelfix.find_suspects(ds.train["id"], given, oof, evidence, ds.taxonomy, t,
+                                          cfg["label_min_class_rows"])
+        flagged = ds.train["id"].isin(suspects["id"]).to_numpy()
+        hits = int((flagged & bad).sum())
+        rows.append({"dataset": saved["data"].name, "run": run_dir.name, "label_max_probability": t, "flagged": int(flagged.sum()),
+                     "corrupted": int(bad.sum()), "precision": round(hits / max(int(flagged.sum()), 1), 3),
+                     "recall": round(hits / int(bad.sum()), 3)})
     return rows
 
 
@@ -127,9 +155,10 @@ def main(argv=None) -> int:
     if args.runs:
         from utils.io import write_csv
 
-        table = pd.DataFrame([row for run in args.runs for row in ceiling(run)])
-        write_csv(table, Path(__file__).resolve().parent / "results" / "label-suspects-ceiling.csv")
-        print(table.to_string(index=False))
+        for name, measure in (("ceiling", ceiling), ("thresholds", thresholds)):
+            table = pd.DataFrame([row for run in args.runs for row in measure(run)])
+            write_csv(table, Path(__file__).resolve().parent / "results" / f"label-suspects-{name}.csv")
+            print(table.to_string(index=False))
         return 0
     sizes, seeds = args.sizes.split(","), [int(s) for s in args.seeds.split(",")]
     kinds = args.experts.split(",")
@@ -139,8 +168,8 @@ def main(argv=None) -> int:
     names = [f"{size} seed {seed}" for size, seed in cases]
     print("| experts | rule | t | " + " | ".join(f"{n}: P / R" for n in names) + " | lowest |")
     print("|---|---|---|" + "---|" * len(names) + "---|")
-    for combo, (rule, thresholds) in itertools.product(combos, RULES.items()):
-        for t in thresholds:
+    for combo, (rule, levels) in itertools.product(combos, RULES.items()):
+        for t in levels:
             scores = [precision_recall(case, combo, rule, t) for case in cases.values()]
             low = min(min(s) for s in scores)
             print(f"| {' x '.join(combo)} | {rule} | {t} | " + " | ".join(f"{p:.3f} / {r:.3f}" for p, r in scores)
