@@ -183,7 +183,7 @@ class Config:
                                     # cat3, so that it stays minutes on a larger dataset (0: every training row)
     gallery_size: int = 8           # 02, 07: images per gallery
     gradcam_explain: int = 120      # 07: validation images explained and scored per model
-    gradcam_calibrate: int = 48     # 07: other validation images on which layer and method are chosen (0: defaults)
+    gradcam_calibrate: int = 96     # 07: other validation images on which layer and method are chosen (0: defaults)
     vit_check_model: str = "vit_large_patch32_384"  # 07: the contest ViT whose grid is checked when the model is a CNN
     predictor_check_rows: int = 256  # 06: test rows (a seeded draw) on which the rebuilt predictor must give the
                                      # submission's labels; 0: every test row (full and tiny profiles)
