@@ -17,7 +17,8 @@ recall over every dataset (the target is 0.6 for both, on both datasets).
 writes benchmarks/results/label-suspects-ceiling.csv, the most any threshold on the experts' ranking can give: the
 precision (= recall) of its top k rows, k the number of corrupted labels. Below 0.8 there, no threshold reaches
 0.8 for both; only better experts or other evidence (02's text evidence) can. Beside it,
-label-suspects-thresholds.csv: 02's own rule at each `label_max_probability` on each run.
+label-suspects-thresholds.csv: 02's own rule at each `label_max_probability` on each run; and cleanlab's estimate
+of the number of label issues from 02's experts (`num_label_issues`), which could set a threshold per run.
 """
 from __future__ import annotations
 
@@ -110,8 +111,12 @@ def ceiling(run_dir: Path) -> list[dict]:
     combos = {"02's experts": experts}
     combos.update({f"02's experts x K-fold {k[len('kfold_'):]}": experts + [oof[k]]
                    for k in oof if k.startswith("kfold_")})
+    from cleanlab.count import num_label_issues
     from cleanlab.rank import get_label_quality_scores
 
+    present = np.unique(given)  # cleanlab counts over the classes the labels use
+    mine = labelfix.product_of_experts(experts, given, len(taxonomy.cat3))[:, present]
+    estimated = int(num_label_issues(np.searchsorted(present, given), mine / mine.sum(1, keepdims=True)))
     rows = []
     for name, probs in combos.items():
         p = labelfix.product_of_experts(probs, given, len(taxonomy.cat3))
@@ -121,6 +126,7 @@ def ceiling(run_dir: Path) -> list[dict]:
             ranked = np.argsort(quality, kind="stable")
             rows.append({"dataset": saved["data"].name, "run": run_dir.name, "experts": name, "ranked by": method, "corrupted": int(bad.sum()),
                          "break-even P = R": round(float(bad[ranked[:bad.sum()]].mean()), 3),
+                         "cleanlab's estimated issues (02's experts)": estimated,
                          "02's P / R (text evidence included)": f"{fixing.get('precision', float('nan')):.3f} / "
                                                                 f"{fixing.get('recall', float('nan')):.3f}"})
     return rows
