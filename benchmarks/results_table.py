@@ -141,11 +141,33 @@ def targets(name: str, rows: dict) -> list[tuple[bool, str]]:
     return out
 
 
+def run_names(folders) -> list[str]:
+    """Each run's folder name, with its parent's where two runs share one (`peer.py` names every run `peer`)."""
+    names = [Path(f).name for f in folders]
+    return [f"{Path(f).parent.name}/{n}" if names.count(n) > 1 else n for f, n in zip(folders, names)]
+
+
+def write_table(runs: dict, keys: list, path: Path) -> None:
+    """The table as a CSV; over several runs (seeds, say) the mean and sample standard deviation of each row whose
+    every cell is a number."""
+    from utils.io import write_csv
+
+    table = pd.DataFrame({name: [rows.get(key) for key in keys] for name, rows in runs.items()}, index=keys)
+    numeric = table.apply(lambda row: all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row), axis=1)
+    if len(runs) > 1:
+        values = table[numeric].astype(float)
+        table["mean"] = values.mean(axis=1).round(4)
+        table["sd"] = values.std(axis=1, ddof=1).round(4)
+    write_csv(table.rename_axis("measure").reset_index(), path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders (outputs/<run name>)")
+    parser.add_argument("--csv", type=Path, help="also write the table here, a column per run and, with several "
+                                                 "runs, their mean and standard deviation where a row is numeric")
     args = parser.parse_args(argv)
-    runs = {Path(r).name: headline(Path(r)) for r in args.runs}
+    runs = {name: headline(Path(r)) for name, r in zip(run_names(args.runs), args.runs)}
     names = list(runs)
     keys = list(dict.fromkeys(k for rows in runs.values() for k in rows if not k.startswith("_")))
 
@@ -157,6 +179,9 @@ def main(argv=None) -> int:
     for key in keys:
         print(f"| {key} | " + " | ".join(cell(runs[n].get(key)) for n in names) + " |")
     print()
+    if args.csv:
+        write_table(runs, keys, args.csv)
+        print(f"wrote {args.csv}")
     missed = 0
     for name, rows in runs.items():
         for ok, line in targets(name, rows):

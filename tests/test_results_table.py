@@ -53,3 +53,13 @@ def test_a_neural_model_at_the_majority_class_and_an_ensemble_below_its_member_a
     (other / "validation_split.csv").write_text("id,split\nTRAIN_99999,train\nTRAIN_00001,val\n")
     rows = table.headline(other)
     assert "validation: majority class" not in rows and len(table.targets("other", rows)) == 1  # the ensemble's
+
+
+def test_several_runs_are_written_with_their_mean_and_spread(table, tmp_path):
+    runs = [_run(tmp_path / f"seed{i}", image_f1=0.46 + 0.02 * i, ensemble_oof=0.7) for i in range(3)]
+    out = tmp_path / "seeds.csv"
+    table.main([str(r) for r in runs] + ["--csv", str(out)])
+    written = pd.read_csv(out).set_index("measure")
+    image = [k for k in written.index if "image_frozen" in k][0]
+    assert written.loc[image, "mean"] == pytest.approx(0.48) and written.loc[image, "sd"] == pytest.approx(0.02)
+    assert list(written.columns) == ["seed0/run", "seed1/run", "seed2/run", "mean", "sd"]  # same-named runs apart
