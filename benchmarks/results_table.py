@@ -152,7 +152,8 @@ def write_table(runs: dict, keys: list, path: Path) -> None:
     every cell is a number."""
     from utils.io import write_csv
 
-    table = pd.DataFrame({name: [rows.get(key) for key in keys] for name, rows in runs.items()}, index=keys)
+    table = pd.DataFrame({name: [round(v, 4) if isinstance(v, float) else v for v in (rows.get(k) for k in keys)]
+                          for name, rows in runs.items()}, index=keys)
     numeric = table.apply(lambda row: all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row), axis=1)
     if len(runs) > 1:
         values = table[numeric].astype(float)
