@@ -142,9 +142,14 @@ def targets(name: str, rows: dict) -> list[tuple[bool, str]]:
 
 
 def run_names(folders) -> list[str]:
-    """Each run's folder name, with its parent's where two runs share one (`peer.py` names every run `peer`)."""
-    names = [Path(f).name for f in folders]
-    return [f"{Path(f).parent.name}/{n}" if names.count(n) > 1 else n for f, n in zip(folders, names)]
+    """Each run's folder name, with as many of its parent folders as it takes to tell runs apart (`peer.py` puts
+    every run at <work>/<dataset>/outputs/peer)."""
+    parts = [Path(f).resolve().parts for f in folders]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    raise SystemExit(f"the same run folder twice: {', '.join(map(str, folders))}")
 
 
 def write_table(runs: dict, keys: list, path: Path) -> None:

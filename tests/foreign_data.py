@@ -187,17 +187,25 @@ def mixed_words(overview: str) -> tuple[list[str], str]:
     return words, tail.removesuffix(" 문의")
 
 
+def mixed_prior(cat2: str, seed: int = 11) -> dict[str, float]:
+    """P(cat3 | cat2) of the mixed generator (`write_mixed` with the same seed): its class weights among siblings."""
+    tree = _mixed_tree()
+    weights = np.random.default_rng(seed).pareto(1.2, len(tree)) + 0.3
+    kids = {t[2]: weights[i] for i, t in enumerate(tree) if t[1] == cat2}
+    if not kids:
+        raise ValueError(f"cat2 {cat2!r} is not in the mixed tree")
+    total = sum(kids.values())
+    return {k: v / total for k, v in kids.items()}
+
+
 def mixed_posterior(overview: str, shape: str | None, seed: int = 11, said: float = 0.5,
                     shown: float = 0.5) -> dict[str, float]:
     """P(cat3 | overview, photo) under the mixed generator's own model and class weights (`write_mixed` with the
     same seed): what the best possible classifier knows. `shape`: the photo's object (one of SHAPES, "star" for
     the ring of a photo that shows no cat3), "unseen" for a photo not looked at, None for a place without one."""
-    tree = _mixed_tree()
-    weights = np.random.default_rng(seed).pareto(1.2, len(tree)) + 0.3
     words, cat2 = mixed_words(overview)
-    siblings = [t for t in tree if t[1] == cat2]
-    if not siblings:
-        raise ValueError(f"cat2 {cat2!r} is not in the mixed tree")
+    prior = mixed_prior(cat2, seed)
+    siblings = [t for t in _mixed_tree() if t[1] == cat2]
 
     def text_likelihood(pool):
         plain = np.prod([pool.count(w) / len(pool) for w in words])
@@ -216,7 +224,7 @@ def mixed_posterior(overview: str, shape: str | None, seed: int = 11, said: floa
             showing = float(shape == SHAPES[index])
             evidence = (said * shown * saying * showing + said * (1 - shown) * saying * float(shape == "star")
                         + (1 - said) * silent * showing)
-        scores[cat3] = weights[tree.index(siblings[index])] * evidence
+        scores[cat3] = prior[cat3] * evidence
     total = sum(scores.values())
     if total == 0:
         raise ValueError(f"the mixed generator cannot have drawn this place (photo {shape!r}): {overview!r}")

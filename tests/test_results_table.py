@@ -63,3 +63,5 @@ def test_several_runs_are_written_with_their_mean_and_spread(table, tmp_path):
     image = [k for k in written.index if "image_frozen" in k][0]
     assert written.loc[image, "mean"] == pytest.approx(0.48) and written.loc[image, "sd"] == pytest.approx(0.02)
     assert list(written.columns) == ["seed0/run", "seed1/run", "seed2/run", "mean", "sd"]  # same-named runs apart
+    assert table.run_names(["/w/foreign-mixed/outputs/peer", "/w/second/outputs/peer", "/w/outputs/demo"]) == [
+        "foreign-mixed/outputs/peer", "second/outputs/peer", "w/outputs/demo"]  # peer.py's layout
