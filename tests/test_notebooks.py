@@ -44,7 +44,7 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     root = tmp_path / "out"
     for name in ("02_label_fixing.ipynb", "03_augmentation.ipynb", "04_baseline.ipynb", "05_multimodal.ipynb",
                  "06_kfold_ensemble.ipynb", "07_gradcam.ipynb"):
-        extra = {"gradcam_explain": 60, "gradcam_calibrate": 16} if name.startswith("07") else {}
+        extra = {"gradcam_explain": 96, "gradcam_calibrate": 16} if name.startswith("07") else {}  # 16 > what is left
         # models of one notebook in different training modes, as in the full profile (05: fusion end to end,
         # late fusion on cached vectors)
         out = execute(name, tiny_data, root, **{"fusion_transformer.training_mode": "end_to_end", **extra})
@@ -66,6 +66,10 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
     assert {"image_frozen", "image_vit", "fusion_transformer"} <= set(explained["peak_inside_object"])
     assert set(explained["explainers"]) == {"image_frozen", "image_vit", "fusion_transformer"}
     assert set(explained["peak_inside_object_with_defaults"]) == set(explained["explainers"])  # what no-box data gets
+    split = pd.read_csv(out / "validation_split.csv")
+    photos = pd.read_csv(tiny_data / "train.csv", dtype=str, keep_default_na=False).set_index("id")["img_path"]
+    n_photos = int((photos.loc[split.loc[split["split"] == "val", "id"]] != "").sum())
+    assert explained["config"]["n_calibrate"] == n_photos - 96 < 16  # the images it had, not the setting
     assert any((out / "figures").glob("gradcam_image_vit_*.png"))
     # The predictor is the submission: every member of some weight with its weight, and the same labels on the
     # test rows.
