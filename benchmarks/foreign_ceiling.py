@@ -12,8 +12,8 @@ generator's own model, its class weights and each photo's object shape exactly.
     .venv/bin/python benchmarks/foreign_ceiling.py /tmp/peer-data/foreign-mixed=/tmp/peer2/foreign-mixed/outputs/peer \\
         /tmp/peer-data/foreign-textonly=/tmp/peer6/foreign-textonly/outputs/peer
 
-Writes benchmarks/results/foreign-ceiling.csv. The character baseline's row is fitted here (as benchmarks/peer.py
-fits it) so that the file stands alone.
+Writes benchmarks/results/foreign-ceiling.csv. The character baseline's row is fitted here (benchmarks/
+tfidf_reference.py's reference, as benchmarks/peer.py fits it) so that the file stands alone.
 """
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 import foreign_data  # noqa: E402
+import tfidf_reference  # noqa: E402
 from utils.io import write_csv  # noqa: E402
+from utils.metrics import weighted_f1  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "foreign-ceiling.csv"
 
@@ -60,40 +61,32 @@ def corruption_probability(posterior: dict[str, float], given: str, noise: float
     return 1 - joint[given] / sum(joint.values())
 
 
-def char_baseline(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """benchmarks/peer.py's plain reference: char n-grams 1-3 (char_wb, sublinear) + LogisticRegression(C=10)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    model = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
-                          LogisticRegression(C=10, max_iter=2000))
-    return model.fit(train["overview"], train["cat3"]).predict(test["overview"])
-
-
 def measure(data: Path, run: Path | None, noise_rate: float | None = None) -> list[dict]:
     """The rows of the CSV for one data folder; `noise_rate` None: the share `truth/label_noise.csv` lists."""
     train, test = pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv")
-    truth = pd.read_csv(data / "truth" / "test_labels.csv").set_index("id").loc[test["id"], "cat3"]
+    truth = pd.read_csv(data / "truth" / "test_labels.csv").set_index("id").loc[test["id"], "cat3"].to_numpy()
     evidence = pd.read_csv(data / "truth" / "evidence.csv")
     noise = pd.read_csv(data / "truth" / "label_noise.csv")
     true_train = train["cat3"].where(~train["id"].isin(noise["id"]),
                                      train["id"].map(noise.set_index("id")["true_cat3"]))
+    shapes = photo_shapes(test, truth, evidence)
+
+    def bayes_f1(seen) -> float:
+        posteriors = (foreign_data.mixed_posterior(o, s) for o, s in zip(test["overview"], seen))
+        return weighted_f1(truth, np.array([max(p, key=p.get) for p in posteriors]))
+
+    reference = tfidf_reference.reference().fit(train["overview"].fillna(""), train["cat3"])  # benchmarks/peer.py's
     rows = [{"dataset": data.name, "system": "Bayes-optimal (the generator's own model)", "measure": "test weighted F1",
-             "value": f1_score(truth, [max(p, key=p.get) for p in (
-                 foreign_data.mixed_posterior(o, s) for o, s in zip(test["overview"],
-                                                                   photo_shapes(test, truth, evidence)))],
-                               average="weighted")},
+             "value": bayes_f1(shapes)},
             {"dataset": data.name, "system": "Bayes-optimal, the text alone", "measure": "test weighted F1",
-             "value": f1_score(truth, [max(p, key=p.get) for p in (
-                 foreign_data.mixed_posterior(o, None if s is None else "unseen")
-                 for o, s in zip(test["overview"], photo_shapes(test, truth, evidence)))], average="weighted")},
-            {"dataset": data.name, "system": "char n-grams 1-3 + LogisticRegression(C=10)", "measure": "test weighted F1",
-             "value": f1_score(truth, char_baseline(train, test), average="weighted")}]
+             "value": bayes_f1([None if s is None else "unseen" for s in shapes])},
+            {"dataset": data.name, "system": "char n-grams 1-3 + LogisticRegression(C=10)",
+             "measure": "test weighted F1",
+             "value": weighted_f1(truth, reference.predict(test["overview"].fillna("")))}]
     if run is not None:
-        submission = pd.read_csv(run / "submission.csv").set_index("id").loc[test["id"], "cat3"]
+        submission = pd.read_csv(run / "submission.csv").set_index("id").loc[test["id"], "cat3"].to_numpy()
         rows.append({"dataset": data.name, "system": "the pipeline's demo", "measure": "test weighted F1",
-                     "value": f1_score(truth, submission, average="weighted")})
+                     "value": weighted_f1(truth, submission)})
     if noise.empty:
         return rows
     noise_rate = len(noise) / len(train) if noise_rate is None else noise_rate
@@ -112,7 +105,8 @@ def measure(data: Path, run: Path | None, noise_rate: float | None = None) -> li
               "value": flagged[corrupted].mean()},
              {"dataset": data.name, "system": bayes, "measure": "label suspects break-even (top k)",
               "value": corrupted[top].mean()},
-             {"dataset": data.name, "system": bayes, "measure": "corrupted labels whose text and photo say no more than the cat2",
+             {"dataset": data.name, "system": bayes,
+              "measure": "corrupted labels whose text and photo say no more than the cat2",
               "value": float((silent & corrupted).sum())}]
     if run is not None and (run / "label_suspects.csv").exists():
         suspects = set(pd.read_csv(run / "label_suspects.csv")["id"])

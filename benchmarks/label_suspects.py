@@ -98,14 +98,13 @@ def _saved(run_dir: Path) -> dict:
         raise SystemExit(f"{run_dir}: needs 02's saved experts (oof/label_fixing_*.npz) and corrupted labels listed "
                          f"in {data / 'truth' / 'label_noise.csv'}")
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    return {"ds": ds, "data": data, "given": ds.labels("cat3"), "bad": bad, "oof": oof, "experts": experts, "cfg": cfg,
-            "fixing": metrics.get("data_quality", {}).get("label_fixing", {})}
+    return {"ds": ds, "data": data, "run": run_dir.name, "given": ds.labels("cat3"), "bad": bad, "oof": oof,
+            "experts": experts, "cfg": cfg, "fixing": metrics.get("data_quality", {}).get("label_fixing", {})}
 
 
-def ceiling(run_dir: Path) -> list[dict]:
+def ceiling(saved: dict) -> list[dict]:
     """Break-even precision = recall of ranking a run's training rows by the experts' probability of the given
     label, for 02's experts and for them with each of 06's K-fold members as one more expert."""
-    saved = _saved(run_dir)
     given, bad, oof, experts, fixing = (saved[k] for k in ("given", "bad", "oof", "experts", "fixing"))
     taxonomy = saved["ds"].taxonomy
     combos = {"02's experts": experts}
@@ -124,7 +123,8 @@ def ceiling(run_dir: Path) -> list[dict]:
         for method in methods:
             quality = get_label_quality_scores(given, p, method=method)
             ranked = np.argsort(quality, kind="stable")
-            rows.append({"dataset": saved["data"].name, "run": run_dir.name, "experts": name, "ranked by": method, "corrupted": int(bad.sum()),
+            rows.append({"dataset": saved["data"].name, "run": saved["run"], "experts": name, "ranked by": method,
+                         "corrupted": int(bad.sum()),
                          "break-even P = R": round(float(bad[ranked[:bad.sum()]].mean()), 3),
                          "cleanlab's estimated issues (02's experts)": estimated,
                          "02's P / R (text evidence included)": f"{fixing.get('precision', float('nan')):.3f} / "
@@ -132,10 +132,9 @@ def ceiling(run_dir: Path) -> list[dict]:
     return rows
 
 
-def thresholds(run_dir: Path) -> list[dict]:
+def thresholds(saved: dict) -> list[dict]:
     """02's rule on a run's saved experts at each threshold (text evidence and `label_min_class_rows` as in 02):
     where each dataset's precision and recall meet."""
-    saved = _saved(run_dir)
     ds, given, bad, cfg = saved["ds"], saved["given"], saved["bad"], saved["cfg"]
     oof = labelfix.product_of_experts(saved["experts"], given, len(ds.taxonomy.cat3))
     evidence = labelfix.text_evidence(ds.train, ds.taxonomy, ignore=labelfix.common_names(ds.train, ds.taxonomy))
@@ -145,7 +144,8 @@ def thresholds(run_dir: Path) -> list[dict]:
                                           cfg["label_min_class_rows"])
         flagged = ds.train["id"].isin(suspects["id"]).to_numpy()
         hits = int((flagged & bad).sum())
-        rows.append({"dataset": saved["data"].name, "run": run_dir.name, "label_max_probability": t, "flagged": int(flagged.sum()),
+        rows.append({"dataset": saved["data"].name, "run": saved["run"], "label_max_probability": t,
+                     "flagged": int(flagged.sum()),
                      "corrupted": int(bad.sum()), "precision": round(hits / max(int(flagged.sum()), 1), 3),
                      "recall": round(hits / int(bad.sum()), 3)})
     return rows
@@ -161,8 +161,9 @@ def main(argv=None) -> int:
     if args.runs:
         from utils.io import write_csv
 
+        runs = [_saved(run) for run in args.runs]
         for name, measure in (("ceiling", ceiling), ("thresholds", thresholds)):
-            table = pd.DataFrame([row for run in args.runs for row in measure(run)])
+            table = pd.DataFrame([row for saved in runs for row in measure(saved)])
             write_csv(table, Path(__file__).resolve().parent / "results" / f"label-suspects-{name}.csv")
             print(table.to_string(index=False))
         return 0

@@ -170,9 +170,10 @@ def write_mixed(out: Path, n_train: int = 1600, n_test: int = 500, seed: int = 1
     return out
 
 
-_SENTENCE = re.compile("|".join(
-    "(?:" + re.escape(t).replace(re.escape("{w}"), "(?P<w%d>.+?)" % i).replace(re.escape("{a}"), "(?:%s)" % "|".join(FILLER))
-    + ")" for i, t in enumerate(SENTENCES)))
+_ADJECTIVE = f"(?:{'|'.join(FILLER)})"
+_SENTENCE = re.compile("|".join(  # each template, its word a named group, its adjective one of FILLER
+    "(?:" + re.escape(t).replace(re.escape("{w}"), f"(?P<w{i}>.+?)").replace(re.escape("{a}"), _ADJECTIVE) + ")"
+    for i, t in enumerate(SENTENCES)))
 
 
 def mixed_words(overview: str) -> tuple[list[str], str]:
