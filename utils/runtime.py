@@ -62,9 +62,12 @@ def require_device(cfg) -> None:
 
 
 def machine_description() -> str:
+    """The machine in a line, with the vector instructions torch's CPU kernels use (AVX2, AVX512, ...): two CPUs
+    of one model name can differ there, and so do their timings and the last bits of their sums."""
     import torch
 
-    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__}"
+    cpu = (f"{platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()}), "
+           f"{os.cpu_count()} logical cores, torch {torch.__version__}")
     if torch.cuda.is_available():
         return f"GPU {torch.cuda.get_device_name(0)}; CPU {cpu}"
     return f"CPU only: {cpu}"
