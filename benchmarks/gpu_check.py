@@ -1,6 +1,6 @@
 """The GPU check behind benchmarks/gpu_check.sh: the full profile's large models at the plan's micro-batch, measured.
 
-    benchmarks/gpu_check.sh                  # on a GPU machine: at most 10 minutes; exit 1 where a measurement
+    benchmarks/gpu_check.sh                  # on a GPU machine: at most 7 minutes; exit 1 where a measurement
                                              # exceeds the plan, 2 without a CUDA GPU
     benchmarks/gpu_check.sh --cpu-smoke      # tiny shapes on the CPU, seconds: the script's own code, for the tests
 
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 KINDS = ("text_finetuned", "image_finetuned", "fusion_transformer")
 FIELDS = ("date", "machine", "gpu", "capability", "torch", "precision", "kind", "phase", "micro_batch",
           "grad_accum", "checkpointing", "processes", "items_per_s", "planned_items_per_s", "peak_gb", "planned_gb",
-          "act_mib_per_item", "infer_mib_per_item", "verdict", "note")
-DEADLINE_S = 540      # stop starting new measurements after this (gpu_check.sh kills at 600)
+          "act_mib_per_item", "infer_mib_per_item", "verdict", "note", "signature")
+DEADLINE_S = 360      # stop starting new measurements after this (gpu_check.sh kills at 420: room for a rerun)
 GB = 2**30
 
 
@@ -49,10 +49,12 @@ def verdict(measured: float | None, planned: float | None, kind: str) -> str:
 
 
 def refuse_without_cuda() -> int:
-    """Exit 2 with the reason: this check has nothing to measure without a CUDA GPU."""
-    print("gpu_check: no CUDA GPU here (torch.cuda.is_available() is False): this check measures a GPU. Run it on "
-          "the GPU machine, or `benchmarks/gpu_check.sh --cpu-smoke` for the tiny CPU check of its code.",
-          file=sys.stderr)
+    """Exit 2 with the reason (a CPU build, or a driver too old for this torch's CUDA): this check has nothing to
+    measure without a CUDA GPU."""
+    from utils.runtime import why_no_cuda
+
+    print(f"gpu_check: no CUDA GPU here: {why_no_cuda()}. This check measures a GPU; "
+          "`benchmarks/gpu_check.sh --cpu-smoke` runs its code on the CPU.", file=sys.stderr)
     return 2
 
 
@@ -197,7 +199,7 @@ def measure_kind(kind: str, cfg, platform, device: str, precision: str, smoke: b
     unit.step(batch, accum)  # warm-up: kernels chosen, AdamW's moments allocated
     sync(device)
     peak_gb(device, reset=True)
-    steps, started = 1 if smoke else 2, time.perf_counter()
+    steps, started = 1 if smoke else 5, time.perf_counter()
     for _ in range(steps):
         unit.step(batch, accum)
     sync(device)
@@ -206,10 +208,11 @@ def measure_kind(kind: str, cfg, platform, device: str, precision: str, smoke: b
     act = per_item(unit.forward_backward_peak(batch), unit.forward_backward_peak(batch_of(kind, cfg, half, device)),
                    micro, half)
     size = 8 if smoke else plan.VALIDATION_BATCH
+    unit.predict_peak(batch_of(kind, cfg, size, device))  # warm-up at this size: kernels chosen, not timed
     (val_peak, seconds), (low_peak, _) = (unit.predict_peak(batch_of(kind, cfg, n, device)) for n in (size, size // 2))
     del unit
     common = {"kind": kind, "micro_batch": micro, "grad_accum": accum, "checkpointing": cfg.grad_checkpointing,
-              "processes": 1}
+              "processes": 1, "signature": plan.signature(kind, cfg)}
     return [{**common, "phase": "train", "items_per_s": rate, "planned_items_per_s": exp["items_per_s"],
              "peak_gb": train_peak, "planned_gb": exp["train_gb"], "act_mib_per_item": act,
              "verdict": _worst(verdict(train_peak, exp["train_gb"], "memory"),
@@ -241,21 +244,26 @@ def measure_host(device: str) -> dict:
             "verdict": verdict(rss, plan.HOST_BASE_GB, "memory"), "note": "after imports and CUDA's start"}
 
 
-def _photos(folder: Path, n: int, size: tuple[int, int]) -> list[str]:
+def _photos(folder: Path, n: int, size: tuple[int, int], distinct: int = 64) -> list[str]:
+    """`n` photo paths over `distinct` synthetic JPEGs (each decoded anew, as an epoch decodes the real ones)."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     files = []
-    for i in range(n):
+    for i in range(min(n, distinct)):
         files.append(str(folder / f"{i}.jpg"))
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(files[-1], quality=90)
-    return files
+    return [files[i % len(files)] for i in range(n)]
 
 
 def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
     """The project's end-to-end loader (rows.RawRows: decode at reduced scale, 03's augmentation, uint8) over
-    synthetic JPEGs of the real photos' size, in its worker processes, at the plan's image size."""
+    synthetic JPEGs of the real photos' size, in its worker processes, at the plan's image size: eight batches
+    per worker, so that the batches the workers prefetch before the clock starts are a small part of it.
+    Without albumentations (a GPU machine with its own packages) it measures decoding alone and says so."""
+    import importlib.util
+    from dataclasses import replace
     from types import SimpleNamespace
 
     import numpy as np
@@ -264,7 +272,10 @@ def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
     from utils import inputs, plan, rows
     from utils.data import load_taxonomy
 
-    n = 16 if smoke else 320
+    missing = cfg.image_augment and importlib.util.find_spec("albumentations") is None
+    cfg = replace(cfg, image_augment=False) if missing else cfg
+    size, workers = 4 if smoke else 32, inputs.loader_workers(cfg, device)
+    n = 16 if smoke else 32 * 8 * max(1, workers)
     with tempfile.TemporaryDirectory() as folder:
         files = _photos(Path(folder), n, (80, 60) if smoke else (500, 375))
         tax = load_taxonomy()
@@ -274,9 +285,7 @@ def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
 
         # the loader reads only the encoder's normalisation (rows.preprocessing: no weights)
         data = rows.RawRows(ds, cfg, ("image",)).for_training(np.arange(n))
-        size = 4 if smoke else 32
         groups = [np.arange(i, min(i + size, n)) for i in range(0, n, size)]
-        workers = inputs.loader_workers(cfg, device)
         loader = iter(data.loader(groups, device))
         next(loader)  # the workers start: not timed
         started, seen = time.perf_counter(), 0
@@ -286,7 +295,8 @@ def measure_loader(cfg, platform, device: str, smoke: bool) -> dict:
     planned = plan.loader_rate(workers)
     return {"kind": "loader", "phase": "loader", "micro_batch": size, "processes": workers, "items_per_s": rate,
             "planned_items_per_s": planned, "verdict": verdict(rate, planned, "speed"),
-            "note": f"{workers} worker(s), {cfg.image_size} px, augmentation {cfg.image_augment}"}
+            "note": f"{workers} worker(s), {cfg.image_size} px, augmentation {cfg.image_augment}" +
+                    (" (albumentations is not installed here: decoding alone)" if missing else "")}
 
 
 def _ddp_worker(rank: int, kind: str, cfg, precision: str, port: int, out: str, device: str) -> None:
@@ -353,6 +363,7 @@ def measure_ddp(cfg, platform, precision: str, device: str = "cuda") -> dict:
     rate = got["items"] / got["seconds"]
     return {"kind": kind, "phase": "ddp", "micro_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
             "checkpointing": cfg.grad_checkpointing, "processes": 2, "items_per_s": rate,
+            "signature": plan.signature(kind, two),
             "planned_items_per_s": exp["items_per_s"], "peak_gb": got["peak_gb"], "planned_gb": exp["train_gb"],
             "verdict": _worst(verdict(got["peak_gb"], exp["train_gb"], "memory"),
                               verdict(rate, exp["items_per_s"], "speed"))}
@@ -382,7 +393,8 @@ class Results:
 
     def add(self, row: dict) -> None:
         """Append one measurement to the CSV and print it."""
-        row = {**self.common, **row, **({"verdict": "smoke"} if self.smoke else {})}
+        smoke = self.smoke and row.get("verdict") != "error"  # a smoke run's figures are not the plan's
+        row = {**self.common, **row, **({"verdict": "smoke"} if smoke else {})}
         row = {k: (f"{v:.4g}" if isinstance(v, float) else "" if v is None else v) for k, v in row.items()}
         self.rows.append(row)
         with open(self.path, "a", encoding="utf-8", newline="") as fh:
@@ -394,7 +406,8 @@ class Results:
 
 
 def main(argv=None) -> int:
-    """Measure, write the CSV, exit 1 where a measurement exceeds the plan (2 without CUDA)."""
+    """Measure, write the CSV, exit 1 where a measurement exceeds the plan, 2 without CUDA, 3 where a
+    measurement failed (its row says why; the others still ran)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny shapes on the CPU: exercises this code")
     parser.add_argument("--platform", default=None, help="plan against this preset (default: this machine)")
@@ -423,15 +436,21 @@ def main(argv=None) -> int:
         jobs.append(("ddp", lambda: [measure_ddp(cfg, platform, precision)]))
     for name, job in jobs:
         if time.time() - started > DEADLINE_S:
-            results.add({"kind": name, "phase": "-", "verdict": "ok", "note": "skipped: the 10-minute limit"})
+            results.add({"kind": name, "phase": "-", "verdict": "ok", "note": f"skipped: past {DEADLINE_S} s"})
             continue
-        for row in job():
-            results.add(row)
+        try:
+            for row in job():
+                results.add(row)
+        except Exception as exc:  # one failed measurement (out of memory, a missing package) leaves the others
+            results.add({"kind": name, "phase": "-", "verdict": "error", "note": f"{type(exc).__name__}: {exc}"[:300]})
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     over = [r for r in results.rows if r["verdict"] == "over"]
-    print(f"wrote {results.path}; {len(over)} measurement(s) over the plan" + (": exit 1" if over else ""))
-    return 1 if over else 0
+    failed = [r for r in results.rows if r["verdict"] == "error"]
+    print(f"wrote {results.path}; {len(over)} measurement(s) over the plan, {len(failed)} failed"
+          + (": exit 3" if failed else ": exit 1" if over else ""))
+    print(results.path.read_text(encoding="utf-8"), end="")  # the whole CSV in the log, where only the log returns
+    return 3 if failed else 1 if over else 0
 
 
 if __name__ == "__main__":

@@ -143,23 +143,29 @@ def test_the_stored_demo_figures_are_what_the_models_trace_now():
 
 
 def test_gpu_measurements_replace_the_traced_figures(tmp_path, monkeypatch):
-    """A gpu_check CSV's activations per item replace the traced ones (for every card) in the plan."""
+    """A gpu_check CSV's activations per item replace the traced ones (for every card) in the plan, for the model
+    shape measured only: the demo profile's smaller fusion model keeps its traced figures."""
     adapted, _ = plan.adapt(FULL, "h100-80")
+    demo = plan.adapt(build("demo"), "h100-80")[0]
 
-    def fusion_fit(folder):
+    def fusion_fit(folder, cfg=adapted):
         monkeypatch.setattr(plan.measured, "RESULTS", folder)
         plan.gpu_measurements.cache_clear()
-        return next(f for f in plan.make_plan(adapted, "h100-80").fits if f.kind == "fusion_transformer")
+        return next(f for f in plan.make_plan(cfg, "h100-80").fits if f.kind == "fusion_transformer")
 
+    key = plan.signature("fusion_transformer", adapted, fusion_fit(tmp_path).stage)
     (tmp_path / "gpu").mkdir()
-    (tmp_path / "gpu" / "gpu_check-H100-1.csv").write_text(
-        "kind,phase,checkpointing,act_mib_per_item,verdict,gpu\nfusion_transformer,train,False,2000,ok,NVIDIA H100\n")
+    (tmp_path / "gpu" / "gpu_check-H100-20261207-120000.csv").write_text(
+        "kind,phase,checkpointing,act_mib_per_item,verdict,gpu,signature\n"
+        f"fusion_transformer,train,False,2000,ok,NVIDIA H100,{key}\n")
     try:
         before, after = fusion_fit(tmp_path), fusion_fit(tmp_path / "gpu")
+        demo_before, demo_after = fusion_fit(tmp_path, demo), fusion_fit(tmp_path / "gpu", demo)
     finally:
         plan.gpu_measurements.cache_clear()
     grown = (2000 * 2**20 - plan.figures("fusion_transformer", FULL).act_half) * adapted.batch_size / plan.GB
     assert after.gpu_memory_gb == pytest.approx(before.gpu_memory_gb + grown, rel=1e-6)
+    assert demo_after.gpu_memory_gb == demo_before.gpu_memory_gb
 
 
 def test_command_line_json(capsys):
@@ -223,6 +229,30 @@ def test_gpu_check_cpu_smoke(tmp_path, capsys):
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--help"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "--cpu-smoke" in done.stdout
+
+
+def test_gpu_check_goes_on_past_a_failed_measurement(tmp_path, monkeypatch, capsys):
+    """A measurement that fails leaves an error row and the others; exit 3. The loader measures decoding alone
+    where albumentations is missing (a GPU machine with its own packages), and says so."""
+    import importlib.util
+    from dataclasses import replace
+
+    import gpu_check
+
+    def broken(*args):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(gpu_check, "measure_kind", broken)
+    assert gpu_check.main(["--cpu-smoke", "--out", str(tmp_path)]) == 3
+    out = capsys.readouterr().out
+    assert "fusion_transformer" in out and "error RuntimeError: CUDA out of memory" in out
+    assert "loader" in out.split("error RuntimeError")[1]  # measured after the failure
+    cfg = gpu_check.setup(True, None)[0]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "albumentations" else
+                        find_spec(name, *a))
+    row = gpu_check.measure_loader(replace(cfg, image_augment=True), None, "cpu", True)
+    assert "albumentations is not installed" in row["note"] and row["items_per_s"] > 0
 
 
 def test_gpu_check_refuses_without_cuda(monkeypatch, capsys):

@@ -14,7 +14,7 @@ from .assumed import (BYTES_BEST, BYTES_DDP, BYTES_LAST, BYTES_STEP_EXTRA, BYTES
                       TABLE, TRAIN_OVER_FORWARD, VALIDATION_BATCH, WORKER_GB, rests_on)
 from .fits import Fit, kfold_members
 from .measured import (_encoder_figures, _encoder_params, _measured, _state_bytes, _with_measurements, figures,
-                       host_base_gb, host_base_source)
+                       host_base_gb, host_base_source, signature)
 from .platforms import Platform, mfu_constant, precision_on
 from .tracing import HALF, Figures
 from .weightless import reads
@@ -50,7 +50,8 @@ def _rates(fig: Figures, fit: Fit, cfg, platform: Platform, measured: bool = Tru
     peak = peak_flops(platform)
     train = peak / max(fig.flops * (CHECKPOINT_COMPUTE if fit.checkpointing else 1), 1.0)
     infer = peak / max(fig.flops / TRAIN_OVER_FORWARD, 1.0)
-    row = _measured(fit.kind, "train", platform, fit.checkpointing) if measured else None
+    row = _measured(fit.kind, "train", platform, fit.checkpointing, signature(fit.kind, cfg, fit.stage)) \
+        if measured else None
     if row and row["same_gpu"] and row.get("items_per_s"):
         train = float(row["items_per_s"])
     if fit.reads == "raw" and "image" in kinds.get(fit.kind).reads:
@@ -60,10 +61,10 @@ def _rates(fig: Figures, fit: Fit, cfg, platform: Platform, measured: bool = Tru
     return train, min(infer, VALIDATION_BATCH / STEP_SECONDS)
 
 
-def _rate_provenance(fit: Fit, platform: Platform) -> dict:
+def _rate_provenance(fit: Fit, cfg, platform: Platform) -> dict:
     """What a trained fit's hours rest on: gpu_check's items/s on the same GPU model, or FLOPs over the assumed
     utilisation; the loader's measured rate for raw photos; the assumed per-step least time and DDP scaling."""
-    row = _measured(fit.kind, "train", platform, fit.checkpointing)
+    row = _measured(fit.kind, "train", platform, fit.checkpointing, signature(fit.kind, cfg, fit.stage))
     measured = bool(row and row["same_gpu"] and row.get("items_per_s"))
     photos = fit.reads == "raw" and "image" in kinds.get(fit.kind).reads
     return rests_on(f"training items/s on the GPU: benchmarks/results/{row['file']}" if measured else
@@ -126,7 +127,7 @@ def _device(fig_source: str, platform: Platform, *names: str) -> dict:
 
 def _cost_trained(fit: Fit, cfg, platform: Platform) -> Fit:
     """A neural fit: its GPU memory at the configured micro-batch, host RAM, checkpoints and hours."""
-    fig = _with_measurements(figures(fit.kind, cfg, fit.stage), fit.kind, platform)
+    fig = _with_measurements(figures(fit.kind, cfg, fit.stage), fit.kind, platform, signature(fit.kind, cfg, fit.stage))
     processes = _processes(cfg, platform)
     fit.reads = reads(fit.kind, cfg, fit.stage)
     fit.processes = min(processes, max(1, platform.gpus)) if fit.reads == "raw" and fit.stage != "kfold" else 1
@@ -148,7 +149,7 @@ def _cost_trained(fit: Fit, cfg, platform: Platform) -> Fit:
     fit.provenance = {"gpu_memory_gb": _device(fig.source, platform),
                       "host_ram_gb": _host("HOST_BYTES_BUILD", "WORKER_GB" if workers else ""),
                       "disk_gb": rests_on(COUNTED), "kept_gb": rests_on(COUNTED),
-                      "hours": _rate_provenance(fit, platform)}
+                      "hours": _rate_provenance(fit, cfg, platform)}
     return fit
 
 

@@ -66,15 +66,16 @@ RESULTS = paths.REPO_ROOT / "benchmarks" / "results"
 
 
 def gpu_measurements(folder: Path | None = None) -> list[dict]:
-    """Rows of every gpu_check CSV under benchmarks/results/ (newest last); none when no GPU has run it. Read once
-    per process (`gpu_measurements.cache_clear()` to read again)."""
+    """Rows of every gpu_check CSV under benchmarks/results/ (newest last, by the time in the file's name: a
+    checkout resets the files' times); none when no GPU has run it. Read once per process
+    (`gpu_measurements.cache_clear()` to read again)."""
     return list(_read_measurements(str(folder or RESULTS)))
 
 
 @functools.lru_cache(maxsize=None)
 def _read_measurements(folder: str) -> tuple:
     rows = []
-    for path in sorted(Path(folder).glob("gpu_check-*.csv"), key=lambda p: p.stat().st_mtime):
+    for path in sorted(Path(folder).glob("gpu_check-*.csv"), key=lambda p: (p.stem[-15:], p.name)):
         with open(path, encoding="utf-8", newline="") as fh:
             rows += [{**row, "file": path.name} for row in csv.DictReader(fh)]
     return tuple(rows)
@@ -83,11 +84,15 @@ def _read_measurements(folder: str) -> tuple:
 gpu_measurements.cache_clear = _read_measurements.cache_clear
 
 
-def _measured(kind: str, phase: str, platform: Platform, checkpointing: bool | None = None) -> dict | None:
-    """The newest GPU measurement of `kind` in `phase` (on the platform's GPU model for rates: `same_gpu`)."""
+def _measured(kind: str, phase: str, platform: Platform, checkpointing: bool | None = None,
+              key: str | None = None) -> dict | None:
+    """The newest GPU measurement of `kind` in `phase` (on the platform's GPU model for rates: `same_gpu`), of the
+    model shape `key` (`signature`) where given: the full profile's figures say nothing of a smaller model's."""
     found = None
     for row in gpu_measurements():
-        if row.get("kind") != kind or row.get("phase") != phase or row.get("verdict") == "smoke":
+        if row.get("kind") != kind or row.get("phase") != phase or row.get("verdict") in ("smoke", "error"):
+            continue
+        if key is not None and row.get("signature") != key:
             continue
         if checkpointing is not None and row.get("checkpointing", "").lower() != str(checkpointing).lower():
             continue
@@ -95,16 +100,16 @@ def _measured(kind: str, phase: str, platform: Platform, checkpointing: bool | N
     return found
 
 
-def _with_measurements(fig: Figures, kind: str, platform: Platform) -> Figures:
+def _with_measurements(fig: Figures, kind: str, platform: Platform, key: str | None = None) -> Figures:
     """Per-item activation and inference bytes measured on a GPU replace the traced ones (any GPU: bytes per item
     do not depend on the card)."""
     changes, files = {}, set()
     for ckpt, name in ((False, "act_half"), (True, "act_ckpt")):
-        row = _measured(kind, "train", platform, ckpt)
+        row = _measured(kind, "train", platform, ckpt, key)
         if row and row.get("act_mib_per_item"):
             changes[name] = float(row["act_mib_per_item"]) * 2**20
             files.add(row["file"])
-    row = _measured(kind, "predict", platform)
+    row = _measured(kind, "predict", platform, key=key)
     if row and row.get("infer_mib_per_item"):
         changes["infer"] = float(row["infer_mib_per_item"]) * 2**20
         files.add(row["file"])
