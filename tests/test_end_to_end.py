@@ -339,6 +339,27 @@ def _count_all_reduces(counts: list):
     return Counted
 
 
+def _stops(kind: str) -> None:
+    """A data-parallel process stopping as a training does at its time budget, or on a full disk."""
+    from utils.io import DiskFull
+    from utils.training import TimeBudgetExceeded
+
+    raise {"budget": TimeBudgetExceeded, "disk": DiskFull}[kind](f"stopped: {kind}")
+
+
+def test_a_stop_in_data_parallel_processes_reaches_the_notebook_as_itself():
+    """run_all.sh tells a time-budget stop (exit 3) and a full disk (exit 4) from a failure by the exception's
+    name: torch's ProcessRaisedException would make both failures."""
+    from utils import distributed
+    from utils.io import DiskFull
+    from utils.training import TimeBudgetExceeded
+
+    with pytest.raises(TimeBudgetExceeded, match="stopped: budget"):
+        distributed.launch(_stops, 2, ("budget",), "cpu")
+    with pytest.raises(DiskFull, match="stopped: disk"):
+        distributed.launch(_stops, 2, ("disk",), "cpu")
+
+
 def _fit_without_dropout(data_dir: str, cache: str, out: str) -> None:
     """One process of a data-parallel fit of an end-to-end fine-tune (or the single process), dropout off so that
     the only difference between one process and two is how each batch is split. Writes what this process

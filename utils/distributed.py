@@ -62,11 +62,33 @@ def _worker(rank: int, size: int, port: int, device: str, threads: int, fn, args
 
 def launch(fn, processes: int, args: tuple, device: str = "auto") -> None:
     """`fn(*args)` in `processes` spawned processes forming one data-parallel group (spawned: safe with CUDA and
-    from a notebook); process i on GPU i, or on the CPU with its share of the cores. Raises if one fails."""
+    from a notebook); process i on GPU i, or on the CPU with its share of the cores. Raises if one fails: the
+    stops a rerun continues from (TimeBudgetExceeded, DiskFull) as themselves, which run_all.sh and 00 tell from
+    failures by their names."""
     import torch.multiprocessing as mp
 
-    mp.start_processes(_worker, args=(processes, _free_port(), device, cpu_threads(processes), fn, args), nprocs=processes,
-                       start_method="spawn")
+    try:
+        mp.start_processes(_worker, args=(processes, _free_port(), device, cpu_threads(processes), fn, args),
+                           nprocs=processes, start_method="spawn")
+    except mp.ProcessRaisedException as exc:
+        stop = _as_stop(exc)
+        if stop is None:
+            raise
+        raise stop from exc
+
+
+def _as_stop(exc: Exception) -> Exception | None:
+    """A worker's TimeBudgetExceeded or DiskFull, which torch hands back as ProcessRaisedException with the
+    worker's traceback as text (its last line `module.Name: message`), as that exception; None for others."""
+    from .io import DiskFull
+    from .training import TimeBudgetExceeded
+
+    last = next((line for line in reversed(str(exc).splitlines()) if line.strip()), "")
+    name, _, message = last.partition(": ")
+    for kind in (TimeBudgetExceeded, DiskFull):
+        if name.rsplit(".", 1)[-1] == kind.__name__:
+            return kind(message)
+    return None
 
 
 def _device_of_group() -> str:
