@@ -162,6 +162,27 @@ def test_finetuned_kinds_train_only_the_top_in_cached_mode():
     assert not any(p.requires_grad for p in frozen.tower.parameters())
 
 
+@pytest.mark.parametrize("name", ["test_vit", "tiny-image"])
+def test_a_whole_image_encoder_trains_every_weight_and_decays_them_by_layer(name):
+    """End to end (no cached blocks), every weight of the encoder trains, a ViT's class token and position
+    embeddings too (they belong to no submodule), and each lies in one layer group, the lowest for those."""
+    import timm
+
+    from utils.backbones import ImageBackbone
+    from utils.models import encoder_layer_lrs
+
+    if name == "test_vit":  # timm's 0.3 M-weight ViT, random (no hub here)
+        backbone = ImageBackbone(name, timm.create_model(name, num_classes=0), (0.5,) * 3, (0.5,) * 3, 160)
+    else:
+        backbone = image_backbone(name)
+    tower = ImageTower(backbone, len(backbone.model.blocks), True)
+    assert all(p.requires_grad for p in tower.parameters())
+    grouped = [id(p) for group in tower.layer_groups() for p in group]
+    assert sorted(grouped) == sorted(id(p) for p in tower.parameters())
+    lrs = encoder_layer_lrs(nn.ModuleList([tower]), 1.0, 0.5)
+    assert all(lrs[id(p)] == min(lrs.values()) for p in tower.model.parameters(recurse=False))
+
+
 @pytest.mark.parametrize("kind", ["image_frozen"])
 def test_towers_split_reproduces_the_whole_encoder(kind):
     text = TextTower(text_backbone("tiny-text"), 1, False).eval()

@@ -118,11 +118,17 @@ class ImageTower(nn.Module):
         if train_top:
             _set_trainable(self.top_modules(), True)
             if self.split == 0:  # the whole encoder trains (end to end): its stem too
-                _set_trainable(self.stem_modules(), True)
+                for p in self.stem_parameters():
+                    p.requires_grad = True
 
     def stem_modules(self) -> list[nn.Module]:
         m = self.model
         return [m.conv_stem, m.bn1] if self.kind == "cnn" else [m.patch_embed, m.norm_pre]
+
+    def stem_parameters(self) -> list[nn.Parameter]:
+        """The stem's weights and the model's own (a ViT's class token and position embeddings, which belong to
+        no submodule): what trains below the first block."""
+        return [p for m in self.stem_modules() for p in m.parameters()] + list(self.model.parameters(recurse=False))
 
     def train(self, mode: bool = True):
         """BatchNorm keeps its ImageNet statistics: small fine-tuning batches would only add noise to them."""
@@ -153,8 +159,8 @@ class ImageTower(nn.Module):
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters bottom to top (stem, each stage or block, head), for layer-wise learning-rate decay."""
         head = [self.model.conv_head, self.model.bn2] if self.kind == "cnn" else [self.model.norm]
-        groups = [self.stem_modules()] + [[b] for b in self.model.blocks] + [head]
-        return [[p for m in group for p in m.parameters()] for group in groups]
+        groups = [[b] for b in self.model.blocks] + [head]
+        return [self.stem_parameters()] + [[p for m in group for p in m.parameters()] for group in groups]
 
     def top(self, h):
         """Tokens (B, T, C): the CNN's final feature map flattened, or the ViT's token states."""
