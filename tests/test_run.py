@@ -146,3 +146,21 @@ def test_imbalance_options_are_schedule_fields_so_06_can_use_what_03_measured():
     assert cfg.schedule("text_frozen").class_weight == "balanced"
     with pytest.raises(ConfigError, match="sampling='overr': choose one of '', 'over', 'under'"):
         build("demo", {"sampling": "overr"})
+
+
+def test_one_models_processes_stay_one_per_gpu_and_a_pinned_gpu_takes_one(monkeypatch):
+    """NCCL refuses two ranks of a group on one GPU ("Duplicate GPU detected"): a data-parallel group is capped
+    at the GPUs (K-fold units, one process each, may share one); `device=cuda:N` would put every process there."""
+    from utils import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.group_size(build("demo", {"processes": 2, "device": "cuda"})) == 1
+    assert distributed.group_size(build("demo", {"processes": 2, "device": "cpu"})) == 2
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed.group_size(build("demo", {"processes": 4})) == 2
+    with pytest.raises(ConfigError, match="device='cuda:1' puts every process on that one GPU"):
+        build("demo", {"device": "cuda:1"})
+    assert build("demo", {"device": "cuda:1", "processes": 1}).device == "cuda:1"
+    with pytest.raises(ConfigError, match="device='gpu': auto, cpu, cuda"):
+        build("demo", {"device": "gpu"})

@@ -438,6 +438,11 @@ def problems(cfg: Config) -> list[str]:
     out += _list_problems("label_experts", cfg.label_experts, registry.names(), allow_empty=False)
     if cfg.kfold_models.strip() != "auto":
         out += _list_problems("kfold_models", cfg.kfold_models, ("auto",) + registry.names(), allow_empty=False)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        out.append(f"device={cfg.device!r}: auto, cpu, cuda or cuda:<index>")
+    elif cfg.device.startswith("cuda:") and cfg.processes != 1:
+        out.append(f"device={cfg.device!r} puts every process on that one GPU: with it set processes=1, or use "
+                   f"device=cuda to spread processes={cfg.processes} over the GPUs")
     if not re.fullmatch(r"\s*(\d+\s*(,\s*\d+\s*)*)?", cfg.kfold_seeds):
         out.append(f"kfold_seeds={cfg.kfold_seeds!r}: comma-separated whole numbers, e.g. 0,1,2")
     return out

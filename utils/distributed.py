@@ -32,6 +32,17 @@ def processes_for(cfg) -> int:
     return cfg.processes or (torch.cuda.device_count() if torch.cuda.is_available() else 1)
 
 
+def group_size(cfg) -> int:
+    """Processes of one model's data-parallel group: `processes_for`, at most one per GPU where it trains on
+    GPUs (NCCL refuses two ranks on one device, "Duplicate GPU detected"); K-fold units, one process each, may
+    share a GPU."""
+    import torch
+
+    wanted = processes_for(cfg)
+    on_gpus = str(cfg.device) != "cpu" and torch.cuda.is_available()
+    return max(1, min(wanted, torch.cuda.device_count())) if on_gpus else wanted
+
+
 def cpu_threads(processes: int) -> int:
     """Each of `processes` CPU processes gets its share of the cores."""
     return max(1, (os.cpu_count() or 1) // processes)

@@ -192,7 +192,7 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
         train_idx, val_idx = _rows_with_photos(name, photo, train_idx, val_idx)
     data = data.for_training(train_idx, seed)  # raw rows: augmentation reaches the rows this model trains on only
     if trainer is _fit_neural and data.raw and stage != "kfold" and distributed.world()[1] == 1 \
-            and (processes := distributed.processes_for(cfg)) > 1:  # one model on every GPU; K-fold units have one each
+            and (processes := distributed.group_size(cfg)) > 1:  # one model on every GPU; K-fold units have one each
         distributed.launch(_fit_in_group, processes, ((kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage,
                                                        init_from, name, budget), overrides), cfg.device)
         # below, this process finds what they trained under the same configuration and loads it
