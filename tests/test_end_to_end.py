@@ -290,6 +290,25 @@ def test_two_processes_train_the_kfold_units_with_the_same_result_as_one(ds, tmp
     assert len(losses["one"]) == 2 and losses["one"] == pytest.approx(losses["two"], abs=1e-5)  # cached units too
 
 
+def test_several_processes_find_the_warm_starts_cache_built_by_the_parent(ds, tmp_path, monkeypatch):
+    """On a cold cache, workers that each built the frozen kind's states for their warm starts wrote one cache
+    entry at once (one failed renaming it): the parent builds it before they start."""
+    from utils import ensemble
+    from utils.splits import kfold
+
+    built, real = [], ensemble._kfold_data
+    monkeypatch.setattr(ensemble, "_kfold_data", lambda kind, *a, **k: built.append(kind) or real(kind, *a, **k))
+
+    def workers(*args, **kwargs):
+        raise RuntimeError("the workers start here")
+
+    monkeypatch.setattr(ensemble, "_run_parallel", workers)
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache"), "processes": 2, "n_folds": 2})
+    with pytest.raises(RuntimeError, match="the workers start here"):
+        ensemble.kfold_predictions("text_finetuned", ds, cfg, kfold(ds.labels("cat3"), 2, 0), [0], tmp_path, tmp_path)
+    assert built == ["text_finetuned", "text_frozen"]
+
+
 def test_soft_targets_reach_the_same_rows_through_raw_rows_and_cached_states(ds, cache_dir):
     """Distillation's soft labels, end to end (raw rows) as in cached mode: the rows given one train on it, every
     other row on the one-hot of its label."""

@@ -31,6 +31,28 @@ def test_kfold_units_follow_the_worker_so_no_two_share_a_gpu_while_another_idles
     assert max(len(v) for v in by_device.values()) == 4  # the short units all went to the free GPU
 
 
+def _failing_unit(job, data, device):
+    """A stand-in unit: the first fails at once (a GPU out of memory), each other leaves a mark and takes 0.5 s."""
+    folder, i = job
+    if i == 0:
+        raise RuntimeError("CUDA out of memory")
+    (folder / f"{i}.ran").touch()
+    time.sleep(0.5)
+    return i
+
+
+def test_a_failed_kfold_unit_stops_the_queue_at_once(tmp_path):
+    """One unit's error is raised when it happens: the queued units are dropped (on Kaggle each is an hour), only
+    those already running or handed to a worker finish."""
+    import pytest
+
+    from utils.ensemble import _run_parallel
+
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        _run_parallel([(tmp_path, i) for i in range(16)], 2, "cuda", run=_failing_unit, devices=["fake:0", "fake:1"])
+    assert len(list(tmp_path.glob("*.ran"))) <= 8  # all 15 when the error waited for the queue
+
+
 def test_the_full_profile_refuses_a_machine_without_cuda_before_the_first_notebook(tmp_path, monkeypatch, capsys):
     """A torch CUDA build on a driver too old for it (or no GPU) leaves CUDA silently unavailable; `device=auto`
     would then train the full profile on the CPU for days. It stops at once, naming CUDA and the way out."""

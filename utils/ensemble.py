@@ -107,6 +107,9 @@ def kfold_predictions(kind: str, ds, cfg, folds: np.ndarray, seeds, checkpoints_
     jobs = [(kind, ds, cfg, folds, seed, k, checkpoints_dir, tag, budget, soft_test, overrides, copies)
             for seed, k in units]
     processes = unit_processes(cfg, len(units))
+    frozen = registry.get(kind).starts_from(cfg)
+    if processes > 1 and frozen is not None:  # the warm starts' cache too: workers building one entry at once collide
+        _kfold_data(frozen, ds, cfg, soft_test, copies)
     results = _run_parallel(jobs, processes, cfg.device) if processes > 1 else (_train_unit(job, data) for job in jobs)
     for i, result in enumerate(bar(results, f"{kind}: seeds x folds ({processes} at once)", total=len(units))):
         if isinstance(result, TimeBudgetExceeded):  # this unit and, in one process, every later one; in several, the
@@ -228,18 +231,24 @@ def worker_devices(processes: int, device: str) -> list[str]:
 def _run_parallel(jobs, processes: int, device: str, run=None, devices: list[str] | None = None):
     """The units in `processes` worker processes (spawned: safe with CUDA and from notebooks), each worker on its
     own device (`worker_devices`; `devices` for tests), the CPU's cores shared out; results in unit order. Units
-    are independent (each seeded, each its own resumable folder), so the answers equal those of one process."""
-    from concurrent.futures import ProcessPoolExecutor
+    are independent (each seeded, each its own resumable folder), so the answers equal those of one process.
+    A unit that fails (out of memory) raises as soon as it does: the units not started are dropped, the running
+    ones finish (a rerun skips them), rather than the error waiting for every queued unit to train first."""
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     slots = context.Queue()
     for name in devices or worker_devices(processes, device):
         slots.put(name)
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init,
-                             initargs=(distributed.cpu_threads(processes), slots)) as pool:
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_worker_init,
+                               initargs=(distributed.cpu_threads(processes), slots))
+    try:
         futures = [pool.submit(_in_worker, run or _train_unit, job) for job in jobs]
-        return [f.result() for f in futures]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        return [f.result() for f in futures]  # the first failure raises here, the others have finished
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # Two training times count as the same cost when the slower is within this factor of the faster plus these seconds:
