@@ -50,6 +50,23 @@ def test_cached_states_are_read_memory_mapped_and_match_a_fresh_encoding(tiny_da
 
 
 
+def test_a_caching_pass_on_a_gpu_hands_the_shared_encoder_back_to_host_memory(tiny_data, tmp_path, monkeypatch):
+    """`cache_tower` moves the shared frozen encoder to the GPU in place; once the pass is over it goes back, so
+    that the fine-tunes after it have the card (taken on the CPU: the encoder said to be on a GPU)."""
+    from utils import features
+    from utils.backbones import loaded_frozen
+
+    ds = load_dataset(tiny_data, progress=False, check_images=False)
+    cfg = build("tiny", {"cache_dir": str(tmp_path / "cache")})
+    moves = []
+    monkeypatch.setattr(features, "_on_gpu", lambda model: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: moves.append("emptied"))
+    real_to = torch.nn.Module.to
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: moves.append(a) or real_to(self, *a, **k))
+    text_features(ds, cfg)
+    assert moves[-2:] == [("cpu",), "emptied"] and loaded_frozen("text", cfg) is not None
+
+
 def test_states_computed_in_bf16_are_cached_apart_from_fp32_ones(tiny_data, tmp_path):
     """States computed under bf16 autocast (`precision=bf16`) differ from fp32's in the last bits: the cache keys
     them apart and never hands one for the other."""

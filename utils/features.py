@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import kinds
-from .backbones import frozen_backbone
+from .backbones import frozen_backbone, loaded_frozen
 from .config import STAGES
 from .inputs import Places, batches_of, to_device
 from .io import DamagedFile, disk_full, read_json, write_json
@@ -224,10 +224,26 @@ def _dataset_features(ds, cfg, modality: str, column: str, model_name: str, tag:
     key = f"{modality}-{dataset_fingerprint(ds.data_dir, cfg.cache_dir)}-{model_name.replace('/', '_')}-{tag}"
     rows = all_rows(ds)
     values = rows[column].tolist()
-    return cached_arrays(Path(cfg.cache_dir) / "features" / key, len(rows),
-                         lambda start, stop: encode(values[start:stop]),
-                         {"ids": rows["id"].tolist(), "model": model_name},
-                         f"encoding {modality} ({model_name}, {CHUNK_ROWS}-row chunks)")
+    try:
+        return cached_arrays(Path(cfg.cache_dir) / "features" / key, len(rows),
+                             lambda start, stop: encode(values[start:stop]),
+                             {"ids": rows["id"].tolist(), "model": model_name},
+                             f"encoding {modality} ({model_name}, {CHUNK_ROWS}-row chunks)")
+    finally:
+        frozen_to_host(modality, cfg)
+
+
+def frozen_to_host(modality: str, cfg) -> None:
+    """The shared frozen encoder back in host memory after a caching pass on a GPU (`cache_tower` moves it
+    there in place): the fine-tunes that follow need the card, where RoBERTa-large and ViT-L held 2.6 GB."""
+    held = loaded_frozen(modality, cfg)
+    if held is not None and _on_gpu(held.model):
+        held.model.to("cpu")
+        torch.cuda.empty_cache()
+
+
+def _on_gpu(model: torch.nn.Module) -> bool:
+    return any(p.is_cuda for p in model.parameters())
 
 
 def text_features(ds, cfg) -> dict:
