@@ -178,15 +178,39 @@ def test_a_run_resumes_on_another_gpu_kind(tmp_path, countdown, monkeypatch, fir
     assert result.resumed and len(result.history) == 4
 
 
-def test_the_saved_random_states_include_every_gpu_when_there_are_gpus(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([1], dtype=torch.uint8)] * 2)
-    assert len(training.rng_states()["cuda_rng"]) == 2
+def test_the_saved_random_state_is_the_gpu_this_process_draws_on(monkeypatch):
+    """A K-fold unit stopped on GPU 1 may resume in a worker on GPU 0: the state it drew from goes to the GPU it
+    draws from now. A checkpoint with every GPU's state (older ones) gives the current GPU its own."""
+    states = [torch.tensor([i], dtype=torch.uint8) for i in range(2)]
     restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
-    training.set_rng_states(training.rng_states())
-    assert len(restored) == 1
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: states[1])
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    saved = training.rng_states()
+    assert saved["cuda_rng"] is states[1]
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    training.set_rng_states(saved)
+    training.set_rng_states({**saved, "cuda_rng": states})
+    assert restored == [states[1], states[0]]
+
+
+def test_the_learning_rate_steps_with_the_optimiser_not_with_steps_fp16_skipped(monkeypatch, tmp_path):
+    """An fp16 step that overflows is skipped by the GradScaler (whose scale then shrinks): the schedule does
+    not advance for it, or warm-up would end early by the skipped steps."""
+    scale, calls = [65536.0], []
+
+    def update(self, new_scale=None):  # the first step overflows (the scale halves), then none do
+        scale[0] = 32768.0
+
+    real = torch.optim.lr_scheduler.LambdaLR.step
+    monkeypatch.setattr(torch.amp.GradScaler, "get_scale", lambda self: scale[0])
+    monkeypatch.setattr(torch.amp.GradScaler, "update", update)
+    monkeypatch.setattr(torch.optim.lr_scheduler.LambdaLR, "step", lambda self, *a: calls.append(1) or real(self, *a))
+    result = fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", verbose=False)
+    steps = sum(1 for _ in result.history) * int(np.ceil(len(TRAIN) / schedule().batch_size))
+    assert len(calls) == 1 + steps - 1  # one when built (torch steps a new schedule once), one per step taken
 
 
 def test_distillation_weight_is_the_9th_places_mean_of_train_rows_plus_weighted_mean_of_soft_rows():

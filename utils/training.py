@@ -235,16 +235,22 @@ def resume_scaler(scaler, state: dict) -> None:
 
 
 def rng_states() -> dict:
-    """Torch's random states, the GPUs' too (dropout and modality dropout draw there): a resumed run is the same run."""
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    """Torch's random states, the GPU's this process draws on too (dropout and modality dropout draw there): a
+    resumed run is the same run, also where a K-fold unit resumes in a worker on another GPU."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
     return {"torch_rng": torch.get_rng_state(), "cuda_rng": cuda}
 
 
 def set_rng_states(state: dict) -> None:
+    """The states of `rng_states`, the GPU's to the GPU this process draws on (a checkpoint that holds every
+    GPU's, as older ones do, gives it the one it was on: this process's device index)."""
     torch.set_rng_state(state["torch_rng"])
     cuda = state.get("cuda_rng")
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    if isinstance(cuda, (list, tuple)):
+        cuda = cuda[torch.cuda.current_device()] if torch.cuda.is_available() and \
+            len(cuda) == torch.cuda.device_count() else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
 
 
 def release(model: nn.Module, home="cpu") -> None:
@@ -487,9 +493,11 @@ class _Fit:
         if optimiser_step:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients
             torch.nn.utils.clip_grad_norm_(self.params, s.grad_clip)
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)  # skipped when fp16 overflowed; the scale then shrinks
             self.scaler.update()
-            self.scheduler.step()
+            if self.scaler.get_scale() >= scale:  # the learning rate follows the steps taken, not those skipped
+                self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         return loss, logits, batch
 
