@@ -296,3 +296,21 @@ def test_a_plateau_in_validation_f1_keeps_the_epoch_of_lowest_validation_loss(tm
     losses = [h["val_loss_cat3"] for h in result.history]
     assert losses[-1] < losses[0]
     assert result.best_epoch == int(np.argmin(losses))
+
+
+def test_mixup_keeps_the_data_parallel_processes_generators_together():
+    """Two processes holding 7 and 6 rows of a 13-row batch draw as many numbers for mixup, so that their shared
+    generator (which also draws the next epoch's order) stays the same in both; one process mixes as before."""
+    from utils.training import _mix
+
+    def batch(n):
+        return {"cat3": torch.arange(n), "image_final": torch.randn(n, 4)}
+
+    ranks = [np.random.default_rng(0) for _ in range(2)]
+    for rng, n in zip(ranks, (7, 6)):
+        mixed, perm, _ = _mix(batch(n), 0.4, rng, whole=13)
+        assert sorted(perm.tolist()) == list(range(n))
+    assert ranks[0].permutation(20).tolist() == ranks[1].permutation(20).tolist()
+    alone, before = np.random.default_rng(0), np.random.default_rng(0)
+    _, perm, lam = _mix(batch(13), 0.4, alone)
+    assert lam == float(before.beta(0.4, 0.4)) and perm.tolist() == before.permutation(13).tolist()

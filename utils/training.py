@@ -151,9 +151,13 @@ def batches(data: Dataset, indices, batch_size: int, device: str = "cpu", rank: 
     yield from data.loader(groups, device, epoch)
 
 
-def _mix(batch: dict, alpha: float, rng: np.random.Generator):
+def _mix(batch: dict, alpha: float, rng: np.random.Generator, whole: int | None = None):
+    """Mixup of a batch with a shuffled copy of itself. `whole`: the rows of the whole batch where this process
+    holds a share of it (data-parallel): every process then draws as many numbers, whatever its share, so that
+    their generators, which also draw the epochs' orders, stay together."""
     lam = float(rng.beta(alpha, alpha))
-    perm = torch.from_numpy(rng.permutation(len(batch["cat3"])))
+    n = len(batch["cat3"])
+    perm = torch.from_numpy(rng.permutation(n) if whole is None else np.argsort(rng.random(whole)[:n]))
     mixed = dict(batch)
     for key, value in batch.items():
         if torch.is_tensor(value) and value.is_floating_point():
@@ -480,7 +484,8 @@ class _Fit:
         batch = to_device(batch, self.device)
         perm, lam = None, 1.0
         if s.mixup > 0:
-            batch, perm, lam = _mix(batch, s.mixup, self.rng)
+            whole = len(order[step * s.batch_size:(step + 1) * s.batch_size]) if self.world > 1 else None
+            batch, perm, lam = _mix(batch, s.mixup, self.rng, whole)
         optimiser_step = (step + 1) % s.grad_accum == 0 or step + 1 == n_batches
         with gradient_sync(self.ddp, optimiser_step):
             with autocast(self.device, self.precision):
