@@ -156,6 +156,34 @@ def test_layer_wise_heads_read_the_hidden_layers_they_claim(ds):
     assert not torch.allclose(seen["cat1"], seen["cat3"])
 
 
+def test_layer_wise_heads_below_the_top_neither_run_nor_train_the_layers_above(ds):
+    """Depths -3/-2/-2 read nothing of the last layer: it neither runs nor trains, so that every weight that
+    trains gets a gradient (data-parallel training refuses one that does not: "Expected to have finished
+    reduction"), and each level still reads transformers' hidden_states[depth]."""
+    cfg = build("tiny", {"text_finetuned.training_mode": "end_to_end", "text_head": "layerwise",
+                         "layerwise_depths": "-3,-2,-2"})
+    model = build_model("text_finetuned", cfg, SIZES).train()
+    for block in model.blocks.values():
+        block.dropout.p = block.dropout1.p = block.dropout2.p = 0.0
+    batch = next(iter(RawRows(ds, cfg, ("text",)).loader([np.arange(4)], "cpu")))
+    out = model(batch)
+    sum(o.sum() for o in out.values()).backward()
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    assert trained and all(p.grad is not None for _, p in trained), [n for n, p in trained if p.grad is None]
+    assert not any(p.requires_grad for p in model.tower.encoder.encoder.layer[-1].parameters())
+    model.eval()
+    seen = {}
+    for level, block in model.blocks.items():
+        block.register_forward_hook(lambda mod, args, kwargs, o, level=level: seen.__setitem__(level, args[0]),
+                                    with_kwargs=True)
+    with torch.no_grad():
+        model(batch)
+        hidden = model.tower.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     output_hidden_states=True).hidden_states
+    for level, depth in cfg.head_depths.items():
+        assert torch.allclose(seen[level], hidden[depth], atol=1e-5), f"{level} does not read hidden_states[{depth}]"
+
+
 def test_layer_wise_heads_refuse_depths_below_the_trained_layers(ds, tmp_path):
     cfg = build("tiny", {"text_head": "layerwise", "layerwise_depths": "-3,-2,-1", "text_top_layers": 1,
                          "text_finetuned.training_mode": "cached", "cache_dir": str(tmp_path / "cache")})

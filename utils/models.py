@@ -84,13 +84,15 @@ class TextTower(nn.Module):
             start = self.bottom(batch["input_ids"], mask)
         else:
             raise ValueError("layer-wise heads need the states below the top layers (text_bottom) or raw tokens")
-        states = self._run(start, mask, self.encoder.encoder.layer[self.split:], every=True)
-        reach = len(states)  # states[-1] is depth -1, states[0] depth -reach
+        layers = self.encoder.encoder.layer[self.split:]
+        reach = len(layers) + 1  # depth -1: the last layer's output; depth -reach: the input of the first
         bad = [d for d in depths if not -reach <= d <= -1]
         if bad:
             raise ValueError(f"hidden-state depths {bad} are outside the {reach - 1} text layers this model trains "
                              f"(depths -1 to -{reach}): raise text_top_layers or train end to end")
-        return {d: states[d] for d in depths}, mask
+        above = -1 - max(depths)  # layers above the highest depth asked for: not run
+        states = self._run(start, mask, layers[:len(layers) - above], every=True)
+        return {d: states[d + above] for d in depths}, mask
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states (B, L, H) and the mask of real tokens (B, L)."""
@@ -276,6 +278,9 @@ class LayerwiseTextClassifier(nn.Module):
     def __init__(self, tower: TextTower, sizes, depths: dict[str, int], dropout: float = 0.1):
         super().__init__()
         self.tower, self.depths = tower, dict(depths)
+        above = -1 - max(self.depths.values())  # top layers no head reads: they neither run nor train (data-
+        if above > 0:                           # parallel training refuses weights that get no gradient)
+            _set_trainable(tower.encoder.encoder.layer[-above:], False)
         width = tower.hidden_size
         nhead = next(n for n in (8, 4, 2, 1) if width % n == 0)
         self.blocks = nn.ModuleDict({level: nn.TransformerEncoderLayer(width, nhead, 2 * width, dropout,
