@@ -247,3 +247,4 @@ def test_bf16_encoders_answer_within_bf16_rounding_of_the_run_and_say_where_they
     with pytest.warns(UserWarning, match="no native bf16"):
         predict.Predictor(run_dir, bf16_encoders=True)
     assert runtime.choose_precision("cpu", "auto") == "fp32"  # a run itself stays in fp32 on the CPU
+    assert "T4" in predict.emulated_bf16("cuda", capability=(7, 5)) and not predict.emulated_bf16("cuda", capability=(9, 0))

@@ -173,6 +173,15 @@ def _identity(run_dir, device: str) -> tuple:
     return str(card), card.stat().st_mtime_ns if card.exists() else None, pick_device(device)
 
 
+def emulated_bf16(device: str, capability: tuple[int, int] | None = None) -> str:
+    """Why `device` would only emulate bf16 (empty where it computes it): a CPU without AVX512-BF16 or AMX, a GPU
+    below compute capability 8 (T4, V100). `capability` is for tests."""
+    if str(device).startswith("cuda"):
+        return "" if choose_precision(device, capability=capability) == "bf16" else \
+            "this GPU has no native bf16 (compute capability below 8: T4, V100)"
+    return "" if cpu_computes_bf16() else "this CPU has no native bf16 (AVX512-BF16 or AMX)"
+
+
 def load_predictor(run_dir, device: str = "auto") -> "Predictor":
     """The predictor of `run_dir` already loaded in this process (06 builds one, then opens the page), else a new
     one: a second copy of every member would double the memory for the same answers."""
@@ -219,9 +228,9 @@ class Predictor:
         self.taxonomy, self.device = Taxonomy.from_records(card["taxonomy"]), pick_device(device)
         self.precision = choose_precision(self.device, self.cfg.precision)
         self.encoder_precision = "bf16" if bf16_encoders else self.precision
-        if bf16_encoders and self.device == "cpu" and not cpu_computes_bf16():
-            warnings.warn("bf16 encoders: this CPU has no native bf16 (AVX512-BF16 or AMX), so torch emulates it, "
-                          "slower than the run's fp32; leave --bf16-encoders out here")
+        if bf16_encoders and (slower := emulated_bf16(self.device)):
+            warnings.warn(f"bf16 encoders: {slower}, so torch emulates it, slower than the run's {self.precision}; "
+                          "leave --bf16-encoders out here")
         self.dtype = dtype or weight_dtype(self.device, self.precision)
         self.members = [(m["kind"], m["weight"], [self._load(u, partial(self._load_unit, m["kind"])) for u in m["units"]])
                         for m in card["members"]]
