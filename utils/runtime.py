@@ -99,7 +99,7 @@ def choose_precision(device: str, precision: str = "auto", capability: tuple[int
         return "fp32"
     import torch
 
-    major, _ = capability or torch.cuda.get_device_capability()
+    major, _ = capability or torch.cuda.get_device_capability(torch.device(device))  # this GPU, not the first
     return "bf16" if major >= 8 else "fp16"
 
 
