@@ -398,13 +398,14 @@ def test_a_stop_in_data_parallel_processes_reaches_the_notebook_as_itself():
     """run_all.sh tells a time-budget stop (exit 3) and a full disk (exit 4) from a failure by the exception's
     name: torch's ProcessRaisedException would make both failures."""
     from utils import distributed
+    from utils.experiments import GROUP_STOPS as stops
     from utils.io import DiskFull
     from utils.training import TimeBudgetExceeded
 
     with pytest.raises(TimeBudgetExceeded, match="stopped: budget"):
-        distributed.launch(_stops, 2, ("budget",), "cpu")
+        distributed.launch(_stops, 2, ("budget",), "cpu", stops)
     with pytest.raises(DiskFull, match="stopped: disk"):
-        distributed.launch(_stops, 2, ("disk",), "cpu")
+        distributed.launch(_stops, 2, ("disk",), "cpu", stops)
 
 
 def _fit_without_dropout(data_dir: str, cache: str, out: str) -> None:

@@ -71,32 +71,29 @@ def _worker(rank: int, size: int, port: int, device: str, threads: int, fn, args
         dist.destroy_process_group()
 
 
-def launch(fn, processes: int, args: tuple, device: str = "auto") -> None:
+def launch(fn, processes: int, args: tuple, device: str = "auto", stops: tuple = ()) -> None:
     """`fn(*args)` in `processes` spawned processes forming one data-parallel group (spawned: safe with CUDA and
-    from a notebook); process i on GPU i, or on the CPU with its share of the cores. Raises if one fails: the
-    stops a rerun continues from (TimeBudgetExceeded, DiskFull) as themselves, which run_all.sh and 00 tell from
-    failures by their names."""
+    from a notebook); process i on GPU i, or on the CPU with its share of the cores. Raises if one fails, an
+    exception of `stops` (the stops a rerun continues from: TimeBudgetExceeded, DiskFull) as itself, which
+    run_all.sh and 00 tell from failures by its name."""
     import torch.multiprocessing as mp
 
     try:
         mp.start_processes(_worker, args=(processes, _free_port(), device, cpu_threads(processes), fn, args),
                            nprocs=processes, start_method="spawn")
     except mp.ProcessRaisedException as exc:
-        stop = _as_stop(exc)
+        stop = _as_stop(exc, stops)
         if stop is None:
             raise
         raise stop from exc
 
 
-def _as_stop(exc: Exception) -> Exception | None:
-    """A worker's TimeBudgetExceeded or DiskFull, which torch hands back as ProcessRaisedException with the
-    worker's traceback as text (its last line `module.Name: message`), as that exception; None for others."""
-    from .io import DiskFull
-    from .training import TimeBudgetExceeded
-
+def _as_stop(exc: Exception, stops: tuple) -> Exception | None:
+    """A worker's exception of `stops`, which torch hands back as ProcessRaisedException with the worker's
+    traceback as text (its last line `module.Name: message`), as that exception; None for others."""
     last = next((line for line in reversed(str(exc).splitlines()) if line.strip()), "")
     name, _, message = last.partition(": ")
-    for kind in (TimeBudgetExceeded, DiskFull):
+    for kind in stops:
         if name.rsplit(".", 1)[-1] == kind.__name__:
             return kind(message)
     return None

@@ -16,12 +16,15 @@ from . import distributed
 from . import kinds as registry
 from .baselines import describe_classifier, fit_quietly, tfidf_model, tfidf_probabilities
 from .features import all_rows, feature_data, uninformed
+from .io import DiskFull
 from .metrics import evaluate, record
 from .models import build_model
 from .rows import RawRows
 from .taxonomy import LEVELS
 from .text import prime_content_morphemes
-from .training import TimeBudget, fit, load_checkpoint, predict, session_budget
+from .training import TimeBudget, TimeBudgetExceeded, fit, load_checkpoint, predict, session_budget
+
+GROUP_STOPS = (TimeBudgetExceeded, DiskFull)  # a data-parallel group's stops that a rerun continues from
 
 
 @dataclass
@@ -194,7 +197,8 @@ def fit_model(kind: str, data, train_idx, val_idx, ds, cfg, run_dir, name: str, 
     if trainer is _fit_neural and data.raw and stage != "kfold" and distributed.world()[1] == 1 \
             and (processes := distributed.group_size(cfg)) > 1:  # one model on every GPU; K-fold units have one each
         distributed.launch(_fit_in_group, processes, ((kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage,
-                                                       init_from, name, budget), overrides), cfg.device)
+                                                       init_from, name, budget), overrides), cfg.device,
+                           stops=GROUP_STOPS)
         # below, this process finds what they trained under the same configuration and loads it
     trained = trainer(kind, data, train_idx, val_idx, ds, cfg, run_dir, seed, stage=stage, init_from=init_from,
                       name=name, budget=budget, **overrides)
