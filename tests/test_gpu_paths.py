@@ -31,6 +31,20 @@ def test_kfold_units_follow_the_worker_so_no_two_share_a_gpu_while_another_idles
     assert max(len(v) for v in by_device.values()) == 4  # the short units all went to the free GPU
 
 
+def _settings_unit(job, data, device):
+    import torch
+
+    return torch.are_deterministic_algorithms_enabled(), os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+
+
+def test_kfold_workers_run_deterministic_kernels_as_the_notebook_does():
+    """The notebook's process asks torch for deterministic kernels (and fixes cuBLAS's workspace for them); its
+    K-fold workers do too, or units trained in several processes would differ from those of one on a GPU."""
+    from utils.ensemble import _run_parallel
+
+    assert _run_parallel([0, 1], 2, "cuda", run=_settings_unit, devices=["fake:0", "fake:1"]) == [(True, ":4096:8")] * 2
+
+
 def _failing_unit(job, data, device):
     """A stand-in unit: the first fails at once (a GPU out of memory), each other leaves a mark and takes 0.5 s."""
     folder, i = job

@@ -58,7 +58,10 @@ def _worker(rank: int, size: int, port: int, device: str, threads: int, fn, args
     import torch
     import torch.distributed as dist
 
+    from .runtime import deterministic
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    deterministic()
     cuda = device != "cpu" and torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(rank % torch.cuda.device_count())

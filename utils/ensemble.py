@@ -211,9 +211,12 @@ def _worker_init(threads: int, slots) -> None:
     two units never share a GPU while another idles (units differ in length: early stopping, warm starts)."""
     import torch
 
+    from .runtime import deterministic
+
     global _WORKER_DEVICE
     _WORKER_DEVICE = slots.get()
     torch.set_num_threads(threads)
+    deterministic()
 
 
 def _in_worker(run, job):

@@ -16,9 +16,19 @@ def seed_everything(seed: int) -> None:
         import torch
 
         torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic()
     except ImportError:
         pass
+
+
+def deterministic() -> None:
+    """Deterministic kernels where torch has them (a warning where it has not), in the notebook's process and in
+    the processes it spawns (K-fold workers, data-parallel ranks), so that one process and several give the same
+    numbers; cuBLAS needs its workspace fixed for that before its first call (PyTorch's reproducibility notes)."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def pick_device(name: str = "auto") -> str:
