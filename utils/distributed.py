@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 
 import numpy as np
 
@@ -67,7 +68,8 @@ def _worker(rank: int, size: int, port: int, device: str, threads: int, fn, args
         torch.cuda.set_device(rank % torch.cuda.device_count())
     else:
         torch.set_num_threads(threads)
-    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=size)
+    # an hour, not NCCL's ten minutes: the other ranks wait while rank 0 writes a 7 GB last.pt (to a Drive mount)
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=size, timeout=timedelta(hours=1))
     try:
         fn(*args)
     finally:
