@@ -83,12 +83,13 @@ class Config:
     cache_dir: str = ""           # empty: <output_dir>/cache (content-keyed, shared by runs: encoder states, e5, Kiwi)
     seed: int = 0                   # seed for everything: splits, initialisation, draws (./run_all.sh --seed N)
     label_fixes: str = ""         # reviewed label fixes; empty: data/label_fixes.csv for the bundled data; "none"
-    device: str = "auto"          # auto: cuda when present, else cpu
+    device: str = "auto"          # auto: cuda when present, else cpu; or cpu, cuda, cuda:<index> (with processes=1)
     platform: str = ""            # the machine the run is planned for (utils/plan/platforms.py PLATFORMS: colab-t4,
                                   # kaggle-2xt4, a100-40, h100-80); empty: the GPU found at run time
     processes: int = 0            # processes per training, spread over the GPUs (0: one per GPU, 1 without a GPU):
                                   # K-fold units trained at once, one process each; one end-to-end model's
-                                  # data-parallel processes (utils/distributed.py); ./run_all.sh --processes N
+                                  # data-parallel processes, at most one per GPU (utils/distributed.py);
+                                  # ./run_all.sh --processes N
     precision: str = "auto"       # auto: bf16 on GPUs with native bf16 (compute capability >= 8), fp16 with loss
                                   # scaling on older ones (T4, P100, V100), fp32 on CPU; or bf16, fp16, fp32
     training_mode: str = "cached"  # cached: frozen encoders' states computed once (CPU); end_to_end: from raw rows
