@@ -32,7 +32,8 @@ KINDS = ("text_finetuned", "image_finetuned", "fusion_transformer")
 FIELDS = ("date", "machine", "gpu", "capability", "torch", "precision", "kind", "phase", "micro_batch",
           "grad_accum", "checkpointing", "processes", "items_per_s", "planned_items_per_s", "peak_gb", "planned_gb",
           "act_mib_per_item", "infer_mib_per_item", "verdict", "note", "signature")
-DEADLINE_S = 360      # stop starting new measurements after this (gpu_check.sh kills at 420: room for a rerun)
+# stop starting new measurements a minute before gpu_check.sh's limit (GPU_CHECK_LIMIT_S, 420 s: room for a rerun)
+DEADLINE_S = int(os.environ.get("GPU_CHECK_LIMIT_S", "420")) - 60
 GB = 2**30
 
 
@@ -62,8 +63,9 @@ def setup(smoke: bool, platform_name: str | None):
     """The configuration (adapted to this machine as a run would be), the platform, device and precision."""
     from utils import plan
     from utils.config import build
-    from utils.runtime import choose_precision
+    from utils.runtime import choose_precision, deterministic
 
+    deterministic()  # the kernels a run's training uses (utils/runtime.py), so that its rates are a run's
     settings = {"training_mode": "end_to_end", **{f"{k}.training_mode": "end_to_end" for k in KINDS}}
     if smoke:  # the tiny text encoder and timm's test ViT (0.3 M weights, 160 px): the full profile's code paths
         settings.update(device="cpu", image_model="test_vit", image_size=160, batch_size=4, grad_accum=2)
@@ -306,7 +308,10 @@ def _ddp_worker(rank: int, kind: str, cfg, precision: str, port: int, out: str, 
     import torch
     import torch.distributed as dist
 
+    from utils.runtime import deterministic
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    deterministic()
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.set_device(rank)

@@ -56,6 +56,10 @@ def test_same_config_is_not_retrained_but_a_change_is(tmp_path):
     relabelled.tensors["cat3"][3] = (relabelled.tensors["cat3"][3] + 1) % 8  # one corrected label
     again = fit(model(), relabelled, TRAIN, VAL, schedule(**{"lr": 1e-3}), tmp_path / "run", verbose=False)
     assert not again.skipped
+    other = model()  # the same layers, other weights trained (as a code change may decide): its best.pt and
+    next(p for p in other.parameters() if p.requires_grad).requires_grad = False  # moments would not fit
+    assert repr(other) == repr(model())
+    assert not fit(other, relabelled, TRAIN, VAL, schedule(**{"lr": 1e-3}), tmp_path / "run", verbose=False).skipped
 
 
 def test_the_validation_pass_handed_back_is_the_best_epochs_and_what_best_pt_predicts(tmp_path):

@@ -248,8 +248,10 @@ def _run_parallel(jobs, processes: int, device: str, run=None, devices: list[str
                                initargs=(distributed.cpu_threads(processes), slots))
     try:
         futures = [pool.submit(_in_worker, run or _train_unit, job) for job in jobs]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        return [f.result() for f in futures]  # the first failure raises here, the others have finished
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):  # drop the queue now, not after the units before it
+            pool.shutdown(wait=False, cancel_futures=True)
+        return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

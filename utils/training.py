@@ -362,7 +362,8 @@ class _Fit:
     def identify(self, identity: dict) -> None:
         """What defines this fit (`described`, written to result.json) and its key: the schedule, the model, the
         rows, their labels (corrected labels mean a new fit), the soft targets, the augmented copies, and the
-        caller's `identity` (kind, taxonomy, starting weights)."""
+        caller's `identity` (kind, taxonomy, starting weights); in the key also which weights train (a model of
+        the same layers that trains others is another fit: its checkpoints hold other weights and moments)."""
         labels = b"".join(self.data.labels_of(idx, level).tobytes()
                           for idx in (self.train_idx, self.val_idx) for level in LEVELS)
         soft, copies = self.data.soft_digest, self.data.copies_digest
@@ -371,8 +372,9 @@ class _Fit:
             "val_rows": hashlib.sha1(self.val_idx.tobytes()).hexdigest()[:12],
             "labels": hashlib.sha1(labels).hexdigest()[:12], **({"soft_targets": soft} if soft else {}),
             **({"augmented_copies": copies} if copies else {})}}
-        self.key = hashlib.sha1(json.dumps({**self.described, "model": repr(self.model)}, sort_keys=True,
-                                           default=str).encode()).hexdigest()[:16]
+        trained = " ".join(name for name, p in self.model.named_parameters() if p.requires_grad)
+        self.key = hashlib.sha1(json.dumps({**self.described, "model": repr(self.model), "trained": trained},
+                                           sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def prepare(self) -> None:
         """Seeds, optimiser and schedule, losses, the data-parallel wrapper and the loss scaler."""
