@@ -6,22 +6,29 @@ import time
 
 
 def _timed_unit(job, data, device):
-    """A stand-in K-fold unit: holds its device for `job` seconds and says when, where and in which process."""
+    """A stand-in K-fold unit: holds its device for `job` seconds and says when, where, in which process and
+    with which torch settings."""
+    import torch
+
     start = time.time()
     time.sleep(job)
-    return device, start, time.time(), os.getpid()
+    return device, start, time.time(), os.getpid(), (torch.are_deterministic_algorithms_enabled(),
+                                                      os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
 
 
 def test_kfold_units_follow_the_worker_so_no_two_share_a_gpu_while_another_idles():
     """Two workers on two (fake) GPUs, units of unequal length: a GPU never runs two units at once and each
     worker keeps its own GPU. (Assigned by the unit's index, the third unit went to GPU 0 while the first still
-    ran there, and GPU 1 idled.)"""
+    ran there, and GPU 1 idled.) Each worker asks torch for deterministic kernels (and fixes cuBLAS's workspace
+    for them) as the notebook's process does, or units trained in several processes would differ from one's."""
     from utils.ensemble import _run_parallel
 
     results = _run_parallel([1.2, 0.1, 0.1, 0.1, 0.1], 2, "cuda", run=_timed_unit, devices=["fake:0", "fake:1"])
     by_device = {}
-    for device, start, end, pid in results:
+    wanted = os.environ.get("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # one set already is kept
+    for device, start, end, pid, settings in results:
         by_device.setdefault(device, []).append((start, end, pid))
+        assert settings == (True, wanted)
     assert set(by_device) == {"fake:0", "fake:1"}
     for device, spans in by_device.items():
         spans.sort()
@@ -29,21 +36,6 @@ def test_kfold_units_follow_the_worker_so_no_two_share_a_gpu_while_another_idles
         assert all(a_end <= b_start for (_, a_end, _), (b_start, _, _) in zip(spans, spans[1:])), \
             f"two units at once on {device}: {spans}"
     assert max(len(v) for v in by_device.values()) == 4  # the short units all went to the free GPU
-
-
-def _settings_unit(job, data, device):
-    import torch
-
-    return torch.are_deterministic_algorithms_enabled(), os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-
-
-def test_kfold_workers_run_deterministic_kernels_as_the_notebook_does():
-    """The notebook's process asks torch for deterministic kernels (and fixes cuBLAS's workspace for them); its
-    K-fold workers do too, or units trained in several processes would differ from those of one on a GPU."""
-    from utils.ensemble import _run_parallel
-
-    wanted = os.environ.get("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # one set already is kept
-    assert _run_parallel([0, 1], 2, "cuda", run=_settings_unit, devices=["fake:0", "fake:1"]) == [(True, wanted)] * 2
 
 
 def _failing_unit(job, data, device):
@@ -63,13 +55,9 @@ def test_a_failed_kfold_unit_stops_the_queue_at_once(tmp_path):
 
     from utils.ensemble import _run_parallel
 
-    for failing in (0, 1):
-        folder = tmp_path / str(failing)
-        folder.mkdir()
-        with pytest.raises(RuntimeError, match="CUDA out of memory"):
-            _run_parallel([(folder, i, failing) for i in range(16)], 2, "cuda", run=_failing_unit,
-                          devices=["fake:0", "fake:1"])
-        assert len(list(folder.glob("*.ran"))) <= 8, failing  # all 15 when the error waited for the queue
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):  # unit 1 fails while unit 0 still runs
+        _run_parallel([(tmp_path, i, 1) for i in range(16)], 2, "cuda", run=_failing_unit, devices=["fake:0", "fake:1"])
+    assert len(list(tmp_path.glob("*.ran"))) <= 8  # all 15 when the error waited for the queue
 
 
 def test_the_full_profile_refuses_a_machine_without_cuda_before_the_first_notebook(tmp_path, monkeypatch, capsys):
