@@ -318,3 +318,17 @@ def test_mixup_keeps_the_data_parallel_processes_generators_together():
     alone, before = np.random.default_rng(0), np.random.default_rng(0)
     _, perm, lam = _mix(batch(13), 0.4, alone)
     assert lam == float(before.beta(0.4, 0.4)) and perm.tolist() == before.permutation(13).tolist()
+
+
+def test_a_loss_that_is_not_finite_stops_training_naming_the_model_and_the_way_out(tmp_path, monkeypatch):
+    """A loss NaN in most batches of an epoch (fp16 overflow in the forward, a learning rate far too high) stops
+    the fit with what to change, instead of training on garbage (under fp16 the GradScaler would skip every step
+    without a word)."""
+    real = training._loss
+    monkeypatch.setattr(training, "_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(training.TrainingDiverged, match=r"fold0: the loss was NaN or infinite in 6 of 6 batches of "
+                                                         r"epoch 1 \(fp32\).*Lower the learning rate"):
+        fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "run", name="fold0", verbose=False)
+    monkeypatch.setattr(training, "choose_precision", lambda device, precision: "fp16")
+    with pytest.raises(training.TrainingDiverged, match=r"\(fp16\).*--set precision=fp32"):
+        fit(model(), toy_data(), TRAIN, VAL, schedule(), tmp_path / "half", name="fold0", verbose=False)

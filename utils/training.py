@@ -33,6 +33,11 @@ from .runtime import announce_precision, autocast, choose_precision, pick_device
 from .taxonomy import LEVELS
 
 
+class TrainingDiverged(FloatingPointError):
+    """The loss was NaN or infinite in most batches of an epoch: what follows would train on garbage (under fp16
+    the GradScaler would skip every step without a word)."""
+
+
 class TimeBudgetExceeded(RuntimeError):
     """Training stopped cleanly before the session's time budget ran out; rerunning the same command continues
     from the checkpoint it saved."""
@@ -440,7 +445,7 @@ class _Fit:
         if 0 < len(order) % s.batch_size < self.world:  # every process needs a row of the last batch
             order = order[:len(order) - len(order) % s.batch_size]
         n_batches = int(np.ceil(len(order) / s.batch_size))
-        totals, first = [0.0, 0, 0], 0
+        totals, first, bad = [0.0, 0, 0], 0, 0
         if p.within is not None and p.within["epoch"] == epoch:
             first, totals = p.within["step"], [p.within["total_loss"], p.within["seen"], p.within["correct"]]
             self.rng.bit_generator.state = p.within["rng_now"]
@@ -454,11 +459,21 @@ class _Fit:
             if step > first and step % s.grad_accum == 0:  # between optimiser steps: a clean place to stop
                 self.checkpoint_or_stop(epoch, step, first, n_batches, epoch_rng, totals, clock, t0)
             loss, logits, batch = self.step(batch, step, n_batches, order)
-            totals[0] += float(loss.detach()) * len(batch["cat3"])
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                bad += 1
+                continue
+            totals[0] += value * len(batch["cat3"])
             totals[1] += len(batch["cat3"])
             totals[2] += int((logits["cat3"].argmax(-1) == batch["cat3"]).sum())  # soft-target rows never count
             bar.set_postfix(loss=f"{totals[0] / totals[1]:.3f}")
-        return distributed.total(totals)
+        *totals, bad, steps = distributed.total([*totals, bad, n_batches - first])
+        if bad > steps / 2:
+            other = " or train in fp32 (--set precision=fp32)" if self.precision != "fp32" else ""
+            raise TrainingDiverged(f"{self.name}: the loss was NaN or infinite in {bad:.0f} of {steps:.0f} batches of "
+                                   f"epoch {epoch + 1} ({self.precision}): training has diverged. Lower the learning "
+                                   f"rate (lr, encoder_lr){other} and run again")
+        return totals
 
     def checkpoint_or_stop(self, epoch, step, first, n_batches, epoch_rng, totals, clock, t0) -> None:
         """`last.pt` every `checkpoint_minutes` within an epoch; saved, then TimeBudgetExceeded, when two more
