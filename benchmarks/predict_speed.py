@@ -147,7 +147,8 @@ def main(argv=None) -> int:
             times[name].append(timed(step))
     bare_s, loop_s, inputs_s, keywords_s, members_s = (min(times[name]) for name in steps)
     rows = len(texts)
-    result = {"machine": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} {torch.get_num_threads()} threads", "device": device,
+    capability = torch.backends.cpu.get_cpu_capability()
+    result = {"machine": f"{platform.machine()} {capability} {torch.get_num_threads()} threads", "device": device,
               "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else "",
               "run": run.name, "members": "+".join(k for k, _, _ in predictor.members), "precision": predictor.encoder_precision,
               "rows": rows, "batch_size": args.batch_size, "bare_rows_s": round(rows / bare_s, 1),

@@ -140,20 +140,27 @@ def test_layer_wise_heads_read_the_hidden_layers_they_claim(ds):
     here -3/-2/-1 on the two-layer tiny encoder), from raw tokens and from cached states below the top."""
     cfg = build("tiny", {"text_finetuned.training_mode": "end_to_end", "text_head": "layerwise",
                          "layerwise_depths": "-3,-2,-1"})
-    model = build_model("text_finetuned", cfg, SIZES).eval()
+    model = build_model("text_finetuned", cfg, SIZES)
+    seen = _read_by_the_heads(model, next(iter(RawRows(ds, cfg, ("text",)).loader([np.arange(4)], "cpu"))), cfg)
+    assert not torch.allclose(seen["cat1"], seen["cat3"])
+
+
+def _read_by_the_heads(model, batch, cfg) -> dict:
+    """What each level's block reads of `batch` (in eval mode), checked against transformers' hidden_states[depth]
+    of the configured depth."""
+    model.eval()
     seen = {}
-    for level, block in model.blocks.items():
-        block.register_forward_hook(lambda mod, args, kwargs, out, level=level: seen.__setitem__(level, args[0]),
-                                    with_kwargs=True)
-    rows = RawRows(ds, cfg, ("text",))
-    batch = next(iter(rows.loader([np.arange(4)], "cpu")))
+    hooks = [block.register_forward_hook(lambda mod, args, kwargs, out, level=level: seen.__setitem__(level, args[0]),
+                                         with_kwargs=True) for level, block in model.blocks.items()]
     with torch.no_grad():
         model(batch)
         hidden = model.tower.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                      output_hidden_states=True).hidden_states
+    for hook in hooks:
+        hook.remove()
     for level, depth in cfg.head_depths.items():
         assert torch.allclose(seen[level], hidden[depth], atol=1e-5), f"{level} does not read hidden_states[{depth}]"
-    assert not torch.allclose(seen["cat1"], seen["cat3"])
+    return seen
 
 
 def test_layer_wise_heads_below_the_top_neither_run_nor_train_the_layers_above(ds):
@@ -171,17 +178,7 @@ def test_layer_wise_heads_below_the_top_neither_run_nor_train_the_layers_above(d
     trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     assert trained and all(p.grad is not None for _, p in trained), [n for n, p in trained if p.grad is None]
     assert not any(p.requires_grad for p in model.tower.encoder.encoder.layer[-1].parameters())
-    model.eval()
-    seen = {}
-    for level, block in model.blocks.items():
-        block.register_forward_hook(lambda mod, args, kwargs, o, level=level: seen.__setitem__(level, args[0]),
-                                    with_kwargs=True)
-    with torch.no_grad():
-        model(batch)
-        hidden = model.tower.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                     output_hidden_states=True).hidden_states
-    for level, depth in cfg.head_depths.items():
-        assert torch.allclose(seen[level], hidden[depth], atol=1e-5), f"{level} does not read hidden_states[{depth}]"
+    _read_by_the_heads(model, batch, cfg)
 
 
 def test_layer_wise_heads_refuse_depths_below_the_trained_layers(ds, tmp_path):

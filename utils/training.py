@@ -499,9 +499,11 @@ class _Fit:
         data-parallel processes only on a micro-batch that ends an optimiser step), and the optimiser step."""
         s = self.s
         batch = to_device(batch, self.device)
+        whole = None  # data-parallel: the rows of the whole batch, over every process
+        if self.world > 1:
+            whole = len(order[step * s.batch_size:(step + 1) * s.batch_size])
         perm, lam = None, 1.0
         if s.mixup > 0:
-            whole = len(order[step * s.batch_size:(step + 1) * s.batch_size]) if self.world > 1 else None
             batch, perm, lam = _mix(batch, s.mixup, self.rng, whole)
         optimiser_step = (step + 1) % s.grad_accum == 0 or step + 1 == n_batches
         with gradient_sync(self.ddp, optimiser_step):
@@ -509,8 +511,8 @@ class _Fit:
                 logits = self.step_model(batch)
                 loss = _loss(logits, batch, self.losses, self.weights, perm, lam, s.distill_weight)
             share = 1.0
-            if self.world > 1:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
-                share = len(batch["cat3"]) * self.world / len(order[step * s.batch_size:(step + 1) * s.batch_size])
+            if whole is not None:  # DDP averages gradients over processes: weigh each by its share of the batch's rows
+                share = len(batch["cat3"]) * self.world / whole
             self.scaler.scale(loss * share / s.grad_accum).backward()
         if optimiser_step:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients

@@ -50,8 +50,7 @@ def _rates(fig: Figures, fit: Fit, cfg, platform: Platform, measured: bool = Tru
     peak = peak_flops(platform)
     train = peak / max(fig.flops * (CHECKPOINT_COMPUTE if fit.checkpointing else 1), 1.0)
     infer = peak / max(fig.flops / TRAIN_OVER_FORWARD, 1.0)
-    row = _measured(fit.kind, "train", platform, fit.checkpointing, signature(fit.kind, cfg, fit.stage)) \
-        if measured else None
+    row = _measured_training(fit, cfg, platform) if measured else None
     if row and row["same_gpu"] and row.get("items_per_s"):
         train = float(row["items_per_s"])
     if fit.reads == "raw" and "image" in kinds.get(fit.kind).reads:
@@ -61,10 +60,15 @@ def _rates(fig: Figures, fit: Fit, cfg, platform: Platform, measured: bool = Tru
     return train, min(infer, VALIDATION_BATCH / STEP_SECONDS)
 
 
+def _measured_training(fit: Fit, cfg, platform: Platform) -> dict | None:
+    """gpu_check's newest training row for this fit's kind, checkpointing and model shape."""
+    return _measured(fit.kind, "train", platform, fit.checkpointing, signature(fit.kind, cfg, fit.stage))
+
+
 def _rate_provenance(fit: Fit, cfg, platform: Platform) -> dict:
     """What a trained fit's hours rest on: gpu_check's items/s on the same GPU model, or FLOPs over the assumed
     utilisation; the loader's measured rate for raw photos; the assumed per-step least time and DDP scaling."""
-    row = _measured(fit.kind, "train", platform, fit.checkpointing, signature(fit.kind, cfg, fit.stage))
+    row = _measured_training(fit, cfg, platform)
     measured = bool(row and row["same_gpu"] and row.get("items_per_s"))
     photos = fit.reads == "raw" and "image" in kinds.get(fit.kind).reads
     return rests_on(f"training items/s on the GPU: benchmarks/results/{row['file']}" if measured else
