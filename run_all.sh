@@ -30,7 +30,7 @@ Options:
                     model's data-parallel processes (DDP); same as --set processes=N.
   --setup-only      only create/update .venv.
   --jupyter         set up, then open the notebooks in JupyterLab with the environment's kernel.
-  --test            set up, then run the test suite (pytest -n 2 tests/) instead of the notebooks.
+  --test            set up, then run the test suite (pytest -n 3 tests/) instead of the notebooks.
   -h, --help        this help.
   STEP ...          run only these steps, by number: ./run_all.sh 04 05
 
@@ -132,7 +132,8 @@ export PIPELINE_NO_APP=1   # executed copies do not start the page of 06's last 
 export MPLBACKEND=Agg
 if [ "$PROFILE" != "full" ]; then export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; fi
 if [ "$MODE" = test ]; then
-  cd "$REPO" && exec "$PY" -m pytest -q -n 2 --maxschedchunk 1 tests   # 2 workers of one thread each (conftest)
+  cd "$REPO" && exec "$PY" -m pytest -q -n 3 --maxschedchunk 1 tests   # 3 workers of one thread each (conftest): the
+  # third keeps two cores busy while another waits on a kernel or a process starting (docs/benchmarks.md)
 fi
 if [ "$MODE" = jupyter ]; then
   cd "$REPO" && exec "$PY" -m jupyter lab --notebook-dir "$REPO/notebooks"

@@ -47,7 +47,8 @@ def test_pipeline_02_to_07_executes_and_writes_its_artifacts(tiny_data, tmp_path
         extra = {"gradcam_explain": 96, "gradcam_calibrate": 16} if name.startswith("07") else {}  # 16 > what is left
         # models of one notebook in different training modes, as in the full profile (05: fusion end to end,
         # late fusion on cached vectors)
-        out = execute(name, tiny_data, root, **{"fusion_transformer.training_mode": "end_to_end", **extra})
+        out = execute(name, tiny_data, root, **{"fusion_transformer.training_mode": "end_to_end",
+                                                "fusion_transformer.steps_per_epoch": 8, **extra})
     assert sorted(p.name for p in root.iterdir()) == ["cache", "tiny-tiny-seed0"]
     assert (out / "notebooks" / "07_gradcam.ipynb").exists() and (out / "validation_split.csv").exists()
     suspects = pd.read_csv(out / "label_suspects.csv")

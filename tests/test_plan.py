@@ -127,13 +127,15 @@ def test_what_does_not_fit_names_the_set_that_fits():
     assert any("--set platform=colab-t4" in p and "gives up" in p for p in found)
 
 
-def test_the_stored_demo_figures_are_what_the_models_trace_now():
+@pytest.mark.parametrize("profile", ["demo", "tiny"])
+def test_the_stored_figures_are_what_the_models_trace_now(profile):
     """plan_figures.json is `--measure`'s output; a figure the current models no longer give (a stale file, an
-    edited model) fails here rather than misplanning quietly."""
+    edited model) fails here rather than misplanning quietly. The tiny profile's are stored too: every run_all.sh
+    of the tests plans its disk before the first notebook, and tracing them took 20 s of each."""
     from utils import kinds
     from utils.config import STAGES, build
 
-    cfg, stored = build("demo"), plan._stored_figures()
+    cfg, stored = build(profile), plan._stored_figures()
     keys = {plan.signature(kind, cfg, stage): (kind, stage) for kind in kinds.names(cfg=cfg) if kind != "text_tfidf"
             for stage in (None, *STAGES)}
     checked = [key for key in keys if key in stored]

@@ -281,12 +281,12 @@ PROFILES: dict[str, dict] = {
     "tiny": {
         "data_size": "tiny", "text_model": "tiny-text", "image_model": "tiny-image", "image_size": 64, "max_len": 32,
         "fusion_width": 32, "fusion_ff": 64, "batch_size": 32, "epochs": 3, "encoder_lr": 1e-4, "n_folds": 3,
-        "device": "cpu", "predictor_check_rows": 0,
+        "device": "cpu", "predictor_check_rows": 0, "gallery_size": 4, "eda_sample_images": 4,
         "vit_check_model": "vit_small_patch32_384",  # the contest ViT's 12x12 grid, 14x fewer weights
-        "schedules": {"text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "lr": 1e-4, "patience": 2,
-                                         "warmup_ratio": 0.0},
-                      "image_finetuned": {"training_mode": "end_to_end", "epochs": 1, "lr": 1e-4, "patience": 2,
-                                          "warmup_ratio": 0.0},
+        "schedules": {"text_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 4,
+                                         "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
+                      "image_finetuned": {"training_mode": "end_to_end", "epochs": 1, "steps_per_epoch": 8,
+                                          "lr": 1e-4, "patience": 2, "warmup_ratio": 0.0},
                       "fusion_transformer": {"epochs": 2}},
     },
 }

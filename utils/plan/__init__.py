@@ -3,6 +3,7 @@
     python -m utils.plan --profile full --platform colab-t4          # one platform (default: the GPU found here)
     python -m utils.plan --profile full --platform all --json        # colab-t4, kaggle-2xt4, a100-40, h100-80
     python -m utils.plan --profile full --measure                    # recompute the per-item figures (a minute)
+    python -m utils.plan --profile demo --measure                    # and the demo's, and tiny's (the tests')
 
 Why: the full profile trains RoBERTa-large and ViT-L end to end; on a 15 GB T4 the fusion model alone holds
 10 GB of weights, gradients and AdamW moments (12 during AdamW's step), a fusion `last.pt` is 7.8 GB (twice that

@@ -3,6 +3,7 @@
     python -m utils.plan --profile full --platform colab-t4          # one platform (default: the GPU found here)
     python -m utils.plan --profile full --platform all --json        # colab-t4, kaggle-2xt4, a100-40, h100-80
     python -m utils.plan --profile full --measure                    # recompute the per-item figures (a minute)
+    python -m utils.plan --profile demo --measure                    # and the demo's, and tiny's (the tests')
 
 `--json` gives each figure's provenance (what measured it, which assumed constants it rests on) and the table of
 those constants (utils/plan/assumed.py).

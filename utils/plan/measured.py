@@ -35,7 +35,7 @@ def signature(kind: str, cfg, stage: str | None = None) -> str:
 
 
 FIGURES_FILE = Path(__file__).with_name("figures.json")  # written by `--measure`: every shape the four
-# platforms' plans and presets reach for the full profile, and the demo's
+# platforms' plans and presets reach for the full profile, and the demo's and the tiny profile's (the tests')
 
 
 def _stored_figures() -> dict:
