@@ -278,3 +278,33 @@ def test_throughput_on_the_full_profiles_kinds(capsys):
     assert throughput.main(argv) == 0
     out = capsys.readouterr().out
     assert "image_vit" in out and "not timed" in out and "fusion_transformer" in out
+
+
+def test_tagging_on_a_gpu_counts_the_members_crossing_to_the_card_once_per_block(monkeypatch):
+    """The predictor moves each member's units to the card once per block (utils/predict.py): the full profile's
+    25 units a member on an H100 are tens of GB a block, seconds that its FLOPs alone leave out. The CPU moves
+    nothing."""
+    from utils.plan import costs
+
+    cfg, h100, cpu = plan.adapt(FULL, "h100-80")[0], plan.PLATFORMS["h100-80"], plan.detect_platform()
+    rate = {}
+    for rows in (512, 2048):
+        monkeypatch.setattr(costs, "PREDICT_BLOCK_ROWS", rows)
+        rate[rows] = costs.tagging(cfg, h100)["rows_per_s"]
+    monkeypatch.setattr(costs, "HOST_TO_DEVICE_GBS", 1e15)
+    unbounded = costs.tagging(cfg, h100)["rows_per_s"]
+    assert rate[512] < 0.85 * unbounded and rate[512] < rate[2048] < unbounded
+    assert "HOST_TO_DEVICE_GBS" in costs.tagging(cfg, h100)["provenance"]["assumed"]
+    on_cpu = costs.tagging(FULL, cpu)
+    monkeypatch.setattr(costs, "HOST_TO_DEVICE_GBS", 1.0)
+    assert costs.tagging(FULL, cpu) == on_cpu and "HOST_TO_DEVICE_GBS" not in on_cpu["provenance"]["assumed"]
+
+
+def test_the_plans_code_constants_are_the_predictors():
+    """PREDICT_BATCH and PREDICT_BLOCK_ROWS restate utils/predict.py's batch and GPU block for the plan."""
+    import inspect
+
+    from utils import predict
+
+    batch = inspect.signature(predict.Predictor.probabilities).parameters["batch_size"].default
+    assert plan.PREDICT_BATCH == batch and plan.assumed.PREDICT_BLOCK_ROWS == predict.BLOCK_ROWS["cuda"]

@@ -50,7 +50,9 @@ from .text import analysed, kiwi_options, use_kiwi
 from .training import load_checkpoint
 
 MODEL_CARD = "predictor.json"
-BLOCK_ROWS = 512  # rows read at once; each member visits the device once per block (host memory: their pixels)
+BLOCK_ROWS = {"cpu": 512, "cuda": 2048}  # rows read at once; each member visits the device once per block. On a
+# GPU its units cross the host link each time (the full profile's members up to 66 GB: seconds), so blocks are
+# longer there; their photos wait on the host as uint8, 2,048 rows in the bytes of 512 in float32
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._BatchNorm)  # kept fp32: _kept_fp32
 
 
@@ -322,7 +324,8 @@ class Predictor:
         texts = [t if has_text(t) else "" for t in texts]
         if check:
             check_inputs(images, texts)
-        block = batch_size * max(1, BLOCK_ROWS // batch_size)  # whole chunks: the same chunks as without blocks
+        rows = BLOCK_ROWS[torch.device(self.device).type]
+        block = batch_size * max(1, rows // batch_size)  # whole chunks: the same chunks as without blocks
         parts = [self._block(images[start:start + block], texts[start:start + block], batch_size)
                  for start in bar(range(0, len(images), block), "predicting", disable=not progress)]
         return {level: np.concatenate([part[level] for part in parts]) for level in (parts[0] if parts else ())}
@@ -347,19 +350,19 @@ class Predictor:
         placed = _to_device(units, self.device, self.dtype)
         probs = []
         for (batch, cached), chunk_texts in zip(inputs, texts):
-            chunk = {k: v.to(self.device) for k, v in (cached if kind in self.cached_kinds else batch).items()}
+            chunk = to_device(cached if kind in self.cached_kinds else batch, self.device)
             probs.append(self._member_probs(kind, placed, chunk, list(chunk_texts)))
         return {level: np.concatenate([p[level] for p in probs]) for level in probs[0]}
 
     def _inputs(self, batch: dict) -> tuple[dict, dict]:
-        """A chunk's inputs (`inputs.Places`), pixels normalised on the device as in training and the caching pass,
-        kept on the host; with them the cached encoder states (`features.encoder_states`) for the cached-mode
-        members, as the caching pass computes them."""
-        batch = to_device(batch, self.device)
+        """A chunk's inputs as read (`inputs.Places`: photos uint8, normalised on the device by each member that
+        reads them, as in training), kept on the host; and for the cached-mode members, which read no photo, the
+        cached encoder states (`features.encoder_states`) as the caching pass computes them, beside the rest."""
         with torch.inference_mode(), autocast(self.device, self.encoder_precision):  # the caching pass's, or bf16
-            cached = encoder_states(self.cache_towers, batch, self.cached_inputs)
-        host = {k: v.cpu() for k, v in batch.items()}
-        return host, {**host, **{k: v.cpu() for k, v in cached.items()}}
+            cached = encoder_states(self.cache_towers, to_device(batch, self.device), self.cached_inputs)
+        batch = {k: v.clone() for k, v in batch.items()}  # a block holds hundreds: none in a worker's shared memory
+        rest = {k: v for k, v in batch.items() if k not in ("pixels", "pixel_stats")}
+        return batch, {**rest, **{k: v.cpu() for k, v in cached.items()}}
 
     def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3,
                 progress: bool = True) -> list[dict]:

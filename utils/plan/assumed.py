@@ -52,6 +52,8 @@ TABLE = {
     "VALIDATION_BATCH": Constant(256, "items", "code", "training.predict's batch: validation every epoch, test "
                                  "rows of K-fold units"),
     "PREDICT_BATCH": Constant(32, "items", "code", "the predictor's batch (utils/predict.py)"),
+    "PREDICT_BLOCK_ROWS": Constant(2048, "rows", "code", "the predictor's block on a GPU (utils/predict.py "
+                                   "BLOCK_ROWS): every member's units cross to the card once per block"),
     "ENCODE_BATCH": Constant({"text": 16, "image": 64}, "items", "code", "the caching pass (utils/features.py "
                              "encode_texts / encode_images)"),
     "GRADCAM_BATCH": Constant(16, "items", "code", "utils/gradcam.py explain"),
@@ -60,6 +62,8 @@ TABLE = {
                                 "one core of a 2-core CPU (docs/benchmarks.md); gpu_check measures the loader on "
                                 "the GPU machine"),
     "STEP_SECONDS": Constant(0.01, "s", "assumed", "least time of one optimiser micro-step (launches, Python)"),
+    "HOST_TO_DEVICE_GBS": Constant(10.0, "GB/s", "assumed", "weights copied from pageable host memory to a GPU "
+                                   "(PCIe 3 to 5 x16 carry 12 to 50 GB/s from pinned memory, pageable copies less)"),
     "TFIDF_SGD_SECONDS_PER_1K": Constant(3.8, "s per 1,000 training rows", "measured", "a TF-IDF fit of the SGD "
                                          "candidate (02's experts, or `tfidf_classifier=sgd`) at the real data's "
                                          "size: 51.6 s for 13,588 rows (benchmarks/results/tfidf-scale.csv)"),
@@ -119,6 +123,8 @@ BYTES_LAST = TABLE["BYTES_LAST"].value
 BYTES_BEST = TABLE["BYTES_BEST"].value
 VALIDATION_BATCH = TABLE["VALIDATION_BATCH"].value
 PREDICT_BATCH = TABLE["PREDICT_BATCH"].value
+PREDICT_BLOCK_ROWS = TABLE["PREDICT_BLOCK_ROWS"].value
+HOST_TO_DEVICE_GBS = TABLE["HOST_TO_DEVICE_GBS"].value
 ENCODE_BATCH = TABLE["ENCODE_BATCH"].value
 GRADCAM_BATCH = TABLE["GRADCAM_BATCH"].value
 IMAGES_PER_CORE = TABLE["IMAGES_PER_CORE"].value

@@ -10,7 +10,8 @@ import math
 from .. import kinds
 from .assumed import (BYTES_BEST, BYTES_DDP, BYTES_LAST, BYTES_STEP_EXTRA, BYTES_TRAINED, CHECKPOINT_COMPUTE,
                       CUDA_CONTEXT_GB, DDP_EFFICIENCY, ENCODE_BATCH, GB, GRADCAM_ACT_FACTOR, GRADCAM_BATCH,
-                      GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, IMAGES_PER_CORE, LARGEST_CATALOGUE, PREDICT_BATCH, STEP_SECONDS,
+                      GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, HOST_TO_DEVICE_GBS, IMAGES_PER_CORE, LARGEST_CATALOGUE,
+                      PREDICT_BATCH, PREDICT_BLOCK_ROWS, STEP_SECONDS,
                       TABLE, TRAIN_OVER_FORWARD, VALIDATION_BATCH, WORKER_GB, rests_on)
 from .fits import Fit, kfold_members
 from .measured import (_encoder_figures, _encoder_params, _measured, _state_bytes, _with_measurements, figures,
@@ -217,24 +218,42 @@ def _cost_encode_copies(fit: Fit, cfg, platform: Platform) -> Fit:
     return fit
 
 
-def _cost_predict(fit: Fit, cfg, platform: Platform) -> Fit:
-    """06's predictor over the test rows (utils/predict.py): every member's units held on the host in half
-    precision on a GPU machine (the shared frozen encoders in fp32), one member's units at a time on the device;
-    every unit of an end-to-end member runs its own encoders."""
+def _predictor_units(cfg, platform: Platform) -> tuple[list, list, int, int]:
+    """The predictor's K-fold members (utils/predict.py) on the platform: their figures and modes, the bytes of
+    each member's units as held (half on a GPU machine; every unit of an end-to-end member holds its own
+    encoders), the shared frozen encoders' parameters, and the bytes per weight."""
     units = cfg.n_folds * len(cfg.training_seeds)
     width = 2 if platform.gpus else 4
     members = [(figures(kind, cfg, "kfold"), reads(kind, cfg, "kfold")) for kind in kfold_members(cfg)
                if kind != "text_tfidf"]
-    shared = sum(_encoder_params(m, cfg) for m in ("text", "image"))
     own = [units * width * (fig.total if mode == "raw" else fig.trained) for fig, mode in members]
+    return members, own, sum(_encoder_params(m, cfg) for m in ("text", "image")), width
+
+
+def _predict_seconds_per_row(cfg, platform: Platform) -> float:
+    """One row through the predictor at the assumed utilisation; on a GPU also its share of the members' units
+    crossing to the card, once per block of PREDICT_BLOCK_ROWS (the shared encoders with each cached member)."""
+    seconds = _predict_flops(cfg) / peak_flops(platform)
+    if platform.gpus:
+        members, own, shared, width = _predictor_units(cfg, platform)
+        crossing = sum(own) + width * shared * sum(mode != "raw" for _, mode in members)
+        seconds += crossing / (HOST_TO_DEVICE_GBS * 1e9) / PREDICT_BLOCK_ROWS
+    return seconds
+
+
+def _cost_predict(fit: Fit, cfg, platform: Platform) -> Fit:
+    """06's predictor over the test rows (utils/predict.py): every member's units held on the host, one
+    member's units at a time on the device."""
+    members, own, shared, width = _predictor_units(cfg, platform)
     on_device = [o + fig.infer * PREDICT_BATCH for o, (fig, _) in zip(own, members)]
     fit.reads = "predict"
     fit.gpu_memory_gb = bool(platform.gpus) * ((width * shared + max(on_device, default=0)) / GB + CUDA_CONTEXT_GB)
     building = max((HOST_BYTES_BUILD * fig.total for fig, _ in members), default=0)  # one unit built in fp32
     fit.host_ram_gb = host_base_gb() + (4 * shared + sum(own) + building) / GB
-    fit.hours = fit.rows[2] * _predict_flops(cfg) / peak_flops(platform) / 3600
+    fit.hours = fit.rows[2] * _predict_seconds_per_row(cfg, platform) / 3600
     fit.provenance = {"gpu_memory_gb": _device("traced", platform), "host_ram_gb": _host("HOST_BYTES_BUILD"),
-                      "hours": _encode_provenance(platform, "")}
+                      "hours": rests_on("FLOPs traced on the CPU", mfu_constant(platform), "TRAIN_OVER_FORWARD",
+                                        "HOST_TO_DEVICE_GBS" if platform.gpus else "")}
     return fit
 
 
@@ -251,15 +270,16 @@ def tagging(cfg, platform: Platform) -> dict:
     """Rows/s of tagging a catalogue (`python -m utils.predict --csv --out`) on one card of the platform (a shard
     per card), or on its cores: the predictor's FLOPs per row at the assumed utilisation, bounded by the photos
     the loader's workers decode; on the CPU the same cores decode, one after the other."""
-    flops = _predict_flops(cfg)
+    seconds = _predict_seconds_per_row(cfg, platform)
     if platform.gpus:
-        rate = min(peak_flops(platform) / flops, loader_rate(_workers(cfg, platform)))
+        rate = min(1 / seconds, loader_rate(_workers(cfg, platform)))
     else:
-        rate = 1 / (flops / peak_flops(platform) + 1 / (IMAGES_PER_CORE * platform.cpu_cores))
+        rate = 1 / (seconds + 1 / (IMAGES_PER_CORE * platform.cpu_cores))
     return {"rows_per_s": round(rate, 1), "largest_catalogue": LARGEST_CATALOGUE,
             "hours": round(LARGEST_CATALOGUE / rate / 3600, 2),
             "provenance": rests_on("FLOPs traced on the CPU", mfu_constant(platform), "TRAIN_OVER_FORWARD",
-                                   "IMAGES_PER_CORE", "LARGEST_CATALOGUE")}
+                                   "IMAGES_PER_CORE", "LARGEST_CATALOGUE",
+                                   "HOST_TO_DEVICE_GBS" if platform.gpus else "")}
 
 
 def _cost_gradcam(fit: Fit, cfg, platform: Platform) -> Fit:
