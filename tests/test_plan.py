@@ -288,8 +288,8 @@ def test_tagging_on_a_gpu_counts_the_members_crossing_to_the_card_once_per_block
 
     cfg, h100, cpu = plan.adapt(FULL, "h100-80")[0], plan.PLATFORMS["h100-80"], plan.detect_platform()
     rate = {}
-    for rows in (512, 2048):
-        monkeypatch.setattr(costs, "PREDICT_BLOCK_ROWS", rows)
+    for rows in (512, 2048):  # a catalogue's chunk is one call of the predictor: its block where shorter
+        monkeypatch.setattr(costs, "CATALOGUE_CHUNK_ROWS", rows)
         rate[rows] = costs.tagging(cfg, h100)["rows_per_s"]
     monkeypatch.setattr(costs, "HOST_TO_DEVICE_GBS", 1e15)
     unbounded = costs.tagging(cfg, h100)["rows_per_s"]
@@ -301,10 +301,12 @@ def test_tagging_on_a_gpu_counts_the_members_crossing_to_the_card_once_per_block
 
 
 def test_the_plans_code_constants_are_the_predictors():
-    """PREDICT_BATCH and PREDICT_BLOCK_ROWS restate utils/predict.py's batch and GPU block for the plan."""
+    """PREDICT_BATCH, PREDICT_BLOCK_ROWS and CATALOGUE_CHUNK_ROWS restate utils/predict.py's batch and GPU block
+    and utils/catalogue.py's chunk for the plan."""
     import inspect
 
-    from utils import predict
+    from utils import catalogue, predict
 
     batch = inspect.signature(predict.Predictor.probabilities).parameters["batch_size"].default
     assert plan.PREDICT_BATCH == batch and plan.assumed.PREDICT_BLOCK_ROWS == predict.BLOCK_ROWS["cuda"]
+    assert plan.assumed.CATALOGUE_CHUNK_ROWS == catalogue.CHUNK_ROWS

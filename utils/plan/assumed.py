@@ -54,6 +54,8 @@ TABLE = {
     "PREDICT_BATCH": Constant(32, "items", "code", "the predictor's batch (utils/predict.py)"),
     "PREDICT_BLOCK_ROWS": Constant(2048, "rows", "code", "the predictor's block on a GPU (utils/predict.py "
                                    "BLOCK_ROWS): every member's units cross to the card once per block"),
+    "CATALOGUE_CHUNK_ROWS": Constant(1024, "rows", "code", "a catalogue's chunk (utils/catalogue.py CHUNK_ROWS), "
+                                     "predicted in one call: on a GPU one block"),
     "ENCODE_BATCH": Constant({"text": 16, "image": 64}, "items", "code", "the caching pass (utils/features.py "
                              "encode_texts / encode_images)"),
     "GRADCAM_BATCH": Constant(16, "items", "code", "utils/gradcam.py explain"),
@@ -124,6 +126,7 @@ BYTES_BEST = TABLE["BYTES_BEST"].value
 VALIDATION_BATCH = TABLE["VALIDATION_BATCH"].value
 PREDICT_BATCH = TABLE["PREDICT_BATCH"].value
 PREDICT_BLOCK_ROWS = TABLE["PREDICT_BLOCK_ROWS"].value
+CATALOGUE_CHUNK_ROWS = TABLE["CATALOGUE_CHUNK_ROWS"].value
 HOST_TO_DEVICE_GBS = TABLE["HOST_TO_DEVICE_GBS"].value
 ENCODE_BATCH = TABLE["ENCODE_BATCH"].value
 GRADCAM_BATCH = TABLE["GRADCAM_BATCH"].value

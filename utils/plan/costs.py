@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 
 from .. import kinds
-from .assumed import (BYTES_BEST, BYTES_DDP, BYTES_LAST, BYTES_STEP_EXTRA, BYTES_TRAINED, CHECKPOINT_COMPUTE,
+from .assumed import (BYTES_BEST, BYTES_DDP, BYTES_LAST, BYTES_STEP_EXTRA, BYTES_TRAINED, CATALOGUE_CHUNK_ROWS,
+                      CHECKPOINT_COMPUTE,
                       CUDA_CONTEXT_GB, DDP_EFFICIENCY, ENCODE_BATCH, GB, GRADCAM_ACT_FACTOR, GRADCAM_BATCH,
                       GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, HOST_TO_DEVICE_GBS, IMAGES_PER_CORE, LARGEST_CATALOGUE,
                       PREDICT_BATCH, PREDICT_BLOCK_ROWS, STEP_SECONDS,
@@ -230,14 +231,14 @@ def _predictor_units(cfg, platform: Platform) -> tuple[list, list, int, int]:
     return members, own, sum(_encoder_params(m, cfg) for m in ("text", "image")), width
 
 
-def _predict_seconds_per_row(cfg, platform: Platform) -> float:
+def _predict_seconds_per_row(cfg, platform: Platform, block_rows: int = PREDICT_BLOCK_ROWS) -> float:
     """One row through the predictor at the assumed utilisation; on a GPU also its share of the members' units
-    crossing to the card, once per block of PREDICT_BLOCK_ROWS (the shared encoders with each cached member)."""
+    crossing to the card, once per block of `block_rows` (the shared encoders with each cached member)."""
     seconds = _predict_flops(cfg) / peak_flops(platform)
     if platform.gpus:
         members, own, shared, width = _predictor_units(cfg, platform)
         crossing = sum(own) + width * shared * sum(mode != "raw" for _, mode in members)
-        seconds += crossing / (HOST_TO_DEVICE_GBS * 1e9) / PREDICT_BLOCK_ROWS
+        seconds += crossing / (HOST_TO_DEVICE_GBS * 1e9) / block_rows
     return seconds
 
 
@@ -270,7 +271,7 @@ def tagging(cfg, platform: Platform) -> dict:
     """Rows/s of tagging a catalogue (`python -m utils.predict --csv --out`) on one card of the platform (a shard
     per card), or on its cores: the predictor's FLOPs per row at the assumed utilisation, bounded by the photos
     the loader's workers decode; on the CPU the same cores decode, one after the other."""
-    seconds = _predict_seconds_per_row(cfg, platform)
+    seconds = _predict_seconds_per_row(cfg, platform, min(PREDICT_BLOCK_ROWS, CATALOGUE_CHUNK_ROWS))
     if platform.gpus:
         rate = min(1 / seconds, loader_rate(_workers(cfg, platform)))
     else:
