@@ -119,8 +119,9 @@ def main(argv=None) -> int:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    batches = read_inputs()
-    inputs = [predictor._inputs(batch) for batch in batches]
+    read = list(Places(cfg, texts, photos, predictor.reads).loader(groups, device, pin=False))  # as the loop reads
+    batches = [to_device(batch, device) for batch in read]
+    inputs = [predictor._inputs(batch) for batch in read]
     chunk_texts = [[texts[i] for i in group] for group in groups]
     tfidf = any(not kinds.get(kind).neural for kind, _, _ in predictor.members)
 

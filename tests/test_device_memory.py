@@ -262,3 +262,21 @@ def test_a_block_waits_on_the_host_with_its_photos_as_read(run_dir, photos, monk
     for batch, cached in kept:
         assert batch["pixels"].dtype == torch.uint8 and "pixel_stats" in batch
         assert "pixels" not in cached and {"text_final", "image_final"} & set(cached)
+
+
+def test_the_plan_counts_what_a_block_holds_on_the_host(run_dir, photos, monkeypatch):
+    """utils/plan's host memory for the predictor counts a block's inputs as `_inputs` keeps them: at least what
+    they take, and not twice that."""
+    from dataclasses import replace
+
+    from utils.plan import costs, detect_platform
+
+    predictor = predict.Predictor(run_dir)
+    kept, real = [], predictor._inputs
+    monkeypatch.setattr(predictor, "_inputs", lambda batch: kept.append(real(batch)) or kept[-1])
+    predictor.probabilities(photos, TEXTS, batch_size=2)
+    held = {id(t): t for batch, cached in kept for t in [*batch.values(), *cached.values()]}
+    per_row = sum(t.numel() * t.element_size() for t in held.values()) / len(TEXTS)
+    cfg = replace(predictor.cfg, kfold_models=",".join(kind for kind, _, _ in predictor.members))
+    planned = costs._block_host_bytes(cfg, detect_platform()) / predict.BLOCK_ROWS["cpu"]
+    assert per_row <= planned < 2 * per_row, (per_row, planned)

@@ -308,5 +308,5 @@ def test_the_plans_code_constants_are_the_predictors():
     from utils import catalogue, predict
 
     batch = inspect.signature(predict.Predictor.probabilities).parameters["batch_size"].default
-    assert plan.PREDICT_BATCH == batch and plan.assumed.PREDICT_BLOCK_ROWS == predict.BLOCK_ROWS["cuda"]
+    assert plan.PREDICT_BATCH == batch and plan.assumed.PREDICT_BLOCK_ROWS == predict.BLOCK_ROWS
     assert plan.assumed.CATALOGUE_CHUNK_ROWS == catalogue.CHUNK_ROWS

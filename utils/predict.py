@@ -324,7 +324,7 @@ class Predictor:
         texts = [t if has_text(t) else "" for t in texts]
         if check:
             check_inputs(images, texts)
-        rows = BLOCK_ROWS[torch.device(self.device).type]
+        rows = BLOCK_ROWS.get(torch.device(self.device).type, BLOCK_ROWS["cpu"])
         block = batch_size * max(1, rows // batch_size)  # whole chunks: the same chunks as without blocks
         parts = [self._block(images[start:start + block], texts[start:start + block], batch_size)
                  for start in bar(range(0, len(images), block), "predicting", disable=not progress)]
@@ -357,12 +357,16 @@ class Predictor:
     def _inputs(self, batch: dict) -> tuple[dict, dict]:
         """A chunk's inputs as read (`inputs.Places`: photos uint8, normalised on the device by each member that
         reads them, as in training), kept on the host; and for the cached-mode members, which read no photo, the
-        cached encoder states (`features.encoder_states`) as the caching pass computes them, beside the rest."""
-        with torch.inference_mode(), autocast(self.device, self.encoder_precision):  # the caching pass's, or bf16
-            cached = encoder_states(self.cache_towers, to_device(batch, self.device), self.cached_inputs)
+        cached encoder states (`features.encoder_states`) as the caching pass computes them, those they and their
+        frozen towers read, beside the rest."""
+        cached = {}
+        if self.cache_towers:
+            with torch.inference_mode(), autocast(self.device, self.encoder_precision):  # the caching pass's, or bf16
+                cached = encoder_states(self.cache_towers, to_device(batch, self.device), self.cached_inputs)
+        read = {*self.cached_inputs, "text_final", "text_mask", "image_final"}
         batch = {k: v.clone() for k, v in batch.items()}  # a block holds hundreds: none in a worker's shared memory
         rest = {k: v for k, v in batch.items() if k not in ("pixels", "pixel_stats")}
-        return batch, {**rest, **{k: v.cpu() for k, v in cached.items()}}
+        return batch, {**rest, **{k: v.cpu() for k, v in cached.items() if k in read}}
 
     def predict(self, images, texts, top_k: int = 3, check: bool = True, n_keywords: int = 3,
                 progress: bool = True) -> list[dict]:

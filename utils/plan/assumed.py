@@ -52,8 +52,9 @@ TABLE = {
     "VALIDATION_BATCH": Constant(256, "items", "code", "training.predict's batch: validation every epoch, test "
                                  "rows of K-fold units"),
     "PREDICT_BATCH": Constant(32, "items", "code", "the predictor's batch (utils/predict.py)"),
-    "PREDICT_BLOCK_ROWS": Constant(2048, "rows", "code", "the predictor's block on a GPU (utils/predict.py "
-                                   "BLOCK_ROWS): every member's units cross to the card once per block"),
+    "PREDICT_BLOCK_ROWS": Constant({"cpu": 512, "cuda": 2048}, "rows", "code", "the predictor's block "
+                                   "(utils/predict.py BLOCK_ROWS): on a GPU every member's units cross to the card "
+                                   "once per block"),
     "CATALOGUE_CHUNK_ROWS": Constant(1024, "rows", "code", "a catalogue's chunk (utils/catalogue.py CHUNK_ROWS), "
                                      "predicted in one call: on a GPU one block"),
     "ENCODE_BATCH": Constant({"text": 16, "image": 64}, "items", "code", "the caching pass (utils/features.py "

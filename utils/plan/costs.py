@@ -9,11 +9,10 @@ import math
 
 from .. import kinds
 from .assumed import (BYTES_BEST, BYTES_DDP, BYTES_LAST, BYTES_STEP_EXTRA, BYTES_TRAINED, CATALOGUE_CHUNK_ROWS,
-                      CHECKPOINT_COMPUTE,
-                      CUDA_CONTEXT_GB, DDP_EFFICIENCY, ENCODE_BATCH, GB, GRADCAM_ACT_FACTOR, GRADCAM_BATCH,
-                      GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, HOST_TO_DEVICE_GBS, IMAGES_PER_CORE, LARGEST_CATALOGUE,
-                      PREDICT_BATCH, PREDICT_BLOCK_ROWS, STEP_SECONDS,
-                      TABLE, TRAIN_OVER_FORWARD, VALIDATION_BATCH, WORKER_GB, rests_on)
+                      CHECKPOINT_COMPUTE, CUDA_CONTEXT_GB, DDP_EFFICIENCY, ENCODE_BATCH, GB, GRADCAM_ACT_FACTOR,
+                      GRADCAM_BATCH, GRADCAM_FLOPS_FACTOR, HOST_BYTES_BUILD, HOST_TO_DEVICE_GBS, IMAGES_PER_CORE,
+                      LARGEST_CATALOGUE, PREDICT_BATCH, PREDICT_BLOCK_ROWS, STEP_SECONDS, TABLE, TRAIN_OVER_FORWARD,
+                      VALIDATION_BATCH, WORKER_GB, rests_on)
 from .fits import Fit, kfold_members
 from .measured import (_encoder_figures, _encoder_params, _measured, _state_bytes, _with_measurements, figures,
                        host_base_gb, host_base_source, signature)
@@ -231,15 +230,27 @@ def _predictor_units(cfg, platform: Platform) -> tuple[list, list, int, int]:
     return members, own, sum(_encoder_params(m, cfg) for m in ("text", "image")), width
 
 
-def _predict_seconds_per_row(cfg, platform: Platform, block_rows: int = PREDICT_BLOCK_ROWS) -> float:
-    """One row through the predictor at the assumed utilisation; on a GPU also its share of the members' units
-    crossing to the card, once per block of `block_rows` (the shared encoders with each cached member)."""
-    seconds = _predict_flops(cfg) / peak_flops(platform)
+def _predict_seconds(cfg, platform: Platform, rows: float, block_rows: int = PREDICT_BLOCK_ROWS["cuda"]) -> float:
+    """`rows` through the predictor at the assumed utilisation; on a GPU also the members' own units crossing to
+    the card once per block of `block_rows` (the shared frozen encoders stay there, moved once with the caching
+    towers)."""
+    seconds = rows * _predict_flops(cfg) / peak_flops(platform)
     if platform.gpus:
-        members, own, shared, width = _predictor_units(cfg, platform)
-        crossing = sum(own) + width * shared * sum(mode != "raw" for _, mode in members)
-        seconds += crossing / (HOST_TO_DEVICE_GBS * 1e9) / block_rows
+        seconds += math.ceil(rows / block_rows) * sum(_predictor_units(cfg, platform)[1]) / (HOST_TO_DEVICE_GBS * 1e9)
     return seconds
+
+
+def _block_host_bytes(cfg, platform: Platform) -> float:
+    """A block's inputs waiting on the host while the members take turns (utils/predict.py `_inputs`): photos as
+    decoded (uint8), tokens (int64 ids and mask) and, for the cached members, their encoder states (fp16 tokens,
+    counted with the states below the top that only some read) and pooled vectors."""
+    members = [kind for kind in kfold_members(cfg) if kinds.get(kind).neural]
+    read = {m for kind in members for m in kinds.get(kind).reads}
+    cached = {m for kind in members if reads(kind, cfg, "kfold") != "raw" for m in kinds.get(kind).reads}
+    states, pooled = _state_bytes(cfg, True), _state_bytes(cfg, False)
+    row = (3 * cfg.image_size ** 2 if "image" in read else 0) + (16 * cfg.max_len if "text" in read else 0)
+    row += sum(states[m] + pooled[m] for m in cached)
+    return PREDICT_BLOCK_ROWS["cuda" if platform.gpus else "cpu"] * row
 
 
 def _cost_predict(fit: Fit, cfg, platform: Platform) -> Fit:
@@ -250,8 +261,8 @@ def _cost_predict(fit: Fit, cfg, platform: Platform) -> Fit:
     fit.reads = "predict"
     fit.gpu_memory_gb = bool(platform.gpus) * ((width * shared + max(on_device, default=0)) / GB + CUDA_CONTEXT_GB)
     building = max((HOST_BYTES_BUILD * fig.total for fig, _ in members), default=0)  # one unit built in fp32
-    fit.host_ram_gb = host_base_gb() + (4 * shared + sum(own) + building) / GB
-    fit.hours = fit.rows[2] * _predict_seconds_per_row(cfg, platform) / 3600
+    fit.host_ram_gb = host_base_gb() + (4 * shared + sum(own) + building + _block_host_bytes(cfg, platform)) / GB
+    fit.hours = _predict_seconds(cfg, platform, fit.rows[2]) / 3600
     fit.provenance = {"gpu_memory_gb": _device("traced", platform), "host_ram_gb": _host("HOST_BYTES_BUILD"),
                       "hours": rests_on("FLOPs traced on the CPU", mfu_constant(platform), "TRAIN_OVER_FORWARD",
                                         "HOST_TO_DEVICE_GBS" if platform.gpus else "")}
@@ -271,7 +282,8 @@ def tagging(cfg, platform: Platform) -> dict:
     """Rows/s of tagging a catalogue (`python -m utils.predict --csv --out`) on one card of the platform (a shard
     per card), or on its cores: the predictor's FLOPs per row at the assumed utilisation, bounded by the photos
     the loader's workers decode; on the CPU the same cores decode, one after the other."""
-    seconds = _predict_seconds_per_row(cfg, platform, min(PREDICT_BLOCK_ROWS, CATALOGUE_CHUNK_ROWS))
+    block = min(PREDICT_BLOCK_ROWS["cuda"], CATALOGUE_CHUNK_ROWS)
+    seconds = _predict_seconds(cfg, platform, block, block) / block
     if platform.gpus:
         rate = min(1 / seconds, loader_rate(_workers(cfg, platform)))
     else:
