@@ -310,3 +310,16 @@ def test_the_plans_code_constants_are_the_predictors():
     batch = inspect.signature(predict.Predictor.probabilities).parameters["batch_size"].default
     assert plan.PREDICT_BATCH == batch and plan.assumed.PREDICT_BLOCK_ROWS == predict.BLOCK_ROWS
     assert plan.assumed.CATALOGUE_CHUNK_ROWS == catalogue.CHUNK_ROWS
+
+
+def test_tagging_waits_for_the_photos_only_where_a_member_reads_them(monkeypatch):
+    """A block is read whole before its members run: on a GPU the photos' decoding adds to the members' time
+    (not hidden behind it), and a text-only ensemble decodes none."""
+    from utils.plan import costs
+
+    t4, demo = plan.PLATFORMS["colab-t4"], build("demo")
+    text_only = build("demo", {"kfold_models": "text_tfidf,text_frozen"})
+    before = {name: costs.tagging(cfg, t4)["rows_per_s"] for name, cfg in (("demo", demo), ("text", text_only))}
+    monkeypatch.setattr(costs, "loader_rate", lambda workers: 1e12)
+    assert costs.tagging(demo, t4)["rows_per_s"] > 1.1 * before["demo"]
+    assert costs.tagging(text_only, t4)["rows_per_s"] == before["text"]

@@ -280,14 +280,15 @@ def _predict_flops(cfg) -> float:
 
 def tagging(cfg, platform: Platform) -> dict:
     """Rows/s of tagging a catalogue (`python -m utils.predict --csv --out`) on one card of the platform (a shard
-    per card), or on its cores: the predictor's FLOPs per row at the assumed utilisation, bounded by the photos
-    the loader's workers decode; on the CPU the same cores decode, one after the other."""
+    per card), or on its cores: the predictor's FLOPs per row at the assumed utilisation, after the photos (where
+    a member reads them) are decoded: a block is read whole before its members run (utils/predict.py `_block`),
+    by the loader's workers on a GPU, by the same cores on the CPU."""
     block = min(PREDICT_BLOCK_ROWS["cuda"], CATALOGUE_CHUNK_ROWS)
     seconds = _predict_seconds(cfg, platform, block, block) / block
-    if platform.gpus:
-        rate = min(1 / seconds, loader_rate(_workers(cfg, platform)))
-    else:
-        rate = 1 / (seconds + 1 / (IMAGES_PER_CORE * platform.cpu_cores))
+    photos = any("image" in kinds.get(kind).reads for kind in kfold_members(cfg) if kinds.get(kind).neural)
+    if photos:
+        seconds += 1 / (loader_rate(_workers(cfg, platform)) if platform.gpus else IMAGES_PER_CORE * platform.cpu_cores)
+    rate = 1 / seconds
     return {"rows_per_s": round(rate, 1), "largest_catalogue": LARGEST_CATALOGUE,
             "hours": round(LARGEST_CATALOGUE / rate / 3600, 2),
             "provenance": rests_on("FLOPs traced on the CPU", mfu_constant(platform), "TRAIN_OVER_FORWARD",
