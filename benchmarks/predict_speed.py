@@ -107,8 +107,11 @@ def main(argv=None) -> int:
     towers = {m: cache_tower(m, cfg, device) for m in predictor.reads}
     groups = batches_of(len(texts), args.batch_size)
 
+    def read_places(pin=None):
+        return list(Places(cfg, texts, photos, predictor.reads).loader(groups, device, pin=pin))
+
     def read_inputs():
-        return [to_device(b, device) for b in Places(cfg, texts, photos, predictor.reads).loader(groups, device)]
+        return [to_device(b, device) for b in read_places()]
 
     def timed(step) -> float:
         if device.startswith("cuda"):
@@ -119,7 +122,7 @@ def main(argv=None) -> int:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    read = list(Places(cfg, texts, photos, predictor.reads).loader(groups, device, pin=False))  # as the loop reads
+    read = read_places(pin=False)  # on the host, as the loop reads them
     batches = [to_device(batch, device) for batch in read]
     inputs = [predictor._inputs(batch) for batch in read]
     chunk_texts = [[texts[i] for i in group] for group in groups]

@@ -250,14 +250,20 @@ def test_bf16_encoders_answer_within_bf16_rounding_of_the_run_and_say_where_they
     assert "T4" in predict.emulated_bf16("cuda", capability=(7, 5)) and not predict.emulated_bf16("cuda", capability=(9, 0))
 
 
-def test_a_block_waits_on_the_host_with_its_photos_as_read(run_dir, photos, monkeypatch):
-    """While each member takes its turn on the device, a block's chunks wait on the host: the photos as decoded,
-    uint8 (a quarter of float32's bytes: a GPU's block of 2,048 rows in the memory 512 took), normalised by each
-    member that reads them; the cached members read the encoders' states and get no photos."""
+def kept_on_the_host(run_dir, photos, monkeypatch):
+    """A predictor of `run_dir` and what its `_inputs` kept of each chunk, having predicted TEXTS and `photos`."""
     predictor = predict.Predictor(run_dir)
     kept, real = [], predictor._inputs
     monkeypatch.setattr(predictor, "_inputs", lambda batch: kept.append(real(batch)) or kept[-1])
     predictor.probabilities(photos, TEXTS, batch_size=2)
+    return predictor, kept
+
+
+def test_a_block_waits_on_the_host_with_its_photos_as_read(run_dir, photos, monkeypatch):
+    """While each member takes its turn on the device, a block's chunks wait on the host: the photos as decoded,
+    uint8 (a quarter of float32's bytes: a GPU's block of 2,048 rows in the memory 512 took), normalised by each
+    member that reads them; the cached members read the encoders' states and get no photos."""
+    predictor, kept = kept_on_the_host(run_dir, photos, monkeypatch)
     assert len(kept) == 2 and predictor.cached_kinds and "fusion_transformer" not in predictor.cached_kinds
     for batch, cached in kept:
         assert batch["pixels"].dtype == torch.uint8 and "pixel_stats" in batch
@@ -271,10 +277,7 @@ def test_the_plan_counts_what_a_block_holds_on_the_host(run_dir, photos, monkeyp
 
     from utils.plan import costs, detect_platform
 
-    predictor = predict.Predictor(run_dir)
-    kept, real = [], predictor._inputs
-    monkeypatch.setattr(predictor, "_inputs", lambda batch: kept.append(real(batch)) or kept[-1])
-    predictor.probabilities(photos, TEXTS, batch_size=2)
+    predictor, kept = kept_on_the_host(run_dir, photos, monkeypatch)
     held = {id(t): t for batch, cached in kept for t in [*batch.values(), *cached.values()]}
     per_row = sum(t.numel() * t.element_size() for t in held.values()) / len(TEXTS)
     cfg = replace(predictor.cfg, kfold_models=",".join(kind for kind, _, _ in predictor.members))

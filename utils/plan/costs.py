@@ -218,14 +218,19 @@ def _cost_encode_copies(fit: Fit, cfg, platform: Platform) -> Fit:
     return fit
 
 
+def _neural_members(cfg) -> list[tuple[str, str]]:
+    """The predictor's neural K-fold members (utils/predict.py) and what each reads in its K-fold fits: raw rows
+    or cached states."""
+    return [(kind, reads(kind, cfg, "kfold")) for kind in kfold_members(cfg) if kinds.get(kind).neural]
+
+
 def _predictor_units(cfg, platform: Platform) -> tuple[list, list, int, int]:
-    """The predictor's K-fold members (utils/predict.py) on the platform: their figures and modes, the bytes of
-    each member's units as held (half on a GPU machine; every unit of an end-to-end member holds its own
-    encoders), the shared frozen encoders' parameters, and the bytes per weight."""
+    """The predictor's neural members on the platform: their figures and modes, the bytes of each member's units
+    as held (half on a GPU machine; every unit of an end-to-end member holds its own encoders), the shared frozen
+    encoders' parameters, and the bytes per weight."""
     units = cfg.n_folds * len(cfg.training_seeds)
     width = 2 if platform.gpus else 4
-    members = [(figures(kind, cfg, "kfold"), reads(kind, cfg, "kfold")) for kind in kfold_members(cfg)
-               if kind != "text_tfidf"]
+    members = [(figures(kind, cfg, "kfold"), mode) for kind, mode in _neural_members(cfg)]
     own = [units * width * (fig.total if mode == "raw" else fig.trained) for fig, mode in members]
     return members, own, sum(_encoder_params(m, cfg) for m in ("text", "image")), width
 
@@ -244,9 +249,9 @@ def _block_host_bytes(cfg, platform: Platform) -> float:
     """A block's inputs waiting on the host while the members take turns (utils/predict.py `_inputs`): photos as
     decoded (uint8), tokens (int64 ids and mask) and, for the cached members, their encoder states (fp16 tokens,
     counted with the states below the top that only some read) and pooled vectors."""
-    members = [kind for kind in kfold_members(cfg) if kinds.get(kind).neural]
-    read = {m for kind in members for m in kinds.get(kind).reads}
-    cached = {m for kind in members if reads(kind, cfg, "kfold") != "raw" for m in kinds.get(kind).reads}
+    members = _neural_members(cfg)
+    read = {m for kind, _ in members for m in kinds.get(kind).reads}
+    cached = {m for kind, mode in members if mode != "raw" for m in kinds.get(kind).reads}
     states, pooled = _state_bytes(cfg, True), _state_bytes(cfg, False)
     row = (3 * cfg.image_size ** 2 if "image" in read else 0) + (16 * cfg.max_len if "text" in read else 0)
     row += sum(states[m] + pooled[m] for m in cached)
@@ -273,8 +278,7 @@ def _predict_flops(cfg) -> float:
     """Forward FLOPs of one row through the predictor: the shared frozen encoders once, and every unit of an
     end-to-end member its own."""
     units = cfg.n_folds * len(cfg.training_seeds)
-    own = sum(units * figures(kind, cfg, "kfold").flops for kind in kfold_members(cfg)
-              if kind != "text_tfidf" and reads(kind, cfg, "kfold") == "raw")
+    own = sum(units * figures(kind, cfg, "kfold").flops for kind, mode in _neural_members(cfg) if mode == "raw")
     return (own + sum(_encoder_figures(m, cfg).flops for m in ("text", "image"))) / TRAIN_OVER_FORWARD
 
 
@@ -285,8 +289,7 @@ def tagging(cfg, platform: Platform) -> dict:
     by the loader's workers on a GPU, by the same cores on the CPU."""
     block = min(PREDICT_BLOCK_ROWS["cuda"], CATALOGUE_CHUNK_ROWS)
     seconds = _predict_seconds(cfg, platform, block, block) / block
-    photos = any("image" in kinds.get(kind).reads for kind in kfold_members(cfg) if kinds.get(kind).neural)
-    if photos:
+    if any("image" in kinds.get(kind).reads for kind, _ in _neural_members(cfg)):  # photos decoded
         seconds += 1 / (loader_rate(_workers(cfg, platform)) if platform.gpus else IMAGES_PER_CORE * platform.cpu_cores)
     rate = 1 / seconds
     return {"rows_per_s": round(rate, 1), "largest_catalogue": LARGEST_CATALOGUE,
